@@ -1,0 +1,26 @@
+# The one entry point for developers and CI. `make test` works on a fresh machine: it makes its own
+# virtual environment, installs the project with its test extras, and runs every test (slow ones too).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: test lint venv clean
+
+$(BIN)/activate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/activate
+
+venv: $(BIN)/activate
+
+lint: venv
+	$(BIN)/ruff check bridge tests examples
+	$(BIN)/ruff format --check bridge tests examples
+
+test: venv
+	$(BIN)/ruff check bridge tests examples
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,279 @@
+"""Configuration: pydantic models, loaded from YAML and the environment by `load_config()`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bridge.errors import ConfigError
+from bridge.messages import TopicFilter, check_publish_topic
+from bridge.regions import normalize_regions
+
+CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
+ENV_PREFIX = "PLATE_BRIDGE__"
+TOKEN_ENV = "PLATE_RECOGNIZER_TOKEN"
+DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+
+
+class StrictModel(BaseModel):
+    """User configuration rejects unknown keys: a typo must be an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TLSConfig(StrictModel):
+    ca_certs: Path | None = Field(None, description="CA bundle that signed the broker's certificate.")
+    certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    keyfile: Path | None = Field(None, description="Private key of the client certificate.")
+    insecure: bool = Field(False, description="Skip the broker hostname check (self-signed test brokers).")
+
+    @model_validator(mode="after")
+    def _certificate_needs_key(self) -> TLSConfig:
+        if self.keyfile and not self.certfile:
+            raise ValueError("tls.keyfile is set without tls.certfile")
+        return self
+
+
+class MQTTConfig(StrictModel):
+    host: str = Field("localhost", description='Broker host, or "embedded" to run a broker in the bridge.')
+    port: int = Field(1883, ge=0, le=65535, description="Broker port (0 with embedded: any free port).")
+    username: str | None = Field(None, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Broker password; never logged.")
+    tls: bool | TLSConfig = Field(False, description="false, true (system CAs) or CA/client cert files.")
+    client_id: str = Field("plate-bridge", min_length=1, description="MQTT client id.")
+    base_topic: str = Field("plate-bridge", min_length=1, description="Prefix of every topic published.")
+    protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version.")
+    keepalive: int = Field(60, ge=5, le=65535, description="Keep-alive interval in seconds.")
+
+    @field_validator("base_topic")
+    @classmethod
+    def _base_topic_publishable(cls, value: str) -> str:
+        return check_publish_topic(value.rstrip("/"))
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> MQTTConfig:
+        if self.password is not None and not self.username:
+            raise ValueError("mqtt.password is set without mqtt.username")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.host == "embedded"
+
+
+class ReaderConfig(StrictModel):
+    url: str = Field(CLOUD_URL, description="Cloud plate-reader URL or an on-premise SDK URL.")
+    token: SecretStr | None = Field(None, description="API token; also read from PLATE_RECOGNIZER_TOKEN.")
+    timeout: float = Field(15.0, gt=0, le=600, description="Seconds to wait for one HTTP call.")
+    max_calls_per_second: float | None = Field(
+        1.0, gt=0, description="Client-side rate limit shared by all routes; null for none (SDK)."
+    )
+    concurrency: int = Field(2, ge=1, le=64, description="Frames read at the same time.")
+    upload: Literal["file", "base64"] = Field(
+        "file", description="How images are sent: multipart file bytes, or base64 text."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"reader.url {value!r} must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _cloud_needs_token(self) -> ReaderConfig:
+        if self.is_cloud and self.token is None:
+            raise ValueError(
+                f"the cloud URL needs a token: set reader.token or {TOKEN_ENV}, or point reader.url at an SDK"
+            )
+        return self
+
+    @property
+    def is_cloud(self) -> bool:
+        return "api.platerecognizer.com" in self.url
+
+
+class NodeSpec(BaseModel):
+    """One extra node in a route: `type` is a built-in name, a `module:attribute` or a plugin name.
+
+    Its other keys are the node's own settings, checked by the node's settings model.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _node_spec(value: object) -> object:
+    # `nodes: [split]` is shorthand for `nodes: [{type: split}]`.
+    return {"type": value} if isinstance(value, str) else value
+
+
+class RouteConfig(StrictModel):
+    topic: str = Field(description="MQTT filter the frames arrive on; + and # allowed.")
+    name: str | None = Field(None, description="Route name in logs and events (default: the topic).")
+    camera_id: str | None = Field(None, description="null: the level matched by the first +.")
+    regions: tuple[str, ...] = Field((), description="Region codes sent to the reader.")
+    mmc: bool = Field(False, description="Ask for make, model and colour.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Engine config (SDK `config`).")
+    result_topic: str = Field("{base_topic}/{camera_id}/result", description="Where plate events go.")
+    error_topic: str = Field("{base_topic}/{camera_id}/error", description="Where error events go.")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of the subscription and of the events.")
+    retain: bool = Field(False, description="Publish events retained.")
+    share_group: str | None = Field(None, description="MQTT 5 shared-subscription group for replicas.")
+    nodes: list[Annotated[NodeSpec, Field()]] = Field(
+        default_factory=list, description="Extra nodes between validate and publish."
+    )
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _known_regions(cls, value: object) -> tuple[str, ...]:
+        return normalize_regions(value)  # type: ignore[arg-type]
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _shorthand_nodes(cls, value: object) -> object:
+        return [_node_spec(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_filter(cls, value: str) -> str:
+        TopicFilter.parse(value)
+        return value
+
+    @field_validator("result_topic", "error_topic")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            value.format(base_topic="b", camera_id="c", route="r")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"{value!r}: only {{base_topic}}, {{camera_id}} and {{route}} may be used ({exc})"
+            ) from None
+        check_publish_topic(value.format(base_topic="b", camera_id="c", route="r"))
+        return value
+
+    @property
+    def topic_filter(self) -> TopicFilter:
+        parsed = TopicFilter.parse(self.topic)
+        if self.share_group and not parsed.share_group:
+            return TopicFilter(parsed.filter, self.share_group)
+        return parsed
+
+    @property
+    def label(self) -> str:
+        return self.name or self.topic
+
+
+class BridgeConfig(BaseSettings):
+    """The whole configuration. Sources, strongest first: arguments, environment, YAML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # Dict defaults are validated like user input (validate_default), so a problem in a default
+    # (the cloud URL without a token) is reported at its key like any other.
+    mqtt: MQTTConfig = Field(default={})  # type: ignore[assignment]
+    reader: ReaderConfig = Field(default={})  # type: ignore[assignment]
+    routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
+    max_payload_bytes: int = Field(
+        DEFAULT_MAX_PAYLOAD_BYTES, gt=0, description="Frames above this size are refused before decoding."
+    )
+    queued_frames_per_camera: int = Field(
+        2,
+        ge=1,
+        description="Frames a camera may have waiting for the reader; a newer frame pushes out the oldest.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML document is passed in as init arguments by load_config(), below the environment.
+        return env_settings, init_settings
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data, secrets replaced by `**********`."""
+        return self.model_dump(mode="json")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, not {type(document).__name__}")
+    return document
+
+
+def _merge_token(document: dict[str, Any]) -> None:
+    """Take the token from PLATE_RECOGNIZER_TOKEN when no other source sets it."""
+    token = os.environ.get(TOKEN_ENV)
+    if not token or os.environ.get(f"{ENV_PREFIX}READER__TOKEN"):
+        return
+    reader = document.setdefault("reader", {})
+    if isinstance(reader, dict) and not reader.get("token"):
+        reader["token"] = token
+
+
+def format_problems(error: ValidationError) -> list[str]:
+    """One line per problem: the dotted key, then what is wrong with it (no input values echoed)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "configuration"
+        message = problem["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and level)"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> BridgeConfig:
+    """Load the configuration from a YAML file (optional), the environment and keyword overrides.
+
+    Raises ConfigError listing every problem, one line each.
+    """
+    document = _read_yaml(Path(path)) if path is not None else {}
+    document.update(overrides)
+    _merge_token(document)
+    try:
+        return BridgeConfig(**document)
+    except ValidationError as exc:
+        problems = format_problems(exc)
+        raise ConfigError(f"{len(problems)} configuration problem(s)", problems=problems) from None

@@ -1,0 +1,127 @@
+"""The message that flows through a route's nodes, and the small topic types around it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SHARE_PREFIX = "$share/"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, millisecond precision: what events carry and the API accepts."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicFilter:
+    """A validated MQTT subscription filter (`+` and `#` wildcards, optional `$share/GROUP/` prefix)."""
+
+    filter: str
+    share_group: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> TopicFilter:
+        """Parse and check a filter; raise ValueError with the rule it breaks (MQTT 3.1.1 §4.7)."""
+        if not isinstance(text, str) or not text:
+            raise ValueError("a topic filter must be a non-empty string")
+        share_group = None
+        if text.startswith(SHARE_PREFIX):
+            share_group, _, text = text[len(SHARE_PREFIX) :].partition("/")
+            if not share_group or any(c in share_group for c in "+#"):
+                raise ValueError(f"'$share/{share_group}/...' needs a group name without wildcards")
+            if not text:
+                raise ValueError("'$share/GROUP/' must be followed by a topic filter")
+        if "\x00" in text:
+            raise ValueError(f"topic filter {text!r} contains a NUL character")
+        levels = text.split("/")
+        for index, level in enumerate(levels):
+            if "#" in level and (level != "#" or index != len(levels) - 1):
+                raise ValueError(f"topic filter {text!r}: '#' must be a whole level and the last one")
+            if "+" in level and level != "+":
+                raise ValueError(f"topic filter {text!r}: '+' must be a whole level")
+        return cls(text, share_group)
+
+    @property
+    def subscription(self) -> str:
+        """What to send in SUBSCRIBE: the filter with its `$share/GROUP/` prefix when shared."""
+        return f"{SHARE_PREFIX}{self.share_group}/{self.filter}" if self.share_group else self.filter
+
+    def match(self, topic: str) -> tuple[str, ...] | None:
+        """The topic levels the wildcards matched (`#` gives its levels joined), or None if no match."""
+        pattern = self.filter.split("/")
+        levels = topic.split("/")
+        # Wildcards at the first level do not match topics starting with '$' (MQTT 3.1.1 §4.7.2).
+        if topic.startswith("$") and pattern[0] in ("+", "#"):
+            return None
+        captured: list[str] = []
+        for index, part in enumerate(pattern):
+            if part == "#":
+                captured.append("/".join(levels[index:]))
+                return tuple(captured)
+            if index >= len(levels):
+                return None
+            if part == "+":
+                captured.append(levels[index])
+            elif part != levels[index]:
+                return None
+        return tuple(captured) if len(levels) == len(pattern) else None
+
+
+def check_publish_topic(topic: str) -> str:
+    """Return `topic` if events may be published on it (no wildcards, not empty), else raise ValueError."""
+    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+        raise ValueError(f"cannot publish on {topic!r}: a topic must be non-empty and without '+' or '#'")
+    return topic
+
+
+def topic_level(text: str) -> str:
+    """Make `text` safe as one topic level: no separators or wildcards (a camera id from a payload)."""
+    cleaned = "".join("_" if c in "/+#\x00" else c for c in text).strip()
+    return cleaned or "_"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One frame on its way through a route: each node returns a new one (`replace`), never mutates.
+
+    A frozen dataclass rather than a pydantic model: it is built and copied several times per frame
+    on the hot path, and its fields are already checked by the nodes that set them.
+    """
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    route: str = ""
+    camera_id: str | None = None
+    timestamp: datetime | None = None
+    image: bytes | None = None
+    # Set when the frame arrived as base64 text: the reader can send it as is (`upload` accepts
+    # base64), sparing a decode and re-encode.
+    image_base64: str | None = None
+    image_format: str | None = None
+    regions: tuple[str, ...] = ()
+    mmc: bool = False
+    engine_config: Mapping[str, Any] | None = None
+    result: Mapping[str, Any] | None = None
+    scale: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Message:
+        return dataclasses.replace(self, **changes)
+
+
+def route_topic(template: str, base_topic: str, msg: Message) -> str:
+    """Fill a route's result/error topic template for one message."""
+    return template.format(
+        base_topic=base_topic,
+        camera_id=topic_level(msg.camera_id or "unknown"),
+        route=topic_level(msg.route or "route"),
+    )
