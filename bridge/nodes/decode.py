@@ -1,0 +1,127 @@
+"""Decode node: turn an MQTT payload (raw image, base64, data URI or JSON envelope) into an image."""
+
+from __future__ import annotations
+
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge import schemas
+from bridge.errors import EnvelopeInvalid, PayloadNotImage, PayloadTooLarge, SchemaViolation
+from bridge.images import sniff_format
+from bridge.messages import Message, topic_level
+from bridge.nodes.base import Node
+from bridge.regions import normalize_regions
+
+_DATA_URI_PREFIX = b"data:"
+_WHITESPACE = b" \t\r\n"
+
+
+def _decode_base64(text: bytes, what: str) -> bytes:
+    """Strict base64 (standard alphabet, padding required); whitespace and line breaks are allowed."""
+    try:
+        return binascii.a2b_base64(text.translate(None, _WHITESPACE), strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PayloadNotImage(f"{what} is not valid base64 ({exc})") from None
+
+
+def _split_data_uri(text: bytes) -> bytes:
+    """The base64 part of `data:image/jpeg;base64,...`; only base64 data URIs carry images here."""
+    header, comma, data = text.partition(b",")
+    if not comma or not header.endswith(b";base64"):
+        raise PayloadNotImage("a data URI must look like data:image/jpeg;base64,<data>")
+    return data
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise EnvelopeInvalid(f"timestamp {value!r} is not a usable Unix time") from None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise EnvelopeInvalid(f"timestamp {str(value)[:40]!r} is not ISO 8601") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class DecodeNode(Node):
+    """Accepts raw JPEG/PNG bytes, bare base64, a base64 data URI, or the JSON envelope of
+    `schemas/image-message.schema.json`, whose fields override the route's settings."""
+
+    type = "decode"
+
+    def process(self, msg: Message) -> Message:
+        payload = msg.payload
+        limit = self.context.max_payload_bytes
+        # Checked before anything is decoded, so an oversized payload costs no memory beyond itself.
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                f"payload of {len(payload):,} bytes is over the {limit:,}-byte limit", size=len(payload)
+            )
+        if sniff_format(payload):
+            return self._with_image(msg, payload, None)
+        stripped = payload.strip()
+        if stripped.startswith(b"{"):
+            return self._from_envelope(msg, stripped)
+        if stripped.startswith(_DATA_URI_PREFIX):
+            data = _split_data_uri(stripped)
+            return self._with_image(msg, _decode_base64(data, "the data URI"), data)
+        if not stripped:
+            raise PayloadNotImage("empty payload")
+        return self._with_image(msg, _decode_base64(stripped, "the payload"), stripped)
+
+    def _with_image(self, msg: Message, image: bytes, encoded: bytes | None, **changes: Any) -> Message:
+        image_format = sniff_format(image)
+        if image_format is None:
+            raise PayloadNotImage(
+                "the payload is not a JPEG or PNG image (expected raw image bytes, base64, "
+                "a data URI or a JSON envelope with an `image` field)"
+            )
+        image_base64 = encoded.translate(None, _WHITESPACE).decode("ascii") if encoded else None
+        return msg.replace(image=image, image_base64=image_base64, image_format=image_format, **changes)
+
+    def _from_envelope(self, msg: Message, text: bytes) -> Message:
+        try:
+            envelope = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: deeply nested JSON must be a payload error, not a crash.
+            raise EnvelopeInvalid(
+                f"the payload looks like JSON but does not parse ({type(exc).__name__})"
+            ) from None
+        try:
+            schemas.validate("image-message", envelope)
+        except SchemaViolation as exc:
+            raise EnvelopeInvalid(
+                f"the JSON envelope does not match image-message: {exc.problems[0] if exc.problems else exc}",
+                problems=exc.problems,
+            ) from None
+        image_text = envelope["image"].encode("ascii", "replace")
+        if image_text.startswith(_DATA_URI_PREFIX):
+            image_text = _split_data_uri(image_text)
+        image = _decode_base64(image_text, "the envelope's image")
+        changes: dict[str, Any] = {}
+        if "camera_id" in envelope:
+            changes["camera_id"] = topic_level(envelope["camera_id"])
+        if "timestamp" in envelope:
+            changes["timestamp"] = _parse_timestamp(envelope["timestamp"])
+        if "regions" in envelope:
+            try:
+                changes["regions"] = normalize_regions(envelope["regions"])
+            except ValueError as exc:
+                raise EnvelopeInvalid(f"the envelope's regions: {exc}") from None
+        if "mmc" in envelope:
+            changes["mmc"] = envelope["mmc"]
+        if "config" in envelope:
+            config = envelope["config"]
+            if isinstance(config, str):
+                try:
+                    config = json.loads(config)
+                except ValueError:
+                    raise EnvelopeInvalid("the envelope's config is a string but not JSON text") from None
+            if not isinstance(config, dict):
+                raise EnvelopeInvalid("the envelope's config must be a JSON object")
+            changes["engine_config"] = config
+        return self._with_image(msg, image, image_text, **changes)
