@@ -1,0 +1,350 @@
+"""The `plate-bridge` command: arguments and exit codes over the library, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from bridge import __version__
+from bridge.config import TOKEN_ENV, load_config
+from bridge.errors import BridgeError, ConfigError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+CSV_COLUMNS = [
+    "filename",
+    "plate",
+    "score",
+    "dscore",
+    "region",
+    "vehicle_type",
+    "xmin",
+    "ymin",
+    "xmax",
+    "ymax",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("bridge")
+
+
+def _image_paths(paths: Sequence[str]) -> list[Path]:
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ConfigError(f"{name}: no such file or folder")
+    if not found:
+        raise ConfigError(f"no .jpg, .jpeg or .png image under {', '.join(paths)}")
+    return found
+
+
+def _progress(items: list[Path], stream: IO[str]) -> Iterator[Path]:
+    """A one-line progress bar on a terminal for more than one image; nothing when piped."""
+    show = len(items) > 1 and stream.isatty()
+    for index, item in enumerate(items, 1):
+        if show:
+            done = int(30 * index / len(items))
+            stream.write(f"\r[{'#' * done}{'.' * (30 - done)}] {index}/{len(items)} {item.name[:40]:<40}")
+            stream.flush()
+        yield item
+    if show:
+        stream.write("\n")
+
+
+def _csv_rows(path: Path, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for result in body.get("results", []):
+        box = result.get("box", {})
+        yield {
+            "filename": str(path),
+            "plate": result.get("plate"),
+            "score": result.get("score"),
+            "dscore": result.get("dscore"),
+            "region": (result.get("region") or {}).get("code"),
+            "vehicle_type": (result.get("vehicle") or {}).get("type"),
+            **{key: box.get(key) for key in ("xmin", "ymin", "xmax", "ymax")},
+        }
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    from bridge.reader import CLOUD_URL, PlateReader
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    url = args.url or CLOUD_URL
+    if "api.platerecognizer.com" in url and not token:
+        raise ConfigError(
+            f"the cloud API needs a token: pass --token or set {TOKEN_ENV} (or --url for an SDK)"
+        )
+    try:
+        config = json.loads(args.config) if args.config else None
+    except ValueError:
+        raise ConfigError("--config is not JSON text") from None
+    if config is not None and not isinstance(config, dict):
+        raise ConfigError("--config must be a JSON object")
+    paths = _image_paths(args.paths)
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    failed = 0
+    try:
+        writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
+        if writer:
+            writer.writeheader()
+        with PlateReader(url, token=token, timeout=args.timeout) as reader:
+            for path in _progress(paths, sys.stderr):
+                try:
+                    body = reader.read(
+                        path.read_bytes(),
+                        regions=args.regions,
+                        camera_id=args.camera_id,
+                        mmc=True if args.mmc else None,
+                        config=config,
+                        filename=path.name,
+                    )
+                except BridgeError as error:
+                    if error.code in ("reader_forbidden", "reader_unavailable"):
+                        raise  # every other image would fail the same way
+                    failed += 1
+                    print(f"{path}: {error.code}: {error}", file=sys.stderr)
+                    continue
+                if writer:
+                    writer.writerows(_csv_rows(path, body))
+                else:
+                    out.write(json.dumps({"path": str(path), **body}) + "\n")
+                out.flush()
+    finally:
+        if args.output:
+            out.close()
+    if failed:
+        print(f"{failed} of {len(paths)} image(s) could not be read", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    yaml.safe_dump(config.masked(), sys.stdout, sort_keys=False)
+    return EXIT_OK
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.service import Bridge
+
+    config = load_config(args.config)
+    logging.getLogger().setLevel(config.log_level)
+    bridge = Bridge(config)
+    bridge.start()
+    host, port = bridge.broker_address
+    print(
+        f"plate-bridge {__version__}: broker {host}:{port}, {len(config.routes)} route(s); Ctrl+C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        _wait_for_signal()
+    finally:
+        bridge.stop()
+    return EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """A camera simulator: publish image files on a topic, as raw bytes, base64 or a JSON envelope."""
+    import base64
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    paths = _image_paths(args.images)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"plate-bridge-publish-{os.getpid()}")
+    client.connect(args.host, args.port)
+    client.loop_start()
+    try:
+        for _ in range(args.repeat):
+            for path in paths:
+                data = path.read_bytes()
+                if args.format == "base64":
+                    payload: bytes = base64.b64encode(data)
+                elif args.format == "json":
+                    envelope: dict[str, Any] = {"image": base64.b64encode(data).decode()}
+                    if args.camera_id:
+                        envelope["camera_id"] = args.camera_id
+                    payload = json.dumps(envelope).encode()
+                else:
+                    payload = data
+                client.publish(args.topic, payload, qos=args.qos).wait_for_publish(10)
+                print(f"published {path} ({len(payload):,} bytes) on {args.topic}", file=sys.stderr)
+                if args.interval:
+                    time.sleep(args.interval)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return EXIT_OK
+
+
+DEMO_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
+def _demo_reader(args: argparse.Namespace) -> dict[str, Any]:
+    """The reader section for the demo: an SDK URL when given, else the cloud when a token is set."""
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if args.url:
+        return {"url": args.url, "token": token, "max_calls_per_second": None}
+    if token:
+        return {"token": token, "max_calls_per_second": 1}
+    raise ConfigError(
+        f"the demo needs a plate reader: set {TOKEN_ENV} for the Plate Recognizer cloud, "
+        "or pass --url with an on-premise SDK URL (e.g. http://localhost:8080/v1/plate-reader/)"
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Embedded broker + bridge + camera simulator: publish the example images, print plate events."""
+    import base64
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from bridge.service import Bridge
+
+    paths = _image_paths([args.images])
+    config = load_config(
+        mqtt={"host": "embedded", "port": args.port},
+        reader=_demo_reader(args),
+        routes=[{"topic": "cameras/+/image", "regions": args.regions}],
+    )
+    bridge = Bridge(config)
+    bridge.start()
+    host, port = bridge.broker_address
+    print(f"embedded MQTT broker on {host}:{port}; try: mosquitto_sub -p {port} -t 'plate-bridge/#' -v")
+    events: list[tuple[str, dict[str, Any]]] = []
+    done = threading.Condition()
+
+    def on_event(client: Any, userdata: Any, message: Any) -> None:
+        event = json.loads(message.payload)
+        with done:
+            events.append((message.topic, event))
+            done.notify_all()
+        if message.topic.endswith("/result"):
+            plates = ", ".join(f"{r['plate']} ({r['score']:.2f})" for r in event["results"]) or "no plate"
+            print(f"{message.topic}: {plates}")
+        else:
+            print(f"{message.topic}: {event['code']}: {event['message']}")
+        print(f"  {json.dumps(event)}")
+
+    camera = paho.Client(CallbackAPIVersion.VERSION2, client_id="plate-bridge-demo-camera")
+    camera.on_message = on_event
+    camera.connect(host, port)
+    camera.subscribe([("plate-bridge/+/result", 1), ("plate-bridge/+/error", 1)])
+    camera.loop_start()
+    try:
+        for path in paths:
+            topic = f"cameras/{path.stem.replace('/', '_')}/image"
+            print(f"publishing {path.name} on {topic}")
+            camera.publish(topic, base64.b64encode(path.read_bytes()), qos=1).wait_for_publish(10)
+        with done:
+            done.wait_for(lambda: len(events) >= len(paths), timeout=args.timeout)
+    finally:
+        camera.loop_stop()
+        camera.disconnect()
+        bridge.stop()
+    errors = sum(1 for topic, _ in events if topic.endswith("/error"))
+    print(f"{len(paths)} frame(s) published, {len(events) - errors} plate event(s), {errors} error event(s)")
+    return EXIT_OK if len(events) >= len(paths) and not errors else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plate-bridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"plate-bridge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    recognize = commands.add_parser("recognize", help="read the plates of image files once")
+    recognize.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
+    recognize.add_argument(
+        "--regions", action="append", default=[], metavar="CODE", help="region code; repeat"
+    )
+    recognize.add_argument("--camera-id")
+    recognize.add_argument("--mmc", action="store_true", help="ask for make, model and colour")
+    recognize.add_argument("--config", metavar="JSON", help="engine config (SDK), a JSON object")
+    recognize.add_argument("--url", help="plate-reader URL (default: the cloud API)")
+    recognize.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
+    recognize.add_argument("--timeout", type=float, default=30.0)
+    recognize.add_argument("--format", choices=["json", "csv"], default="json")
+    recognize.add_argument("-o", "--output", metavar="FILE")
+    recognize.set_defaults(handler=cmd_recognize)
+
+    run = commands.add_parser("run", help="run the bridge until SIGINT/SIGTERM")
+    run.add_argument("--config", metavar="FILE", help="YAML configuration")
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check-config", help="print the effective configuration, secrets masked")
+    check.add_argument("config", metavar="FILE")
+    check.set_defaults(handler=cmd_check_config)
+
+    publish = commands.add_parser("publish", help="camera simulator: publish images on a topic")
+    publish.add_argument("images", nargs="+", metavar="IMAGE")
+    publish.add_argument("--topic", required=True)
+    publish.add_argument("--host", default="127.0.0.1")
+    publish.add_argument("--port", type=int, default=1883)
+    publish.add_argument("--format", choices=["raw", "base64", "json"], default="base64")
+    publish.add_argument("--camera-id")
+    publish.add_argument("--qos", type=int, choices=[0, 1, 2], default=1)
+    publish.add_argument("--repeat", type=int, default=1)
+    publish.add_argument("--interval", type=float, default=0.0, help="seconds between frames")
+    publish.set_defaults(handler=cmd_publish)
+
+    demo = commands.add_parser("demo", help="embedded broker + bridge + camera simulator, printing events")
+    demo.add_argument("--images", default=str(DEMO_IMAGES), help="folder of images the camera publishes")
+    demo.add_argument("--url", help="an SDK plate-reader URL (default: the cloud, with the token)")
+    demo.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
+    demo.add_argument("--regions", action="append", default=[], metavar="CODE")
+    demo.add_argument("--port", type=int, default=1883, help="broker port; the next free one if taken")
+    demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the events")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"plate-bridge: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except BridgeError as error:
+        print(f"plate-bridge: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The MQTT client: the only module that imports paho; it knows nothing of Plate Recognizer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from bridge.config import MQTTConfig, TLSConfig
+from bridge.errors import BrokerError, PublishError
+from bridge.messages import check_publish_topic
+
+log = logging.getLogger(__name__)
+
+STATE_TOPIC = "bridge/state"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message as received, built once from paho's MQTTMessage at the edge (as aiomqtt does)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class MqttClient:
+    """paho behind one class: availability topic with last will, resubscribe on every (re)connect,
+    a refused CONNACK treated as not connected, publishing from any thread.
+    """
+
+    def __init__(
+        self,
+        settings: MQTTConfig,
+        *,
+        on_message: Callable[[InboundMessage], None],
+        subscriptions: Sequence[tuple[str, int]] = (),
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.host = host or settings.host
+        self.port = port if port is not None else settings.port
+        self.subscriptions = list(subscriptions)
+        self.state_topic = f"{settings.base_topic}/{STATE_TOPIC}"
+        self._on_message = on_message
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        self._attempted = threading.Event()
+        self._state: dict[str, Any] = {"state": "online"}
+        self._client = self._make_client()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def _make_client(self) -> paho.Client:
+        settings = self.settings
+        v5 = settings.protocol == "5"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            client.username_pw_set(settings.username, password)
+        if settings.tls:
+            tls = settings.tls if isinstance(settings.tls, TLSConfig) else TLSConfig()
+            client.tls_set(
+                ca_certs=str(tls.ca_certs) if tls.ca_certs else None,
+                certfile=str(tls.certfile) if tls.certfile else None,
+                keyfile=str(tls.keyfile) if tls.keyfile else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            if tls.insecure:
+                client.tls_insecure_set(True)
+        # Retained "offline" as last will: subscribers (Home Assistant availability) see a crash.
+        client.will_set(self.state_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        return client
+
+    def start(self, wait: float = 10.0) -> None:
+        """Connect in the background; wait up to `wait` s for the broker's answer.
+
+        Raises BrokerError when the broker refuses (bad credentials, bad client id); when it cannot be
+        reached yet, logs it and keeps trying in the background (paho reconnects with backoff).
+        """
+        try:
+            self._client.connect_async(self.host, self.port, keepalive=self.settings.keepalive)
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"cannot connect to the broker at {self.host}:{self.port}: {exc}") from None
+        self._client.loop_start()
+        self._attempted.wait(wait)
+        if self._refused:
+            self._client.loop_stop()
+            raise BrokerError(
+                f"the broker at {self.host}:{self.port} refused the connection: {self._refused}"
+            )
+        if not self.connected:
+            log.warning("broker %s:%s not reachable yet; retrying in the background", self.host, self.port)
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self) -> None:
+        """Publish `offline` (retained), disconnect cleanly, stop the network thread."""
+        if self.connected:
+            info = self._client.publish(
+                self.state_topic, json.dumps({"state": "offline"}), qos=1, retain=True
+            )
+            try:
+                info.wait_for_publish(timeout=3)
+            except (RuntimeError, ValueError):
+                log.warning("could not confirm the offline state before disconnecting")
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def set_state(self, **fields: Any) -> None:
+        """Merge `fields` into the retained `{base_topic}/bridge/state` document and publish it."""
+        self._state.update(fields)
+        if self.connected:
+            self.publish(self.state_topic, json.dumps(self._state).encode(), qos=1, retain=True)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
+        """Queue a publish; paho keeps QoS 1/2 messages in flight across reconnects."""
+        check_publish_topic(topic)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            # NO_CONN: paho has queued the message and sends it after reconnecting.
+            raise PublishError(f"cannot publish on {topic}: {paho.error_string(info.rc)}", topic=topic)
+
+    def _handle_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            # A refused CONNACK is not a connection (bad credentials must not look "online").
+            self._refused = str(reason_code)
+            log.error("broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
+            self._attempted.set()
+            return
+        self._refused = None
+        log.info("connected to broker %s:%s", self.host, self.port)
+        client.publish(self.state_topic, json.dumps(self._state), qos=1, retain=True)
+        for topic, qos in self.subscriptions:
+            client.subscribe(topic, qos)
+        self._connected.set()
+        self._attempted.set()
+
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        was_connected = self.connected
+        self._connected.clear()
+        if was_connected:
+            log.warning("disconnected from broker %s:%s (%s)", self.host, self.port, reason_code)
+        self._attempted.set()
+
+    def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        inbound = InboundMessage(message.topic, message.payload, message.qos, bool(message.retain))
+        try:
+            self._on_message(inbound)
+        except Exception:
+            # Never let a handler bug kill paho's network thread.
+            log.exception("handler failed for a message on %s", inbound.topic)

@@ -1,0 +1,199 @@
+"""The running bridge: MQTT in → a route's flow on a worker pool → MQTT out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.broker import EmbeddedBroker, pick_port
+from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
+from bridge.errors import FrameDropped
+from bridge.flows import Flow
+from bridge.framequeue import FrameQueue
+from bridge.messages import Message, TopicFilter, topic_level, utc_now
+from bridge.mqtt import InboundMessage, MqttClient
+from bridge.nodes import NodeContext, Reader
+from bridge.ratelimit import CallLimiter
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_HOST = "127.0.0.1"
+
+
+def build_reader(settings: ReaderConfig) -> Reader:
+    """The reader a configuration asks for (the cloud or an SDK over HTTP)."""
+    from bridge.reader import PlateReader
+
+    return PlateReader(
+        settings.url,
+        token=settings.token.get_secret_value() if settings.token else None,
+        timeout=settings.timeout,
+        upload_base64=settings.upload == "base64",
+        # The flow's validate node checks every response; checking twice would only cost time.
+        validate=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    config: RouteConfig
+    topic_filter: TopicFilter
+    flow: Flow
+
+    def camera_id(self, topic: str, captured: tuple[str, ...]) -> str:
+        """The route's literal camera id, else the level the first wildcard matched, else the last level."""
+        if self.config.camera_id:
+            return self.config.camera_id
+        if captured:
+            return topic_level(captured[0].split("/", 1)[0])
+        return topic_level(topic.rsplit("/", 1)[-1])
+
+
+@dataclass
+class BridgeStats:
+    received: int = 0
+    unrouted: int = 0
+    dropped: int = 0
+    processed: int = 0
+
+
+class Bridge:
+    """Owns the broker connection, the flows and the workers; `start()`, then `stop()`."""
+
+    def __init__(self, config: BridgeConfig, *, reader: Reader | None = None) -> None:
+        self.config = config
+        self.stats = BridgeStats()
+        self._reader = reader
+        self._queue: FrameQueue[tuple[_Route, Message]] = FrameQueue(config.queued_frames_per_camera)
+        self._workers: list[threading.Thread] = []
+        self._routes: list[_Route] = []
+        self._accepting = False
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self.broker: EmbeddedBroker | None = None
+        self.mqtt: MqttClient | None = None
+
+    @property
+    def broker_address(self) -> tuple[str, int]:
+        if self.mqtt is None:
+            raise RuntimeError("the bridge is not started")
+        return self.mqtt.host, self.mqtt.port
+
+    def start(self, connect_wait: float = 10.0) -> None:
+        settings = self.config.mqtt
+        host, port = settings.host, settings.port
+        if settings.embedded:
+            port = pick_port(EMBEDDED_HOST, settings.port)
+            if settings.port and port != settings.port:
+                log.warning("port %s is taken; the embedded broker uses %s instead", settings.port, port)
+            self.broker = EmbeddedBroker(EMBEDDED_HOST, port)
+            self.broker.start()
+            host = EMBEDDED_HOST
+        reader = self._reader or build_reader(self.config.reader)
+        limiter = CallLimiter(self.config.reader.max_calls_per_second)
+        self.mqtt = MqttClient(
+            settings,
+            on_message=self._accept,
+            subscriptions=[(route.topic_filter.subscription, route.qos) for route in self.config.routes],
+            host=host,
+            port=port,
+        )
+        for route in self.config.routes:
+            context = NodeContext(
+                route=route,
+                base_topic=settings.base_topic,
+                publisher=self.mqtt,
+                reader=reader,
+                limiter=limiter,
+                max_payload_bytes=self.config.max_payload_bytes,
+            )
+            flow = Flow.build(route, context)
+            flow.start()
+            self._routes.append(_Route(route, route.topic_filter, flow))
+        for index in range(self.config.reader.concurrency):
+            worker = threading.Thread(target=self._work, name=f"reader-worker-{index}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        self._accepting = True
+        try:
+            self.mqtt.start(wait=connect_wait)
+        except Exception:
+            self.stop(deadline=0)
+            raise
+
+    def _accept(self, inbound: InboundMessage) -> None:
+        """Called on paho's network thread: match a route, queue the frame, return at once."""
+        self.stats.received += 1
+        if not self._accepting:
+            return
+        for route in self._routes:
+            captured = route.topic_filter.match(inbound.topic)
+            if captured is None:
+                continue
+            msg = Message(
+                topic=inbound.topic,
+                payload=inbound.payload,
+                received_at=utc_now(),
+                route=route.config.label,
+                camera_id=route.camera_id(inbound.topic, captured),
+                regions=route.config.regions,
+                mmc=route.config.mmc,
+                engine_config=route.config.config or None,
+            )
+            pushed_out = self._queue.put((id(route), msg.camera_id), (route, msg))
+            if pushed_out is not None:
+                self._drop(*pushed_out, reason="a newer frame of the same camera arrived first")
+            return
+        # Some brokers (amqtt) deliver retained messages the client never subscribed to.
+        self.stats.unrouted += 1
+        log.debug("ignoring %s: no route matches it", inbound.topic)
+
+    def _drop(self, route: _Route, msg: Message, *, reason: str) -> None:
+        self.stats.dropped += 1
+        route.flow.report(msg, FrameDropped(f"frame dropped unread: {reason}"))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            route, msg = item
+            with self._busy_lock:
+                self._busy += 1
+            try:
+                route.flow.run(msg)
+            except Exception:
+                log.exception("route %s: flow failed", route.config.label)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+                    self.stats.processed += 1
+
+    def idle(self) -> bool:
+        with self._busy_lock:
+            return self._busy == 0 and len(self._queue) == 0
+
+    def stop(self, deadline: float = 10.0) -> None:
+        """Stop taking frames, let queued and in-flight ones finish within `deadline` seconds, report
+        the rest as dropped, publish `offline` and disconnect."""
+        self._accepting = False
+        give_up = time.monotonic() + deadline
+        while not self.idle() and time.monotonic() < give_up:
+            time.sleep(0.02)
+        for route, msg in self._queue.close():
+            self._drop(route, msg, reason="the bridge is shutting down")
+        for worker in self._workers:
+            worker.join(max(0.0, give_up - time.monotonic()) + 0.5)
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        for route in self._routes:
+            route.flow.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def describe(self) -> dict[str, Any]:
+        host, port = self.broker_address
+        return {"broker": f"{host}:{port}", "embedded": self.broker is not None, "routes": len(self._routes)}

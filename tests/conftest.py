@@ -1,0 +1,172 @@
+"""Shared fixtures: the shared data folder, real brokers (amqtt, mosquitto), the reader emulator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bridge.broker import EmbeddedBroker, pick_port
+from tests.emulator import ReaderEmulator
+
+# CI clones the repository into a folder of its own with `shared/` beside it, as in development.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RESPONSES = SHARED / "data" / "responses"
+PLATES = SHARED / "data" / "plates"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+needs_shared = pytest.mark.skipif(
+    not RESPONSES.is_dir(), reason=f"the shared data folder {SHARED} is not there (it is read in place)"
+)
+
+
+def free_port() -> int:
+    return pick_port("127.0.0.1", 0)
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
+
+
+@dataclass
+class BrokerAddress:
+    kind: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+
+class Mosquitto:
+    """A mosquitto of the test's own on a free port, with a temporary configuration."""
+
+    def __init__(self, folder: Path, port: int | None = None, extra: str = "") -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mosquitto:
+        conf = self.folder / f"mosquitto-{self.port}.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{self.extra}\n"
+        )
+        self.process = subprocess.Popen(
+            ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+@pytest.fixture(params=["amqtt", "mosquitto"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerAddress]:
+    """A real broker on a free port: the embedded amqtt always, mosquitto when its binary exists."""
+    if request.param == "amqtt":
+        embedded = EmbeddedBroker("127.0.0.1", free_port())
+        embedded.start()
+        try:
+            yield BrokerAddress("amqtt", "127.0.0.1", embedded.port)
+        finally:
+            embedded.stop()
+        return
+    if shutil.which("mosquitto") is None:
+        pytest.skip("the mosquitto binary is not installed")
+    mosquitto = Mosquitto(tmp_path).start()
+    try:
+        yield BrokerAddress("mosquitto", "127.0.0.1", mosquitto.port, mosquitto.process)
+    finally:
+        mosquitto.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[ReaderEmulator]:
+    with ReaderEmulator() as running:
+        yield running
+
+
+class Collector:
+    """A plain MQTT subscriber for assertions: collects messages, waits for them with a timeout."""
+
+    def __init__(self, host: str, port: int, topics: list[str]) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._changed = threading.Condition()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{id(self)}")
+        self._client.on_message = self._on_message
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *_: subscribed.set()
+        self._client.connect(host, port)
+        self._client.loop_start()
+        self._client.subscribe([(topic, 1) for topic in topics])
+        if not subscribed.wait(10):
+            raise TimeoutError("the collector could not subscribe")
+
+    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        with self._changed:
+            self.messages.append((message.topic, message.payload, bool(message.retain)))
+            self._changed.notify_all()
+
+    def on(self, topic: str) -> list[Any]:
+        with self._changed:
+            return [json.loads(payload) for name, payload, _ in self.messages if name == topic]
+
+    def wait_for(self, topic: str, count: int = 1, timeout: float = 15.0) -> list[Any]:
+        """The JSON documents received on `topic` once there are `count` of them (or fail)."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: sum(1 for name, _, _ in self.messages if name == topic) >= count, timeout
+            )
+        found = self.on(topic)
+        assert len(found) >= count, f"{len(found)} message(s) on {topic} after {timeout} s, wanted {count}"
+        return found
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self._client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+@pytest.fixture
+def collector_factory() -> Iterator[Any]:
+    made: list[Collector] = []
+
+    def make(host: str, port: int, topics: list[str]) -> Collector:
+        made.append(Collector(host, port, topics))
+        return made[-1]
+
+    yield make
+    for collector in made:
+        collector.close()

@@ -1,0 +1,252 @@
+"""The bridge end to end: a real broker (amqtt, mosquitto), the reader emulator over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge import schemas
+from bridge.config import load_config
+from bridge.service import Bridge
+from tests.conftest import EXAMPLES, BrokerAddress, Collector
+from tests.emulator import ReaderEmulator
+from tests.images import jpeg, png
+
+FRAME = jpeg(text="AB12CDE")
+
+
+def bridge_config(broker: BrokerAddress, emulator: ReaderEmulator, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "mqtt": {"host": broker.host, "port": broker.port, "client_id": f"bridge-{os.getpid()}"},
+        "reader": {"url": emulator.url, "max_calls_per_second": None, "concurrency": 2},
+        "routes": [{"topic": "cameras/+/image", "regions": ["gb"]}],
+        # Tests publish bursts on one camera; latest-frame-wins has its own test.
+        "queued_frames_per_camera": 100,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def running_bridge() -> Iterator[Any]:
+    started: list[Bridge] = []
+
+    def start(config: dict[str, Any]) -> Bridge:
+        bridge = Bridge(load_config(**config))
+        bridge.start()
+        assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+        started.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in started:
+        bridge.stop(deadline=5)
+
+
+PAYLOADS = {
+    "base64": base64.b64encode,
+    "data-uri": lambda image: b"data:image/jpeg;base64," + base64.b64encode(image),
+    "envelope": lambda image: json.dumps({"image": base64.b64encode(image).decode()}).encode(),
+    "raw": lambda image: image,
+}
+
+
+def test_every_payload_format_becomes_a_plate_event_and_garbage_an_error_event(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    running_bridge(bridge_config(broker, emulator))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    for encode in PAYLOADS.values():
+        collector.publish("cameras/drive/image", encode(FRAME))
+        garbage = encode(b"this is not an image at all")
+        collector.publish("cameras/drive/image", garbage)
+    results = collector.wait_for("plate-bridge/drive/result", len(PAYLOADS))
+    errors = collector.wait_for("plate-bridge/drive/error", len(PAYLOADS))
+    for event in results:
+        schemas.validate("plate-event", event)
+        assert event["camera_id"] == "drive" and event["topic"] == "cameras/drive/image"
+        assert event["results"], "the emulator answers a plate for every image"
+    for event in errors:
+        schemas.validate("error-event", event)
+        assert event["code"] in {"payload_not_image", "envelope_invalid"}
+        assert "this is not an image" not in json.dumps(event)
+    assert len(emulator.requests) == len(PAYLOADS)
+    assert all(request.upload == FRAME for request in emulator.requests)
+    assert all(request.fields["regions"] == ["gb"] for request in emulator.requests)
+
+
+def test_routes_send_their_own_regions_and_camera_ids(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    routes = [
+        {"topic": "gate/+/snapshot", "regions": ["fr", "de"]},
+        {
+            "topic": "lot/entrance",
+            "camera_id": "entrance-cam",
+            "regions": ["us-ca"],
+            "mmc": True,
+            "config": {"mode": "fast"},
+        },
+        {"topic": "frigate/#", "regions": ["br"], "result_topic": "alpr/{route}/{camera_id}"},
+    ]
+    running_bridge(bridge_config(broker, emulator, routes=routes))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#", "alpr/#"])
+    collector.publish("gate/north/snapshot", FRAME)
+    collector.wait_for("plate-bridge/north/result")
+    collector.publish("lot/entrance", base64.b64encode(png()))
+    collector.wait_for("plate-bridge/entrance-cam/result")
+    collector.publish("frigate/garage/snapshot", FRAME)
+    [event] = collector.wait_for("alpr/frigate__/garage")
+    assert event["route"] == "frigate/#"
+    by_camera = {request.fields["camera_id"][0]: request for request in emulator.requests}
+    assert by_camera["north"].fields["regions"] == ["fr", "de"]
+    assert by_camera["entrance-cam"].fields["regions"] == ["us-ca"]
+    assert by_camera["entrance-cam"].fields["mmc"] == ["true"]
+    assert json.loads(by_camera["entrance-cam"].fields["config"][0]) == {"mode": "fast"}
+    assert by_camera["garage"].fields["regions"] == ["br"]
+
+
+def test_envelope_overrides_reach_the_reader(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    running_bridge(bridge_config(broker, emulator))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    envelope = {
+        "image": base64.b64encode(FRAME).decode(),
+        "camera_id": "porch",
+        "timestamp": "2026-11-25T10:00:00Z",
+        "regions": ["it"],
+    }
+    collector.publish("cameras/drive/image", json.dumps(envelope).encode())
+    [event] = collector.wait_for("plate-bridge/porch/result")
+    assert event["timestamp"] == "2026-11-25T10:00:00.000Z"
+    [request] = emulator.requests
+    assert request.fields["regions"] == ["it"]
+    assert request.fields["timestamp"] == ["2026-11-25T10:00:00.000000Z"]
+
+
+def test_reader_errors_become_error_events_and_the_bridge_goes_on(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    running_bridge(bridge_config(broker, emulator))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    emulator.fail_next(403)
+    collector.publish("cameras/drive/image", FRAME)
+    [error] = collector.wait_for("plate-bridge/drive/error")
+    assert error["code"] == "reader_forbidden" and error["status_code"] == 403
+    schemas.validate("error-event", error)
+    collector.publish("cameras/drive/image", FRAME)
+    collector.wait_for("plate-bridge/drive/result")
+
+
+def test_a_custom_node_from_the_config(
+    broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    running_bridge: Any,
+    collector_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES / "watchlist"))
+    routes = [
+        {
+            "topic": "cameras/+/image",
+            "nodes": [
+                {"type": "plate_bridge_watchlist:WatchlistNode", "plates": ["NHK 552"]},
+                {"type": "filter", "min_score": 0.99},
+            ],
+        }
+    ]
+    running_bridge(bridge_config(broker, emulator, routes=routes))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    collector.publish("cameras/drive/image", FRAME)
+    [alert] = collector.wait_for("plate-bridge/drive/watchlist")
+    assert alert == {"plate": "nhk552", "camera_id": "drive", "topic": "cameras/drive/image"}
+    # The filter after it dropped the 0.896-score reading, so no result event is published.
+    time.sleep(0.5)
+    assert collector.on("plate-bridge/drive/result") == []
+
+
+def test_a_plugin_from_the_entry_point_group(
+    broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    running_bridge: Any,
+    collector_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # What `pip install ./examples/watchlist` leaves behind, made by hand: metadata with its entry point.
+    dist = tmp_path / "plate_bridge_watchlist-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plate-bridge-watchlist\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[plate_bridge.nodes]\nwatchlist = plate_bridge_watchlist:WatchlistNode\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(EXAMPLES / "watchlist"))
+    routes = [{"topic": "cameras/+/image", "nodes": [{"type": "watchlist", "plates": ["nhk552"]}]}]
+    running_bridge(bridge_config(broker, emulator, routes=routes))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    collector.publish("cameras/drive/image", FRAME)
+    collector.wait_for("plate-bridge/drive/watchlist")
+    collector.wait_for("plate-bridge/drive/result")
+
+
+def test_only_routed_topics_are_read(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    # A retained frame on another topic: amqtt delivers retained messages to clients that never
+    # subscribed to them; the bridge must ignore it.
+    collector.publish("elsewhere/cam/image", FRAME, retain=True)
+    bridge = running_bridge(bridge_config(broker, emulator))
+    collector.publish("cameras/drive/image", FRAME)
+    collector.wait_for("plate-bridge/drive/result")
+    assert len(emulator.requests) == 1
+    assert bridge.stats.processed == 1
+
+
+def _run_bridge_process(tmp_path: Path, config: dict[str, Any]) -> subprocess.Popen[bytes]:
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "run", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_availability_online_then_offline_when_killed_or_stopped(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path
+) -> None:
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/bridge/state"])
+    state = "plate-bridge/bridge/state"
+    process = _run_bridge_process(tmp_path, bridge_config(broker, emulator))
+    try:
+        assert collector.wait_for(state, 1)[-1] == {"state": "online"}
+        process.kill()  # no clean shutdown: the broker publishes the last will
+        process.wait(10)
+        assert collector.wait_for(state, 2)[-1] == {"state": "offline"}
+        process = _run_bridge_process(tmp_path, bridge_config(broker, emulator))
+        assert collector.wait_for(state, 3)[-1] == {"state": "online"}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+        assert collector.wait_for(state, 4)[-1] == {"state": "offline"}
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    retained: Collector = collector_factory(broker.host, broker.port, [state])
+    assert retained.wait_for(state)[-1] == {"state": "offline"}
