@@ -18,10 +18,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.broker import EmbeddedBroker, pick_port
+from tests.emulator import DEFAULT_SHARED_DIR as SHARED
 from tests.emulator import ReaderEmulator
 
-# CI clones the repository into a folder of its own with `shared/` beside it, as in development.
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RESPONSES = SHARED / "data" / "responses"
 PLATES = SHARED / "data" / "plates"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

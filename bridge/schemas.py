@@ -1,0 +1,143 @@
+"""The project's JSON Schemas (`schemas/*.schema.json`), loaded once and checked against offline."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from bridge.errors import SchemaViolation
+
+__all__ = ["names", "problems", "schema", "validate", "validator"]
+
+SUFFIX = ".schema.json"
+MAX_PROBLEMS = 10
+# Longer renderings of a value are summarised: documents can carry megabytes of base64.
+MAX_VALUE_CHARS = 60
+
+# Inside a built wheel (pyproject force-includes `schemas` as `bridge/_schemas`), else the source tree.
+_PACKAGED = Path(__file__).parent / "_schemas"
+_SOURCE = Path(__file__).resolve().parent.parent / "schemas"
+
+
+@cache
+def _folder() -> Path:
+    for folder in (_PACKAGED, _SOURCE):
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"no schema folder: looked for {_PACKAGED} and {_SOURCE}")
+
+
+@cache
+def _documents() -> dict[str, dict[str, Any]]:
+    folder = _folder()
+    return {
+        path.name.removesuffix(SUFFIX): json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(folder.glob(f"*{SUFFIX}"))
+    }
+
+
+@cache
+def _registry() -> Registry:
+    # Every schema under its `$id`, so cross-file `$ref`s resolve here. The registry has no `retrieve`
+    # function: an unknown reference fails loudly instead of being fetched over the network.
+    resources = [
+        (document["$id"], Resource.from_contents(document, default_specification=DRAFT202012))
+        for document in _documents().values()
+    ]
+    return Registry().with_resources(resources).crawl()
+
+
+def names() -> list[str]:
+    """The available schema names, sorted, e.g. `plate-reader-response`."""
+    return list(_documents())
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    """The schema called `name` (the file name without `.schema.json`); shared, so do not modify it."""
+    try:
+        return _documents()[name]
+    except KeyError:
+        raise ValueError(f"no schema named {name!r}; known: {', '.join(names())}") from None
+
+
+@cache
+def validator(name: str) -> Validator:
+    """A draft 2020-12 validator for `name`, built once, resolving references offline.
+
+    `format` stays an annotation (the draft's default): `date-time` and `uri` checks would depend on
+    optional packages being installed, so the schemas say what they require with `pattern` instead.
+    """
+    document = schema(name)
+    Draft202012Validator.check_schema(document)
+    return Draft202012Validator(document, registry=_registry())
+
+
+def problems(name: str, document: object) -> list[str]:
+    """Why `document` fails schema `name`, one line per problem sorted by path; empty when it matches."""
+    errors = sorted(validator(name).iter_errors(document), key=_error_order)
+    lines = [_describe(error) for error in errors[:MAX_PROBLEMS]]
+    if len(errors) > MAX_PROBLEMS:
+        lines.append(f"... and {len(errors) - MAX_PROBLEMS} more problems")
+    return lines
+
+
+def validate(name: str, document: object) -> None:
+    """Return if `document` matches schema `name`; otherwise raise SchemaViolation listing why."""
+    # The fast path: `is_valid` stops at the first error, and most documents have none.
+    if validator(name).is_valid(document):
+        return
+    found = problems(name, document)
+    raise SchemaViolation(
+        f"{_brief(document)} does not match {name}: {found[0]}", schema=name, problems=found
+    )
+
+
+def _error_order(error: ValidationError) -> tuple[tuple[tuple[bool, int | str], ...], str]:
+    # Paths mix list indices and keys; tagging each part keeps ints and strs from being compared.
+    return tuple((isinstance(part, str), part) for part in error.absolute_path), error.message
+
+
+def _describe(error: ValidationError) -> str:
+    path = "/".join(str(part) for part in error.absolute_path) or "(root)"
+    if error.validator == "enum" and len(error.validator_value) > MAX_PROBLEMS:
+        # The default message would list every allowed value: 182 of them for region codes.
+        return (
+            f"{path}: {_brief(error.instance)} is not one of the {len(error.validator_value)} allowed values"
+        )
+    title = error.schema.get("title") if isinstance(error.schema, dict) else None
+    if error.validator == "pattern" and title:
+        # A regular expression explains little; the schemas name what each pattern stands for.
+        return f"{path}: {_brief(error.instance)} is not {title}"
+    message = error.message
+    shown = repr(error.instance)
+    if len(shown) > MAX_VALUE_CHARS:
+        # jsonschema's messages start with the failing value's repr; an image must not end up in a log.
+        message = message.replace(shown, _brief(error.instance))
+    return f"{path}: {message}"
+
+
+def _brief(value: object) -> str:
+    """`value`'s repr when short, else a summary that names its kind and size."""
+    shown = repr(value)
+    if len(shown) <= MAX_VALUE_CHARS:
+        return shown
+    if isinstance(value, dict):
+        return f"{{...}} (an object, {_count(len(value), 'key')})"
+    if isinstance(value, list):
+        return f"[...] (an array, {_count(len(value), 'item')})"
+    if isinstance(value, str):
+        return f"{value[:20]!r}... (a string, {_count(len(value), 'character')})"
+    return shown[:MAX_VALUE_CHARS] + "..."
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
