@@ -20,6 +20,7 @@ import yaml
 from bridge import __version__
 from bridge.config import TOKEN_ENV, load_config
 from bridge.errors import BridgeError, ConfigError
+from bridge.regions import normalize_regions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 CSV_COLUMNS = [
@@ -97,6 +98,10 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         raise ConfigError("--config is not JSON text") from None
     if config is not None and not isinstance(config, dict):
         raise ConfigError("--config must be a JSON object")
+    try:
+        regions = normalize_regions(args.regions)
+    except ValueError as exc:
+        raise ConfigError(f"--regions: {exc}") from None
     paths = _image_paths(args.paths)
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
     failed = 0
@@ -109,7 +114,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
                 try:
                     body = reader.read(
                         path.read_bytes(),
-                        regions=args.regions,
+                        regions=regions,
                         camera_id=args.camera_id,
                         mmc=True if args.mmc else None,
                         config=config,
@@ -228,10 +233,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from bridge.service import Bridge
 
+    reader = _demo_reader(args)
     paths = _image_paths([args.images])
     config = load_config(
         mqtt={"host": "embedded", "port": args.port},
-        reader=_demo_reader(args),
+        reader=reader,
         routes=[{"topic": "cameras/+/image", "regions": args.regions}],
     )
     bridge = Bridge(config)

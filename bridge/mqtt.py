@@ -55,6 +55,8 @@ class MqttClient:
         self.state_topic = f"{settings.base_topic}/{STATE_TOPIC}"
         self._on_message = on_message
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._subscribe_mid: int | None = None
         self._refused: str | None = None
         self._attempted = threading.Event()
         self._state: dict[str, Any] = {"state": "online"}
@@ -91,6 +93,7 @@ class MqttClient:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
+        client.on_subscribe = self._handle_subscribe
         client.on_message = self._handle_message
         return client
 
@@ -115,7 +118,8 @@ class MqttClient:
             log.warning("broker %s:%s not reachable yet; retrying in the background", self.host, self.port)
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        """True once connected and every subscription is acknowledged (frames can arrive)."""
+        return self._connected.wait(timeout) and self._subscribed.wait(timeout)
 
     def stop(self) -> None:
         """Publish `offline` (retained), disconnect cleanly, stop the network thread."""
@@ -162,10 +166,29 @@ class MqttClient:
         self._refused = None
         log.info("connected to broker %s:%s", self.host, self.port)
         client.publish(self.state_topic, json.dumps(self._state), qos=1, retain=True)
-        for topic, qos in self.subscriptions:
-            client.subscribe(topic, qos)
+        # Resubscribe on every connect: a clean session (or a restarted broker) forgets them.
+        self._subscribed.clear()
+        if self.subscriptions:
+            _, self._subscribe_mid = client.subscribe(self.subscriptions)
+        else:
+            self._subscribed.set()
         self._connected.set()
         self._attempted.set()
+
+    def _handle_subscribe(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        for (topic, _), code in zip(self.subscriptions, reason_codes, strict=False):
+            if code.is_failure:
+                log.error("the broker refused the subscription to %s: %s", topic, code)
+        self._subscribed.set()
 
     def _handle_disconnect(
         self,
@@ -177,6 +200,7 @@ class MqttClient:
     ) -> None:
         was_connected = self.connected
         self._connected.clear()
+        self._subscribed.clear()
         if was_connected:
             log.warning("disconnected from broker %s:%s (%s)", self.host, self.port, reason_code)
         self._attempted.set()

@@ -1,0 +1,127 @@
+"""The `plate-bridge` command as a user runs it: a real process, the emulator over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge import schemas
+from tests.conftest import RESPONSES, needs_shared
+from tests.emulator import ReaderEmulator
+from tests.images import jpeg
+
+TOKEN = "cli-token-9876543210"
+
+
+def plate_bridge(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PLATE_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        check=False,
+    )
+
+
+@pytest.fixture
+def secured() -> ReaderEmulator:
+    with ReaderEmulator(token=TOKEN) as running:
+        yield running
+
+
+@needs_shared
+def test_recognize_the_shared_images_prints_one_valid_result_each(secured: ReaderEmulator) -> None:
+    folder = RESPONSES / "images"
+    done = plate_bridge("recognize", str(folder), "--url", secured.url, env={"PLATE_RECOGNIZER_TOKEN": TOKEN})
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == len(list(folder.glob("*.jpg")))
+    for line in lines:
+        path = line.pop("path")
+        schemas.validate("plate-reader-response", line)
+        assert line["results"], f"{path}: the paired real response has plates"
+    plates = {Path(line["filename"]).stem: [r["plate"] for r in line["results"]] for line in lines}
+    assert ["kbw468a", "kbw468a"] in plates.values()
+
+
+def test_recognize_with_a_wrong_token_names_the_403(secured: ReaderEmulator, tmp_path: Path) -> None:
+    image = tmp_path / "car.jpg"
+    image.write_bytes(jpeg())
+    done = plate_bridge("recognize", str(image), "--url", secured.url, "--token", "not-the-token-555")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("plate-bridge: 403: the token was refused")
+    assert "not-the-token-555" not in done.stdout + done.stderr
+
+
+def test_recognize_csv_with_every_parameter(secured: ReaderEmulator, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one.jpg").write_bytes(jpeg())
+    (tmp_path / "two.JPEG").write_bytes(jpeg(text="X"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    out = tmp_path / "plates.csv"
+    done = plate_bridge(
+        "recognize", str(tmp_path), "--url", secured.url, "--token", TOKEN, "--regions", "gb",
+        "--regions", "fr", "--camera-id", "gate", "--mmc", "--config", '{"mode":"fast"}',
+        "--format", "csv", "-o", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 2 and {row["plate"] for row in rows} == {"nhk552"}
+    assert set(rows[0]) >= {"filename", "plate", "score", "dscore", "region", "vehicle_type", "xmin", "ymax"}
+    assert all(request.fields["regions"] == ["gb", "fr"] for request in secured.requests)
+    assert all(request.fields["camera_id"] == ["gate"] for request in secured.requests)
+    assert len(secured.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["recognize", "missing.jpg", "--url", "http://127.0.0.1:9/"], "missing.jpg: no such file or folder"),
+        (["recognize", "."], "the cloud API needs a token"),
+        (["recognize", "README.md", "--url", "http://127.0.0.1:9/", "--regions", "zz"], "unknown region"),
+        (["check-config", "nope.yaml"], "cannot read nope.yaml"),
+    ],
+)
+def test_usage_errors_are_one_clear_line(args: list[str], message: str) -> None:
+    done = plate_bridge(*args)
+    assert done.returncode in (1, 2)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_config_masks_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("mqtt: {username: u, password: pw-secret-1}\nreader: {token: tok-secret-2}\n")
+    done = plate_bridge("check-config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "pw-secret-1" not in done.stdout and "tok-secret-2" not in done.stdout
+    assert "'**********'" in done.stdout
+    assert "cameras/+/image" in done.stdout
+
+
+def test_check_config_lists_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("mqtt: {prot: 1}\nroutes: [{topic: 'a/#/b', regions: [no]}]\n")
+    done = plate_bridge("check-config", str(path))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 4, lines
+    assert all(line.startswith("plate-bridge: ") for line in lines)
+
+
+def test_demo_says_what_is_missing() -> None:
+    done = plate_bridge("demo")
+    assert done.returncode == 2
+    assert "PLATE_RECOGNIZER_TOKEN" in done.stderr and "--url" in done.stderr
