@@ -24,3 +24,8 @@ test: venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+
+.PHONY: demo
+# The main job on a fresh machine: embedded broker + bridge + camera simulator (see README).
+demo: venv
+	$(BIN)/plate-bridge demo $(DEMO_ARGS)
