@@ -339,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The embedded broker's libraries narrate every state change at INFO; keep their warnings only.
+    for chatty in ("amqtt", "transitions"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return int(args.handler(args))
     except ConfigError as error:

@@ -85,6 +85,12 @@ class ReaderConfig(StrictModel):
     upload: Literal["file", "base64"] = Field(
         "file", description="How images are sent: multipart file bytes, or base64 text."
     )
+    retries: int = Field(3, ge=0, le=10, description="Retries of a call that failed with 5xx/timeout/429.")
+    backoff_initial: float = Field(0.5, ge=0, description="First retry's backoff ceiling, seconds.")
+    backoff_max: float = Field(10.0, ge=0, description="Largest backoff, seconds (full jitter below it).")
+    forbidden_cooldown: float = Field(300.0, ge=0, description="Seconds without calls after a 403.")
+    breaker_threshold: int = Field(5, ge=1, description="Failed calls in a row that open the circuit.")
+    breaker_reset: float = Field(30.0, ge=0, description="Seconds the circuit stays open before a probe.")
 
     @field_validator("url")
     @classmethod

@@ -60,6 +60,7 @@ class MqttClient:
         self._refused: str | None = None
         self._attempted = threading.Event()
         self._state: dict[str, Any] = {"state": "online"}
+        self._stopping = False
         self._client = self._make_client()
 
     @property
@@ -123,6 +124,7 @@ class MqttClient:
 
     def stop(self) -> None:
         """Publish `offline` (retained), disconnect cleanly, stop the network thread."""
+        self._stopping = True
         if self.connected:
             info = self._client.publish(
                 self.state_topic, json.dumps({"state": "offline"}), qos=1, retain=True
@@ -136,8 +138,8 @@ class MqttClient:
         self._connected.clear()
 
     def set_state(self, **fields: Any) -> None:
-        """Merge `fields` into the retained `{base_topic}/bridge/state` document and publish it."""
-        self._state.update(fields)
+        """Publish `{"state": "online", **fields}` as the retained `{base_topic}/bridge/state`."""
+        self._state = {"state": "online", **fields}
         if self.connected:
             self.publish(self.state_topic, json.dumps(self._state).encode(), qos=1, retain=True)
 
@@ -201,7 +203,7 @@ class MqttClient:
         was_connected = self.connected
         self._connected.clear()
         self._subscribed.clear()
-        if was_connected:
+        if was_connected and not self._stopping:
             log.warning("disconnected from broker %s:%s (%s)", self.host, self.port, reason_code)
         self._attempted.set()
 

@@ -17,6 +17,7 @@ from bridge.messages import Message, TopicFilter, topic_level, utc_now
 from bridge.mqtt import InboundMessage, MqttClient
 from bridge.nodes import NodeContext, Reader
 from bridge.ratelimit import CallLimiter
+from bridge.resilience import ReaderGuard, ResiliencePolicy
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Bridge:
         self._busy_lock = threading.Lock()
         self.broker: EmbeddedBroker | None = None
         self.mqtt: MqttClient | None = None
+        self.guard: ReaderGuard | None = None
 
     @property
     def broker_address(self) -> tuple[str, int]:
@@ -93,7 +95,19 @@ class Bridge:
             self.broker.start()
             host = EMBEDDED_HOST
         reader = self._reader or build_reader(self.config.reader)
-        limiter = CallLimiter(self.config.reader.max_calls_per_second)
+        reader_settings = self.config.reader
+        self.guard = ReaderGuard(
+            ResiliencePolicy(
+                retries=reader_settings.retries,
+                backoff_initial=reader_settings.backoff_initial,
+                backoff_max=reader_settings.backoff_max,
+                forbidden_cooldown=reader_settings.forbidden_cooldown,
+                breaker_threshold=reader_settings.breaker_threshold,
+                breaker_reset=reader_settings.breaker_reset,
+            ),
+            CallLimiter(reader_settings.max_calls_per_second),
+            on_state=self._reader_state_changed,
+        )
         self.mqtt = MqttClient(
             settings,
             on_message=self._accept,
@@ -107,7 +121,7 @@ class Bridge:
                 base_topic=settings.base_topic,
                 publisher=self.mqtt,
                 reader=reader,
-                limiter=limiter,
+                guard=self.guard,
                 max_payload_bytes=self.config.max_payload_bytes,
             )
             flow = Flow.build(route, context)
@@ -123,6 +137,10 @@ class Bridge:
         except Exception:
             self.stop(deadline=0)
             raise
+
+    def _reader_state_changed(self, state: dict[str, Any]) -> None:
+        if self.mqtt is not None:
+            self.mqtt.set_state(**state)
 
     def _accept(self, inbound: InboundMessage) -> None:
         """Called on paho's network thread: match a route, queue the frame, return at once."""

@@ -19,3 +19,13 @@ def png(width: int = 32, height: int = 24) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (200, 180, 40)).save(out, "PNG")
     return out.getvalue()
+
+
+def noisy_jpeg(width: int = 1600, height: int = 1200, seed: int = 7) -> bytes:
+    """A JPEG that compresses badly (random noise): megabytes, for size-limit tests."""
+    import random
+
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), pixels).save(out, "JPEG", quality=95)
+    return out.getvalue()

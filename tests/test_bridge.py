@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from bridge import schemas
 from bridge.config import load_config
 from bridge.service import Bridge
 from tests.conftest import EXAMPLES, BrokerAddress, Collector
 from tests.emulator import ReaderEmulator
-from tests.images import jpeg, png
+from tests.images import jpeg, noisy_jpeg, png
 
 FRAME = jpeg(text="AB12CDE")
 
@@ -135,18 +137,67 @@ def test_envelope_overrides_reach_the_reader(
     assert request.fields["timestamp"] == ["2026-11-25T10:00:00.000000Z"]
 
 
-def test_reader_errors_become_error_events_and_the_bridge_goes_on(
+def test_a_403_pauses_the_reader_and_says_so_on_the_state_topic(
     broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
 ) -> None:
-    running_bridge(bridge_config(broker, emulator))
+    # One worker, so the second frame comes after the 403 (with two, both calls would be in flight).
+    reader = {"url": emulator.url, "max_calls_per_second": None, "forbidden_cooldown": 60, "concurrency": 1}
+    running_bridge(bridge_config(broker, emulator, reader=reader))
     collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
     emulator.fail_next(403)
     collector.publish("cameras/drive/image", FRAME)
-    [error] = collector.wait_for("plate-bridge/drive/error")
-    assert error["code"] == "reader_forbidden" and error["status_code"] == 403
-    schemas.validate("error-event", error)
+    collector.publish("cameras/gate/image", FRAME)
+    first, second = sorted(
+        collector.wait_for("plate-bridge/drive/error") + collector.wait_for("plate-bridge/gate/error"),
+        key=lambda event: event["camera_id"] != "drive",
+    )
+    for event in (first, second):
+        schemas.validate("error-event", event)
+        assert event["code"] == "reader_forbidden" and event["status_code"] == 403
+    assert "reader paused" in second["message"]
+    assert len(emulator.requests) == 1, "no call is spent while the token is known to be refused"
+    state = collector.wait_for("plate-bridge/bridge/state", 2)[-1]
+    assert state["state"] == "online" and state["reader"] == "forbidden"
+    assert "Invalid token." in state["reason"]
+
+
+def test_unavailability_is_retried_and_the_frame_still_read(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    reader = {"url": emulator.url, "max_calls_per_second": None, "retries": 3, "backoff_initial": 0.05}
+    running_bridge(bridge_config(broker, emulator, reader=reader))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    emulator.fail_next(500)
+    emulator.drop_next()
     collector.publish("cameras/drive/image", FRAME)
-    collector.wait_for("plate-bridge/drive/result")
+    [event] = collector.wait_for("plate-bridge/drive/result")
+    schemas.validate("plate-event", event)
+    assert [request.status for request in emulator.requests] == [500, None, 200]
+    emulator.fail_next(503, times=4)
+    collector.publish("cameras/drive/image", FRAME)
+    [error] = collector.wait_for("plate-bridge/drive/error")
+    assert error["code"] == "reader_unavailable" and error["status_code"] == 503
+    assert len(emulator.requests) == 3 + 4, "one call and three retries, then an error event"
+
+
+def test_a_413_is_downscaled_once_and_the_event_reports_the_scale(
+    broker: BrokerAddress, running_bridge: Any, collector_factory: Any
+) -> None:
+    big = noisy_jpeg()
+    with ReaderEmulator(max_upload_bytes=len(big) // 3) as emulator:
+        running_bridge(bridge_config(broker, emulator))
+        collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+        collector.publish("cameras/drive/image", big)
+        [event] = collector.wait_for("plate-bridge/drive/result")
+        first, second = emulator.requests
+    schemas.validate("plate-event", event)
+    assert first.status == 413 and second.status == 200
+    assert len(second.upload) <= len(big) // 3
+    assert 0 < event["scale"] < 1
+    with Image.open(io.BytesIO(second.upload)) as smaller:
+        assert smaller.format == "JPEG"
+        assert smaller.width / smaller.height == pytest.approx(1600 / 1200, rel=0.01)
+        assert smaller.width == pytest.approx(1600 * event["scale"], abs=1)
 
 
 def test_a_custom_node_from_the_config(

@@ -13,7 +13,7 @@ from bridge.errors import ConfigError
 if TYPE_CHECKING:
     from bridge.config import RouteConfig
     from bridge.messages import Message
-    from bridge.ratelimit import CallLimiter
+    from bridge.resilience import ReaderGuard
 
 
 class Publisher(Protocol):
@@ -46,7 +46,7 @@ class NodeContext:
     base_topic: str
     publisher: Publisher
     reader: Reader | None = None
-    limiter: CallLimiter | None = None
+    guard: ReaderGuard | None = None
     max_payload_bytes: int = 10 * 1024 * 1024
 
 

@@ -2,31 +2,55 @@
 
 from __future__ import annotations
 
-from bridge.errors import ReaderRateLimited
+from typing import Any
+
+from bridge.errors import ReaderPayloadTooLarge
+from bridge.images import downscale_to_fit
 from bridge.messages import Message
 from bridge.nodes.base import Node
+
+# The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
+DOWNSCALE_TARGET_BYTES = 2_500_000
 
 
 class RecognizeNode(Node):
     """Calls the reader with the route's (or the envelope's) regions, mmc, config, camera id and the
-    frame's timestamp; waits for the shared call limiter first."""
+    frame's timestamp, through the shared guard (rate limit, retries, breaker). On a 413 it downscales
+    the image once and retries, and the event reports the scale used."""
 
     type = "recognize"
 
     def process(self, msg: Message) -> Message:
+        if msg.image is None:
+            raise RuntimeError("the recognize node needs a decoded image: put decode before it")
+        try:
+            return msg.replace(result=self._read(msg, self._upload(msg)))
+        except ReaderPayloadTooLarge:
+            try:
+                smaller, scale = downscale_to_fit(msg.image, min(DOWNSCALE_TARGET_BYTES, len(msg.image) // 2))
+            except ValueError as exc:
+                raise ReaderPayloadTooLarge(
+                    f"413: the image is too large for the service and could not be downscaled ({exc})",
+                    status_code=413,
+                ) from None
+            smaller_msg = msg.replace(image=smaller, image_base64=None, image_format="jpeg", scale=scale)
+            return smaller_msg.replace(result=self._read(smaller_msg, smaller))
+
+    def _upload(self, msg: Message) -> bytes | str:
+        # A frame that arrived as base64 goes out as the same text when the reader sends base64.
+        if msg.image_base64 is not None and getattr(self.context.reader, "upload_base64", False):
+            return msg.image_base64
+        assert msg.image is not None
+        return msg.image
+
+    def _read(self, msg: Message, upload: bytes | str) -> dict[str, Any]:
         reader = self.context.reader
         if reader is None:
             raise RuntimeError("the recognize node needs a reader in its context")
-        image: bytes | str | None = msg.image_base64 if getattr(reader, "upload_base64", False) else None
-        if image is None:
-            image = msg.image
-        if image is None:
-            raise RuntimeError("the recognize node needs a decoded image: put decode before it")
-        if self.context.limiter is not None:
-            self.context.limiter.acquire()
-        try:
-            result = reader.read(
-                image,
+
+        def read() -> dict[str, Any]:
+            return reader.read(
+                upload,
                 regions=msg.regions,
                 camera_id=msg.camera_id,
                 timestamp=msg.timestamp or msg.received_at,
@@ -34,9 +58,6 @@ class RecognizeNode(Node):
                 config=msg.engine_config or None,
                 filename=f"{msg.camera_id or 'camera'}.{'png' if msg.image_format == 'png' else 'jpg'}",
             )
-        except ReaderRateLimited as exc:
-            # One worker got the 429; every worker waits what the service asked for.
-            if self.context.limiter is not None and exc.retry_after:
-                self.context.limiter.pause_for(exc.retry_after)
-            raise
-        return msg.replace(result=result)
+
+        guard = self.context.guard
+        return guard.call(read) if guard is not None else read()

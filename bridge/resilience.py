@@ -1,0 +1,164 @@
+"""How the bridge spends reader calls when the service misbehaves: retries, pauses, a circuit breaker."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bridge.errors import ReaderError, ReaderForbidden, ReaderRateLimited, ReaderUnavailable
+from bridge.ratelimit import CallLimiter
+
+log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+
+# The 429 body says "Expected available in 1 second" on the trial plan; without any hint, wait this.
+DEFAULT_RATE_LIMIT_WAIT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResiliencePolicy:
+    """The knobs, from `reader:` in the configuration."""
+
+    retries: int = 3
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+    forbidden_cooldown: float = 300.0
+    breaker_threshold: int = 5
+    breaker_reset: float = 30.0
+
+
+class ReaderGuard:
+    """Wraps every reader call of every route (one guard per bridge).
+
+    - waits for the shared call limiter, so no second holds more than `max_calls_per_second` calls;
+    - retries unavailability (5xx, connection errors, timeouts) with exponential backoff and full
+      jitter, and 429s after the wait the service asked for — a wait every worker honours;
+    - after a 403 stops calling for `forbidden_cooldown` seconds: a refused token or exhausted credits
+      will not heal by retrying, and each call would only be refused again;
+    - after `breaker_threshold` unavailable calls in a row opens the circuit: frames fail fast for
+      `breaker_reset` seconds, then one probe call decides (half-open) whether to close it again.
+
+    `on_state` receives the reader's state for `{base_topic}/bridge/state` whenever it changes.
+    """
+
+    def __init__(
+        self,
+        policy: ResiliencePolicy,
+        limiter: CallLimiter,
+        *,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.policy = policy
+        self.limiter = limiter
+        self._on_state = on_state
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._forbidden_until = 0.0
+        self._forbidden_reason = ""
+        self._failures_in_row = 0
+        self._open_until = 0.0
+        self._probing = False
+        self._state = "ok"
+        self.calls = 0
+        self.retries = 0
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def _set_state(self, state: str, **details: Any) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        log.warning("reader state: %s %s", state, details or "")
+        if self._on_state is not None:
+            self._on_state({"reader": state, **details})
+
+    def _gate(self) -> None:
+        """Refuse a call up front while forbidden or while the circuit is open (one probe passes)."""
+        with self._lock:
+            now = self._clock()
+            if now < self._forbidden_until:
+                raise ReaderForbidden(
+                    f"reader paused for {self._forbidden_until - now:.0f} s more after a 403 "
+                    f"({self._forbidden_reason})",
+                    status_code=403,
+                )
+            if self._failures_in_row >= self.policy.breaker_threshold:
+                if now < self._open_until or self._probing:
+                    raise ReaderUnavailable(
+                        f"circuit open after {self._failures_in_row} failed calls in a row; "
+                        f"next probe in {max(0.0, self._open_until - now):.0f} s"
+                    )
+                self._probing = True  # half-open: this call is the probe
+
+    def _record(self, error: ReaderError | None) -> None:
+        with self._lock:
+            self._probing = False
+            if error is None:
+                self._failures_in_row = 0
+                self._forbidden_until = 0.0
+                state = "ok"
+            elif isinstance(error, ReaderForbidden):
+                self._forbidden_until = self._clock() + self.policy.forbidden_cooldown
+                self._forbidden_reason = error.message
+                state = "forbidden"
+            elif isinstance(error, ReaderUnavailable):
+                self._failures_in_row += 1
+                if self._failures_in_row >= self.policy.breaker_threshold:
+                    self._open_until = self._clock() + self.policy.breaker_reset
+                    state = "unavailable"
+                else:
+                    state = self._state
+            else:
+                state = self._state
+        if state == "forbidden":
+            self._set_state(
+                state, reason=error.message if error else "", cooldown=self.policy.forbidden_cooldown
+            )
+        elif state == "unavailable":
+            self._set_state(state, reason=error.message if error else "", retry_in=self.policy.breaker_reset)
+        else:
+            self._set_state(state)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2**attempt)
+        return random.uniform(0, ceiling)  # full jitter: replicas retrying together spread out
+
+    def call(self, read: Callable[[], Result]) -> Result:
+        """Run `read` under the policy; raise the last ReaderError when the retries are spent."""
+        attempt = 0
+        while True:
+            self._gate()
+            self.limiter.acquire()
+            self.calls += 1
+            try:
+                result = read()
+            except ReaderRateLimited as error:
+                wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+                self.limiter.pause_for(wait)  # every worker waits, not only this one
+                self._record(error)
+                if attempt >= self.policy.retries:
+                    raise
+            except ReaderUnavailable as error:
+                self._record(error)
+                if attempt >= self.policy.retries or self._failures_in_row >= self.policy.breaker_threshold:
+                    raise
+                self._sleep(self._backoff(attempt))
+            except ReaderError as error:
+                self._record(error)
+                raise
+            else:
+                self._record(None)
+                return result
+            attempt += 1
+            self.retries += 1

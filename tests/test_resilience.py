@@ -1,0 +1,155 @@
+"""The call limiter and the reader guard, on a manual clock (no sleeping, no network)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridge.errors import ReaderForbidden, ReaderRateLimited, ReaderRejected, ReaderUnavailable
+from bridge.ratelimit import CallLimiter
+from bridge.resilience import ReaderGuard, ResiliencePolicy
+
+
+class ManualClock:
+    """Time that moves only when someone sleeps: the limiter's and guard's waits become exact."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def max_in_any_window(starts: list[float], window: float = 1.0) -> int:
+    return max(sum(1 for t in starts if s <= t < s + window) for s in starts)
+
+
+@pytest.mark.parametrize("rate", [1, 2, 8, 0.5])
+def test_no_one_second_window_holds_more_than_the_rate(rate: float) -> None:
+    clock = ManualClock()
+    limiter = CallLimiter(rate, clock=clock, sleep=clock.sleep)
+    starts = []
+    for _ in range(40):
+        limiter.acquire()
+        starts.append(clock.now)
+    assert max_in_any_window(starts) <= max(1, int(rate))
+    # ... and it is not slower than it must be.
+    assert starts[-1] - starts[0] <= 40 / rate
+
+
+def test_pause_holds_every_caller() -> None:
+    clock = ManualClock()
+    limiter = CallLimiter(None, clock=clock, sleep=clock.sleep)
+    limiter.pause_for(3)
+    limiter.acquire()
+    assert clock.now == pytest.approx(1003, abs=0.01)
+    assert limiter.acquire(deadline=clock.now + 1) is True
+
+
+def guard(clock: ManualClock, states: list[dict[str, Any]] | None = None, **policy: Any) -> ReaderGuard:
+    settings = {"retries": 3, "backoff_initial": 0.5, "backoff_max": 4, "forbidden_cooldown": 60,
+                "breaker_threshold": 3, "breaker_reset": 30, **policy}  # fmt: skip
+    return ReaderGuard(
+        ResiliencePolicy(**settings),
+        CallLimiter(None, clock=clock, sleep=clock.sleep),
+        on_state=states.append if states is not None else None,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+class Script:
+    """A call that fails with the given errors in turn, then succeeds."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "read"
+
+
+def test_unavailable_calls_are_retried_with_growing_jittered_backoff() -> None:
+    clock = ManualClock()
+    script = Script(ReaderUnavailable("503"), ReaderUnavailable("503"))
+    assert guard(clock).call(script) == "read"
+    assert script.calls == 3
+    assert len(clock.slept) == 2
+    assert 0 <= clock.slept[0] <= 0.5 and 0 <= clock.slept[1] <= 1.0
+
+
+def test_retries_are_bounded() -> None:
+    clock = ManualClock()
+    script = Script(*[ReaderUnavailable("503") for _ in range(10)])
+    with pytest.raises(ReaderUnavailable):
+        guard(clock, breaker_threshold=100).call(script)
+    assert script.calls == 4
+
+
+def test_a_429_waits_what_the_service_asked_for_every_caller() -> None:
+    clock = ManualClock()
+    protected = guard(clock)
+    script = Script(ReaderRateLimited("429", retry_after=5))
+    start = clock.now
+    assert protected.call(script) == "read"
+    assert clock.now - start == pytest.approx(5, abs=0.01)
+    # The pause is the limiter's, so any other caller is held too.
+    protected.limiter.pause_for(2)
+    before = clock.now
+    protected.call(Script())
+    assert clock.now - before == pytest.approx(2, abs=0.01)
+
+
+def test_a_403_stops_calls_for_the_cooldown_and_reports_it() -> None:
+    clock = ManualClock()
+    states: list[dict[str, Any]] = []
+    protected = guard(clock, states)
+    with pytest.raises(ReaderForbidden):
+        protected.call(Script(ReaderForbidden("403: the token was refused")))
+    refused = Script()
+    with pytest.raises(ReaderForbidden, match="reader paused for 60 s more"):
+        protected.call(refused)
+    assert refused.calls == 0
+    assert states == [{"reader": "forbidden", "reason": "403: the token was refused", "cooldown": 60}]
+    clock.now += 61
+    assert protected.call(Script()) == "read"
+    assert states[-1] == {"reader": "ok"}
+
+
+def test_the_circuit_opens_then_half_opens_for_one_probe() -> None:
+    clock = ManualClock()
+    states: list[dict[str, Any]] = []
+    protected = guard(clock, states, retries=0)
+    for _ in range(3):
+        with pytest.raises(ReaderUnavailable):
+            protected.call(Script(ReaderUnavailable("503")))
+    fast = Script()
+    with pytest.raises(ReaderUnavailable, match="circuit open after 3 failed calls"):
+        protected.call(fast)
+    assert fast.calls == 0 and states[-1]["reader"] == "unavailable"
+    clock.now += 31
+    with pytest.raises(ReaderUnavailable, match="503"):
+        protected.call(Script(ReaderUnavailable("503")))  # the probe fails: open again
+    with pytest.raises(ReaderUnavailable, match="circuit open"):
+        protected.call(fast)
+    clock.now += 31
+    assert protected.call(Script()) == "read"  # the probe succeeds: closed
+    assert protected.call(Script()) == "read"
+    assert states[-1] == {"reader": "ok"}
+
+
+def test_other_rejections_are_not_retried() -> None:
+    clock = ManualClock()
+    script = Script(ReaderRejected("400: bad image"))
+    with pytest.raises(ReaderRejected):
+        guard(clock).call(script)
+    assert script.calls == 1 and clock.slept == []
