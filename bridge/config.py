@@ -57,6 +57,16 @@ class MQTTConfig(StrictModel):
     base_topic: str = Field("plate-bridge", min_length=1, description="Prefix of every topic published.")
     protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version.")
     keepalive: int = Field(60, ge=5, le=65535, description="Keep-alive interval in seconds.")
+    persistent_session: bool = Field(
+        True,
+        description="Keep the session across reconnects, so QoS 1 frames sent meanwhile are delivered.",
+    )
+    session_expiry: int = Field(
+        3600, ge=0, description="MQTT 5: seconds the broker keeps the session after a disconnect."
+    )
+    health_interval: float = Field(
+        60.0, ge=0, description="Seconds between health documents on {base_topic}/bridge/health; 0: never."
+    )
 
     @field_validator("base_topic")
     @classmethod

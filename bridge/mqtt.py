@@ -12,6 +12,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -74,7 +75,8 @@ class MqttClient:
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else True,
+            # A persistent session makes the broker queue QoS 1 frames while the bridge is away.
+            clean_session=None if v5 else not settings.persistent_session,
         )
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
@@ -104,8 +106,14 @@ class MqttClient:
         Raises BrokerError when the broker refuses (bad credentials, bad client id); when it cannot be
         reached yet, logs it and keeps trying in the background (paho reconnects with backoff).
         """
+        settings = self.settings
+        options: dict[str, Any] = {}
+        if settings.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = settings.session_expiry if settings.persistent_session else 0
+            options = {"clean_start": not settings.persistent_session, "properties": properties}
         try:
-            self._client.connect_async(self.host, self.port, keepalive=self.settings.keepalive)
+            self._client.connect_async(self.host, self.port, keepalive=settings.keepalive, **options)
         except (OSError, ValueError) as exc:
             raise BrokerError(f"cannot connect to the broker at {self.host}:{self.port}: {exc}") from None
         self._client.loop_start()
@@ -136,6 +144,13 @@ class MqttClient:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
+
+    def publish_json(self, suffix: str, document: dict[str, Any], *, retain: bool = False) -> None:
+        """Publish a document on `{base_topic}/{suffix}` (bridge/health, discovery data, ...)."""
+        if self.connected:
+            self.publish(
+                f"{self.settings.base_topic}/{suffix}", json.dumps(document).encode(), qos=0, retain=retain
+            )
 
     def set_state(self, **fields: Any) -> None:
         """Publish `{"state": "online", **fields}` as the retained `{base_topic}/bridge/state`."""

@@ -72,6 +72,7 @@ class Bridge:
         self._workers: list[threading.Thread] = []
         self._routes: list[_Route] = []
         self._accepting = False
+        self._stopped = threading.Event()
         self._busy = 0
         self._busy_lock = threading.Lock()
         self.broker: EmbeddedBroker | None = None
@@ -137,6 +138,28 @@ class Bridge:
         except Exception:
             self.stop(deadline=0)
             raise
+        if settings.health_interval > 0:
+            health = threading.Thread(target=self._report_health, name="health", daemon=True)
+            health.start()
+
+    def health(self) -> dict[str, Any]:
+        """Counters for `{base_topic}/bridge/health`: what came in, what was read, what was dropped."""
+        guard = self.guard
+        return {
+            "received": self.stats.received,
+            "processed": self.stats.processed,
+            "dropped": self.stats.dropped,
+            "unrouted": self.stats.unrouted,
+            "queued": len(self._queue),
+            "reader": guard.state if guard else None,
+            "reader_calls": guard.calls if guard else 0,
+            "reader_retries": guard.retries if guard else 0,
+        }
+
+    def _report_health(self) -> None:
+        while not self._stopped.wait(self.config.mqtt.health_interval):
+            if self.mqtt is not None:
+                self.mqtt.publish_json("bridge/health", self.health())
 
     def _reader_state_changed(self, state: dict[str, Any]) -> None:
         if self.mqtt is not None:
@@ -198,6 +221,7 @@ class Bridge:
         """Stop taking frames, let queued and in-flight ones finish within `deadline` seconds, report
         the rest as dropped, publish `offline` and disconnect."""
         self._accepting = False
+        self._stopped.set()
         give_up = time.monotonic() + deadline
         while not self.idle() and time.monotonic() < give_up:
             time.sleep(0.02)

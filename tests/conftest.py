@@ -150,6 +150,14 @@ class Collector:
         assert len(found) >= count, f"{len(found)} message(s) on {topic} after {timeout} s, wanted {count}"
         return found
 
+    def wait_for_total(self, count: int, timeout: float = 30.0) -> list[Any]:
+        """All JSON documents received once there are `count` messages on any topic (or fail)."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.messages) >= count, timeout)
+            documents = [json.loads(payload) for _, payload, _ in self.messages]
+        assert len(documents) >= count, f"{len(documents)} message(s) after {timeout} s, wanted {count}"
+        return documents
+
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self._client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
 

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from PIL import Image
 from bridge import schemas
 from bridge.config import load_config
 from bridge.service import Bridge
-from tests.conftest import EXAMPLES, BrokerAddress, Collector
+from tests.conftest import EXAMPLES, BrokerAddress, Collector, Mosquitto
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg, noisy_jpeg, png
 
@@ -301,3 +302,62 @@ def test_availability_online_then_offline_when_killed_or_stopped(
                 stream.close()
     retained: Collector = collector_factory(broker.host, broker.port, [state])
     assert retained.wait_for(state)[-1] == {"state": "offline"}
+
+
+def test_frames_sent_while_the_bridge_was_away_are_read_when_it_returns(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any
+) -> None:
+    if broker.kind == "amqtt":
+        pytest.skip(
+            "amqtt queues nothing for anonymous sessions (by design, see its broker.py); the embedded "
+            "broker lives inside the bridge process anyway, so it is never 'away' from it"
+        )
+    config = load_config(**bridge_config(broker, emulator))
+    assert config.mqtt.persistent_session
+    first = Bridge(config)
+    first.start()
+    assert first.mqtt is not None and first.mqtt.wait_connected(10)
+    first.stop(deadline=5)
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    for _ in range(3):
+        collector.publish("cameras/drive/image", FRAME, qos=1)
+    returning = Bridge(config)
+    returning.start()
+    try:
+        events = collector.wait_for("plate-bridge/drive/result", 3)
+    finally:
+        returning.stop(deadline=5)
+    assert len(events) == 3
+
+
+@pytest.mark.mosquitto
+def test_mqtt5_shared_subscription_splits_frames_between_replicas(
+    emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path
+) -> None:
+    if shutil.which("mosquitto") is None:
+        pytest.skip("the mosquitto binary is not installed")
+    mosquitto = Mosquitto(tmp_path).start()
+    replicas = []
+    try:
+        address = BrokerAddress("mosquitto", "127.0.0.1", mosquitto.port)
+        for index in range(3):
+            config = bridge_config(address, emulator)
+            config["mqtt"].update(protocol="5", client_id=f"replica-{index}")
+            config["routes"] = [{"topic": "cameras/+/image", "share_group": "readers"}]
+            replica = Bridge(load_config(**config))
+            replica.start()
+            assert replica.mqtt is not None and replica.mqtt.wait_connected(10)
+            replicas.append(replica)
+        collector: Collector = collector_factory(address.host, address.port, ["plate-bridge/+/result"])
+        frames = 60
+        for index in range(frames):
+            collector.publish(f"cameras/cam{index}/image", FRAME)
+        events = collector.wait_for_total(frames)
+        cameras = sorted(event["camera_id"] for event in events)
+        assert cameras == sorted(f"cam{index}" for index in range(frames)), "every frame handled exactly once"
+        shares = [replica.stats.processed for replica in replicas]
+        assert sum(shares) == frames and all(share > 0 for share in shares), shares
+    finally:
+        for replica in replicas:
+            replica.stop(deadline=5)
+        mosquitto.stop()
