@@ -198,6 +198,16 @@ class RouteConfig(StrictModel):
         return self.name or self.topic
 
 
+class HomeAssistantConfig(StrictModel):
+    enabled: bool = Field(False, description="Announce the bridge and each camera by MQTT discovery.")
+    discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant's prefix.")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _publishable(cls, value: str) -> str:
+        return check_publish_topic(value.rstrip("/"))
+
+
 class BridgeConfig(BaseSettings):
     """The whole configuration. Sources, strongest first: arguments, environment, YAML file."""
 
@@ -212,6 +222,7 @@ class BridgeConfig(BaseSettings):
     # (the cloud URL without a token) is reported at its key like any other.
     mqtt: MQTTConfig = Field(default={})  # type: ignore[assignment]
     reader: ReaderConfig = Field(default={})  # type: ignore[assignment]
+    homeassistant: HomeAssistantConfig = Field(default={})  # type: ignore[assignment]
     routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
     max_payload_bytes: int = Field(
         DEFAULT_MAX_PAYLOAD_BYTES, gt=0, description="Frames above this size are refused before decoding."

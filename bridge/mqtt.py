@@ -45,6 +45,7 @@ class MqttClient:
         settings: MQTTConfig,
         *,
         on_message: Callable[[InboundMessage], None],
+        on_connected: Callable[[], None] | None = None,
         subscriptions: Sequence[tuple[str, int]] = (),
         host: str | None = None,
         port: int | None = None,
@@ -55,6 +56,7 @@ class MqttClient:
         self.subscriptions = list(subscriptions)
         self.state_topic = f"{settings.base_topic}/{STATE_TOPIC}"
         self._on_message = on_message
+        self._on_connected = on_connected
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._subscribe_mid: int | None = None
@@ -190,6 +192,11 @@ class MqttClient:
         else:
             self._subscribed.set()
         self._connected.set()
+        if self._on_connected is not None:
+            try:
+                self._on_connected()
+            except Exception:
+                log.exception("the on-connect handler failed")
         self._attempted.set()
 
     def _handle_subscribe(

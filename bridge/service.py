@@ -6,18 +6,21 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.broker import EmbeddedBroker, pick_port
 from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
 from bridge.errors import FrameDropped
 from bridge.flows import Flow
 from bridge.framequeue import FrameQueue
-from bridge.messages import Message, TopicFilter, topic_level, utc_now
+from bridge.messages import Message, TopicFilter, route_topic, topic_level, utc_now
 from bridge.mqtt import InboundMessage, MqttClient
 from bridge.nodes import NodeContext, Reader
 from bridge.ratelimit import CallLimiter
 from bridge.resilience import ReaderGuard, ResiliencePolicy
+
+if TYPE_CHECKING:
+    from bridge.homeassistant import HomeAssistantDiscovery
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class Bridge:
         self.broker: EmbeddedBroker | None = None
         self.mqtt: MqttClient | None = None
         self.guard: ReaderGuard | None = None
+        self.discovery: HomeAssistantDiscovery | None = None
 
     @property
     def broker_address(self) -> tuple[str, int]:
@@ -109,10 +113,24 @@ class Bridge:
             CallLimiter(reader_settings.max_calls_per_second),
             on_state=self._reader_state_changed,
         )
+        subscriptions = [(route.topic_filter.subscription, route.qos) for route in self.config.routes]
+        if self.config.homeassistant.enabled:
+            from bridge.homeassistant import HomeAssistantDiscovery
+
+            self.discovery = HomeAssistantDiscovery(
+                lambda topic, payload, retain: self._publisher().publish(
+                    topic, payload, qos=1, retain=retain
+                ),
+                prefix=self.config.homeassistant.discovery_prefix,
+                base_topic=settings.base_topic,
+                node_id=settings.client_id,
+            )
+            subscriptions.append((self.discovery.status_topic, 1))
         self.mqtt = MqttClient(
             settings,
             on_message=self._accept,
-            subscriptions=[(route.topic_filter.subscription, route.qos) for route in self.config.routes],
+            on_connected=self.discovery.announce_all if self.discovery else None,
+            subscriptions=subscriptions,
             host=host,
             port=port,
         )
@@ -161,6 +179,11 @@ class Bridge:
             if self.mqtt is not None:
                 self.mqtt.publish_json("bridge/health", self.health())
 
+    def _publisher(self) -> MqttClient:
+        if self.mqtt is None:
+            raise RuntimeError("the bridge is not started")
+        return self.mqtt
+
     def _reader_state_changed(self, state: dict[str, Any]) -> None:
         if self.mqtt is not None:
             self.mqtt.set_state(**state)
@@ -169,6 +192,9 @@ class Bridge:
         """Called on paho's network thread: match a route, queue the frame, return at once."""
         self.stats.received += 1
         if not self._accepting:
+            return
+        if self.discovery is not None and inbound.topic == self.discovery.status_topic:
+            self.discovery.handle_status(inbound.payload)
             return
         for route in self._routes:
             captured = route.topic_filter.match(inbound.topic)
@@ -184,6 +210,11 @@ class Bridge:
                 mmc=route.config.mmc,
                 engine_config=route.config.config or None,
             )
+            if self.discovery is not None:
+                self.discovery.camera_seen(
+                    msg.camera_id or "unknown",
+                    route_topic(route.config.result_topic, self.config.mqtt.base_topic, msg),
+                )
             pushed_out = self._queue.put((id(route), msg.camera_id), (route, msg))
             if pushed_out is not None:
                 self._drop(*pushed_out, reason="a newer frame of the same camera arrived first")
