@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import IO, Any
 import yaml
 
 from bridge import __version__
-from bridge.config import TOKEN_ENV, load_config
+from bridge.config import LOCAL_READER, TOKEN_ENV, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.regions import normalize_regions
 
@@ -208,19 +209,59 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from bridge.server import serve
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
+    serve(args.host, args.port, args.token or os.environ.get(TOKEN_ENV) or None, engine_threads=args.threads)
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bridge.evaluate import evaluate
+    from bridge.service import build_reader
+
+    try:
+        regions = normalize_regions(args.regions)
+    except ValueError as exc:
+        raise ConfigError(f"--regions: {exc}") from None
+    labels = Path(args.labels)
+    if not labels.is_file():
+        raise ConfigError(f"{labels}: no such file")
+    settings = load_config(reader={"url": args.url, "token": args.token or os.environ.get(TOKEN_ENV)}).reader
+    reader = build_reader(settings, validate=True)
+
+    def read(image: bytes, codes: Sequence[str]) -> dict[str, Any]:
+        return reader.read(image, regions=codes)
+
+    try:
+        report = evaluate(labels, read, regions, limit=args.limit)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.as_table())
+    return EXIT_OK
+
+
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
 
 def _demo_reader(args: argparse.Namespace) -> dict[str, Any]:
-    """The reader section for the demo: an SDK URL when given, else the cloud when a token is set."""
+    """The demo's reader: --url when given, else the cloud when a token is set, else the offline engine."""
     token = args.token or os.environ.get(TOKEN_ENV)
     if args.url:
         return {"url": args.url, "token": token, "max_calls_per_second": None}
     if token:
         return {"token": token, "max_calls_per_second": 1}
+    if importlib.util.find_spec("onnxruntime") is not None:
+        return {"url": LOCAL_READER, "max_calls_per_second": None, "concurrency": 1}
     raise ConfigError(
-        f"the demo needs a plate reader: set {TOKEN_ENV} for the Plate Recognizer cloud, "
-        "or pass --url with an on-premise SDK URL (e.g. http://localhost:8080/v1/plate-reader/)"
+        f"the demo needs a plate reader: install the offline engine (pip install 'plate-bridge[local]'), "
+        f"set {TOKEN_ENV} for the Plate Recognizer cloud, or pass --url with an on-premise SDK URL "
+        "(e.g. http://localhost:8080/v1/plate-reader/)"
     )
 
 
@@ -320,6 +361,22 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--repeat", type=int, default=1)
     publish.add_argument("--interval", type=float, default=0.0, help="seconds between frames")
     publish.set_defaults(handler=cmd_publish)
+
+    serve = commands.add_parser("serve", help="a Plate-Recognizer-compatible API over the offline engine")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="the next free port is used when taken")
+    serve.add_argument("--token", help="require this token (Authorization: Token ...)")
+    serve.add_argument("--threads", type=int, default=1, help="images read at the same time")
+    serve.set_defaults(handler=cmd_serve)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy and latency of a reader on labelled images")
+    evaluate.add_argument("labels", metavar="LABELS.tsv", help="TSV with a header: image, plate[, set]")
+    evaluate.add_argument("--regions", action="append", default=[], metavar="CODE")
+    evaluate.add_argument("--url", default="local", help="'local' (default), the cloud or an SDK URL")
+    evaluate.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
+    evaluate.add_argument("--limit", type=int, help="only the first N images")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="embedded broker + bridge + camera simulator, printing events")
     demo.add_argument("--images", default=str(DEMO_IMAGES), help="folder of images the camera publishes")

@@ -23,6 +23,7 @@ from bridge.messages import TopicFilter, check_publish_topic
 from bridge.regions import normalize_regions
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
+LOCAL_READER = "local"
 ENV_PREFIX = "PLATE_BRIDGE__"
 TOKEN_ENV = "PLATE_RECOGNIZER_TOKEN"
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -85,7 +86,9 @@ class MQTTConfig(StrictModel):
 
 
 class ReaderConfig(StrictModel):
-    url: str = Field(CLOUD_URL, description="Cloud plate-reader URL or an on-premise SDK URL.")
+    url: str = Field(
+        CLOUD_URL, description="Cloud plate-reader URL, an on-premise SDK URL, or 'local' (offline engine)."
+    )
     token: SecretStr | None = Field(None, description="API token; also read from PLATE_RECOGNIZER_TOKEN.")
     timeout: float = Field(15.0, gt=0, le=600, description="Seconds to wait for one HTTP call.")
     max_calls_per_second: float | None = Field(
@@ -105,8 +108,8 @@ class ReaderConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"reader.url {value!r} must start with http:// or https://")
+        if value != LOCAL_READER and not value.startswith(("http://", "https://")):
+            raise ValueError(f"reader.url {value!r} must start with http:// or https://, or be 'local'")
         return value
 
     @model_validator(mode="after")
@@ -120,6 +123,10 @@ class ReaderConfig(StrictModel):
     @property
     def is_cloud(self) -> bool:
         return "api.platerecognizer.com" in self.url
+
+    @property
+    def is_local(self) -> bool:
+        return self.url == LOCAL_READER
 
 
 class NodeSpec(BaseModel):

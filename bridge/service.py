@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.broker import EmbeddedBroker, pick_port
 from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
-from bridge.errors import FrameDropped
+from bridge.errors import ConfigError, FrameDropped
 from bridge.flows import Flow
 from bridge.framequeue import FrameQueue
 from bridge.messages import Message, TopicFilter, route_topic, topic_level, utc_now
@@ -27,8 +27,21 @@ log = logging.getLogger(__name__)
 EMBEDDED_HOST = "127.0.0.1"
 
 
-def build_reader(settings: ReaderConfig) -> Reader:
-    """The reader a configuration asks for (the cloud or an SDK over HTTP)."""
+def build_reader(settings: ReaderConfig, *, validate: bool = False) -> Reader:
+    """The reader a configuration asks for: the offline engine, or the cloud or an SDK over HTTP.
+
+    `validate=False` for the bridge: its flow's validate node checks every response, and checking
+    twice would only cost time.
+    """
+    if settings.is_local:
+        from bridge.engines.adapter import LocalReader
+
+        reader = LocalReader()
+        try:
+            reader.load()
+        except ImportError as exc:
+            raise ConfigError(f"reader.url 'local': {exc}") from None
+        return reader
     from bridge.reader import PlateReader
 
     return PlateReader(
@@ -36,8 +49,7 @@ def build_reader(settings: ReaderConfig) -> Reader:
         token=settings.token.get_secret_value() if settings.token else None,
         timeout=settings.timeout,
         upload_base64=settings.upload == "base64",
-        # The flow's validate node checks every response; checking twice would only cost time.
-        validate=False,
+        validate=validate,
     )
 
 
