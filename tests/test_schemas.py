@@ -120,6 +120,13 @@ def mutated(document: Any, path: str, value: Any) -> Any:
     return changed
 
 
+def checked_problems(name: str, document: Any) -> list[str]:
+    """`schemas.problems`, also checking that the fast validator agrees on valid/invalid."""
+    found = schemas.problems(name, document)
+    assert schemas.is_valid(name, document) is (found == []), f"the two validators disagree on {name}"
+    return found
+
+
 def rejected(path: str, value: Any, reason: str, where: str | None = None) -> Any:
     """A row of a rejection table: set (or delete) `path`; the problem must be reported at `where`.
 
@@ -132,7 +139,7 @@ def rejected(path: str, value: Any, reason: str, where: str | None = None) -> An
 
 def assert_rejected(name: str, document: Any, path: str, value: Any, where: str) -> None:
     """`document` with `path` set to `value` (or deleted) fails `name`, with a problem reported at `where`."""
-    found = schemas.problems(name, mutated(document, path, value))
+    found = checked_problems(name, mutated(document, path, value))
     # A missing or unexpected key is reported on the object holding it: that line must name the key.
     named_key = [path.rsplit("/", 1)[-1]] if len(where) < len(path) else []
     assert_mentions(found, where, *named_key)
@@ -167,7 +174,7 @@ def test_schema_is_valid_draft_2020_12_with_metadata(name: str) -> None:
 @pytest.mark.parametrize("name", ALL_SCHEMAS)
 def test_schema_examples_validate(name: str) -> None:
     for example in schemas.schema(name)["examples"]:
-        assert schemas.problems(name, example) == []
+        assert checked_problems(name, example) == []
 
 
 def every_ref(node: Any) -> Iterator[str]:
@@ -207,7 +214,7 @@ def test_every_ref_resolves_among_the_project_schemas(name: str) -> None:
 def test_real_payload_matches_its_schema(file: str, endpoint: str) -> None:
     document = load_json(require_shared() / file)
     name = schema_for_endpoint(endpoint)
-    assert schemas.problems(name, document) == [], f"{file} should match {name}"
+    assert checked_problems(name, document) == [], f"{file} should match {name}"
 
 
 def test_every_real_payload_is_listed_in_sources() -> None:
@@ -312,12 +319,12 @@ ACCEPTED = [
 
 @pytest.mark.parametrize(("path", "value"), ACCEPTED)
 def test_what_the_service_sends_is_accepted(response: dict[str, Any], path: str, value: Any) -> None:
-    assert schemas.problems("plate-reader-response", mutated(response, path, value)) == []
+    assert checked_problems("plate-reader-response", mutated(response, path, value)) == []
 
 
 def test_hand_built_response_is_accepted() -> None:
     # The fallback the mutation tables start from must itself be a valid response.
-    assert schemas.problems("plate-reader-response", HAND_BUILT_RESPONSE) == []
+    assert checked_problems("plate-reader-response", HAND_BUILT_RESPONSE) == []
 
 
 # --- the other wire documents ----------------------------------------------------------------------
@@ -348,7 +355,7 @@ def test_hand_built_response_is_accepted() -> None:
     ],
 )
 def test_malformed_wire_documents_are_rejected(name: str, document: Any, where: str) -> None:
-    assert_mentions(schemas.problems(name, document), where)
+    assert_mentions(checked_problems(name, document), where)
 
 
 # --- image-message: what a camera may publish --------------------------------------------------------
@@ -375,7 +382,7 @@ IMAGE = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAEBAQ=="
     ],
 )
 def test_good_image_message_is_accepted(envelope: dict[str, Any]) -> None:
-    assert schemas.problems("image-message", envelope) == []
+    assert checked_problems("image-message", envelope) == []
 
 
 @pytest.mark.parametrize(
@@ -399,7 +406,7 @@ def test_good_image_message_is_accepted(envelope: dict[str, Any]) -> None:
     ],
 )
 def test_bad_image_message_is_rejected(envelope: Any, where: str) -> None:
-    assert_mentions(schemas.problems("image-message", envelope), where)
+    assert_mentions(checked_problems("image-message", envelope), where)
 
 
 # --- plate-event and error-event: what the bridge publishes ------------------------------------------
@@ -441,7 +448,7 @@ ERROR_EVENT: dict[str, Any] = {
     ],
 )
 def test_good_plate_event_is_accepted(path: str, value: Any) -> None:
-    assert schemas.problems("plate-event", mutated(PLATE_EVENT, path, value)) == []
+    assert checked_problems("plate-event", mutated(PLATE_EVENT, path, value)) == []
 
 
 def test_plate_event_from_a_real_response_is_accepted(response: dict[str, Any]) -> None:
@@ -449,7 +456,7 @@ def test_plate_event_from_a_real_response_is_accepted(response: dict[str, Any]) 
         **response,
         **{key: PLATE_EVENT[key] for key in ("camera_id", "topic", "timestamp", "received_at")},
     }
-    assert schemas.problems("plate-event", event) == []
+    assert checked_problems("plate-event", event) == []
 
 
 @pytest.mark.parametrize(
@@ -492,7 +499,7 @@ def test_bad_plate_event_is_rejected(path: str, value: Any, where: str) -> None:
     ],
 )
 def test_good_error_event_is_accepted(path: str, value: Any) -> None:
-    assert schemas.problems("error-event", mutated(ERROR_EVENT, path, value)) == []
+    assert checked_problems("error-event", mutated(ERROR_EVENT, path, value)) == []
 
 
 @pytest.mark.parametrize(
@@ -535,7 +542,7 @@ def test_region_codes_cover_the_api_document() -> None:
 )
 def test_region_code_schema_is_the_lower_case_enum(code: str, known: bool) -> None:
     # Case-insensitivity and `_` belong to bridge.regions, which normalizes before checking.
-    assert (schemas.problems("region-code", code) == []) is known
+    assert (checked_problems("region-code", code) == []) is known
 
 
 # --- the loader ------------------------------------------------------------------------------------
@@ -572,7 +579,7 @@ def test_messages_never_carry_the_whole_document() -> None:
 def test_problems_are_sorted_by_path_and_capped() -> None:
     candidates = [{"plate": index} for index in range(30)]
     document = mutated(HAND_BUILT_RESPONSE, "results/0/candidates", candidates)
-    found = schemas.problems("plate-reader-response", mutated(document, "processing_time", "slow"))
+    found = checked_problems("plate-reader-response", mutated(document, "processing_time", "slow"))
     assert len(found) == 11
     assert found[0] == "processing_time: 'slow' is not of type 'number'"
     assert found[1:4] == [
@@ -582,7 +589,7 @@ def test_problems_are_sorted_by_path_and_capped() -> None:
 
 
 def test_enum_problems_do_not_list_every_allowed_value() -> None:
-    assert schemas.problems("region-code", "zz") == ["(root): 'zz' is not one of the 182 allowed values"]
+    assert checked_problems("region-code", "zz") == ["(root): 'zz' is not one of the 182 allowed values"]
 
 
 def test_validators_are_built_once() -> None:
