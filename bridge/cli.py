@@ -226,6 +226,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         regions = normalize_regions(args.regions)
     except ValueError as exc:
         raise ConfigError(f"--regions: {exc}") from None
+    regions_by_set: dict[str, tuple[str, ...]] = {}
+    for spec in args.set_regions:
+        name, equals, codes = spec.partition("=")
+        if not equals or not name:
+            raise ConfigError(f"--set-regions {spec!r}: expected SET=CODE[,CODE...], e.g. us=us")
+        try:
+            regions_by_set[name] = normalize_regions(codes.split(","))
+        except ValueError as exc:
+            raise ConfigError(f"--set-regions {spec!r}: {exc}") from None
     labels = Path(args.labels)
     if not labels.is_file():
         raise ConfigError(f"{labels}: no such file")
@@ -236,7 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return reader.read(image, regions=codes)
 
     try:
-        report = evaluate(labels, read, regions, limit=args.limit)
+        report = evaluate(labels, read, regions, limit=args.limit, regions_by_set=regions_by_set)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.json:
@@ -372,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="accuracy and latency of a reader on labelled images")
     evaluate.add_argument("labels", metavar="LABELS.tsv", help="TSV with a header: image, plate[, set]")
     evaluate.add_argument("--regions", action="append", default=[], metavar="CODE")
+    evaluate.add_argument(
+        "--set-regions", action="append", default=[], metavar="SET=CODES", help="hints for one set: us=us"
+    )
     evaluate.add_argument("--url", default="local", help="'local' (default), the cloud or an SDK URL")
     evaluate.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
     evaluate.add_argument("--limit", type=int, help="only the first N images")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bridge import schemas
-from tests.conftest import RESPONSES, needs_shared
+from tests.conftest import EXAMPLES, RESPONSES, needs_shared
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
 
@@ -121,7 +121,28 @@ def test_check_config_lists_every_problem(tmp_path: Path) -> None:
     assert all(line.startswith("plate-bridge: ") for line in lines)
 
 
-def test_demo_says_what_is_missing() -> None:
-    done = plate_bridge("demo")
-    assert done.returncode == 2
-    assert "PLATE_RECOGNIZER_TOKEN" in done.stderr and "--url" in done.stderr
+def test_demo_runs_offline_and_reads_every_example_plate() -> None:
+    pytest.importorskip(
+        "bridge.engines.local", reason="the [local] extra is not installed", exc_type=ImportError
+    )
+    labels = (EXAMPLES / "images" / "labels.tsv").read_text().splitlines()[1:]
+    expected = {Path(line.split("\t")[1]).stem: line.split("\t")[2].lower() for line in labels}
+    done = plate_bridge("demo", "--port", "0", timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    read = dict(
+        (line.split("/")[1], line.split(": ")[1].split(" (")[0])
+        for line in done.stdout.splitlines()
+        if line.startswith("plate-bridge/") and line.count(": ") == 1
+    )
+    assert read == expected
+    assert (
+        f"{len(expected)} frame(s) published, {len(expected)} plate event(s), 0 error event(s)" in done.stdout
+    )
+
+
+def test_demo_with_an_unreachable_sdk_reports_errors() -> None:
+    done = plate_bridge(
+        "demo", "--port", "0", "--url", "http://127.0.0.1:9/v1/plate-reader/", "--timeout", "60"
+    )
+    assert done.returncode == 1
+    assert "reader_unavailable" in done.stdout

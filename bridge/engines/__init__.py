@@ -1,0 +1,1 @@
+"""Plate-reading engines that run inside the bridge instead of calling Plate Recognizer."""

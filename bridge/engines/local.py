@@ -1,0 +1,519 @@
+"""Offline plate reading with the PP-OCR ONNX models that ship inside the `rapidocr` wheel."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+import os
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.engines import plate_patterns
+from bridge.errors import PayloadNotImage
+
+try:
+    import cv2
+    import numpy as np
+    import onnxruntime
+except ImportError as exc:  # pragma: no cover - depends on the installed extra
+    raise ImportError(
+        f"the local engine needs onnxruntime, OpenCV and the PP-OCR models ({exc.name} is missing):"
+        " pip install 'plate-bridge[local]'"
+    ) from exc
+
+# The package whose wheel carries the models; it is only located on disk, never imported, so none of its
+# start-up code (or its model downloader) runs.
+MODEL_PACKAGE = "rapidocr"
+DETECTION_MODEL = "PP-OCRv6_det_small.onnx"
+RECOGNITION_MODEL = "PP-OCRv6_rec_small.onnx"
+
+ALPHANUMERICS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# Reduced classes of the recognizer: 0 blank, 1..36 the alphanumerics, 37 anything else.
+BLANK, OTHER = 0, len(ALPHANUMERICS) + 1
+ZERO, LETTER_O = ALPHANUMERICS.index("0"), ALPHANUMERICS.index("O")
+
+# Detection scales (short side, long side at most): the detector's training scale first, then a larger
+# one for frames where the first found no confident plate (small, distant plates).
+DETECTION_SCALES = ((736, 1600), (1088, 2048))
+CONFIDENT_SCORE = 0.6
+PIXEL_THRESHOLD = 0.3  # DB text-map threshold, as PP-OCR uses it
+BOX_THRESHOLD = 0.5  # mean text probability a box needs
+UNCLIP_RATIO = 1.6  # DB boxes are shrunk text kernels; this grows them back
+RECOGNITION_HEIGHT = 48
+RECOGNITION_MIN_WIDTH = 160
+MAX_TEXT_BOXES = 32  # boxes read per frame; a street scene with more is rare and slow
+CHARACTER_ALTERNATIVES = 3  # alternatives per character explored for candidates
+MAX_CANDIDATES = 5
+MAX_DROPPED_CHARACTERS = 2
+MIN_RESULT_SCORE = 0.2
+# Separators and marks read on plates and around them; they split nothing and are dropped from plates.
+PLATE_SYMBOLS = frozenset(" -.:/|·•'\"")
+# 2014-04-28, 28/04/2014, 11:08:05: what a camera's overlay prints, and no plate looks like. The
+# look-arounds keep a plate's badge read as a colon (`1T4:3213`) from passing for a time.
+DATE_OR_TIME = re.compile(
+    r"(?<![0-9A-Z])(?:(?:19|20)\d{2}\s*[-/.:]\s*\d{1,2}"
+    r"|\d{1,2}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*(?:19|20)\d{2}"
+    r"|\d{1,2}\s*:\s*\d{2}(?:\s*:\s*\d{2})?)(?![0-9A-Z])"
+)
+
+
+@dataclass
+class _TextBox:
+    """A detected text line: its corners (tl, tr, br, bl) in image pixels and detection score."""
+
+    corners: np.ndarray
+    score: float
+
+    @property
+    def height(self) -> float:
+        return float(
+            (
+                np.linalg.norm(self.corners[3] - self.corners[0])
+                + np.linalg.norm(self.corners[2] - self.corners[1])
+            )
+            / 2
+        )
+
+    @property
+    def width(self) -> float:
+        return float(
+            (
+                np.linalg.norm(self.corners[1] - self.corners[0])
+                + np.linalg.norm(self.corners[2] - self.corners[3])
+            )
+            / 2
+        )
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        xs, ys = self.corners[:, 0], self.corners[:, 1]
+        return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+
+@dataclass
+class _Character:
+    """One character of a read line: the recognizer's probabilities over the 36 alphanumerics."""
+
+    probabilities: np.ndarray
+
+    def best(self, allowed: str = ALPHANUMERICS) -> tuple[str, float]:
+        indices = [ALPHANUMERICS.index(symbol) for symbol in allowed]
+        index = max(indices, key=lambda i: self.probabilities[i])
+        return ALPHANUMERICS[index], float(self.probabilities[index])
+
+    @property
+    def presence(self) -> float:
+        """How sure the recognizer is that a character (rather than nothing or a symbol) is here."""
+        return float(self.probabilities.sum())
+
+    def alternatives(self, count: int, *, zero_for_o: bool = False) -> list[tuple[str, float]]:
+        """The likeliest characters when nothing says letter or digit. With `zero_for_o` an O counts as a
+        0: plate fonts draw them alike and some numbering schemes avoid the letter O; layouts can still
+        ask for the letter (`best`)."""
+        probabilities = self.probabilities.copy()
+        if zero_for_o:
+            probabilities[ZERO] += probabilities[LETTER_O]
+            probabilities[LETTER_O] = 0.0
+        order = np.argsort(probabilities)[::-1][:count]
+        return [(ALPHANUMERICS[i], float(probabilities[i])) for i in order]
+
+
+@dataclass
+class _Reading:
+    """A plate reading: the box it came from and its ranked candidates (plate, score)."""
+
+    box: _TextBox
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    region: tuple[str, float] = ("unknown", 0.0)
+
+    @property
+    def score(self) -> float:
+        return self.candidates[0][1] if self.candidates else 0.0
+
+
+class LocalEngine:
+    """Reads plates offline; answers in the shape of Plate Recognizer's `POST /v1/plate-reader/`."""
+
+    def __init__(self, *, model_dir: Path | None = None, threads: int | None = None) -> None:
+        self._model_dir = model_dir
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._detector: onnxruntime.InferenceSession | None = None
+        self._recognizer: onnxruntime.InferenceSession | None = None
+        self._labels: list[str] = []
+        self._class_columns: list[np.ndarray] = []
+        self._symbol_columns = np.zeros(0, bool)
+
+    def load(self) -> None:
+        """Load both models once; later calls (from any thread) return at once."""
+        if self._recognizer is not None:
+            return
+        with self._lock:
+            if self._recognizer is not None:
+                return
+            model_dir = self._model_dir or _packaged_model_dir()
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = self._threads or min(os.cpu_count() or 1, 4)
+            options.log_severity_level = 3
+            providers = ["CPUExecutionProvider"]
+            detector = onnxruntime.InferenceSession(
+                str(model_dir / DETECTION_MODEL), options, providers=providers
+            )
+            recognizer = onnxruntime.InferenceSession(
+                str(model_dir / RECOGNITION_MODEL), options, providers=providers
+            )
+            self._labels = _labels(recognizer)
+            self._class_columns = _alphanumeric_columns(self._labels)
+            # Plates use Latin letters, digits and a few separators; the model's thousands of other
+            # scripts' characters only steal probability from the letter or digit they resemble.
+            self._symbol_columns = np.array([label in PLATE_SYMBOLS for label in self._labels])
+            self._detector = detector
+            self._recognizer = recognizer
+
+    def read(
+        self,
+        image: bytes,
+        *,
+        regions: Sequence[str] = (),
+        camera_id: str | None = None,
+        timestamp: str | None = None,
+        mmc: bool = False,
+        config: Mapping[str, Any] | None = None,
+        filename: str | None = None,
+    ) -> dict[str, Any]:
+        """Read every plate in `image` (JPEG or PNG bytes); `mmc` and `config` are accepted and ignored."""
+        started = time.perf_counter()
+        picture = _decode(image)
+        self.load()
+        readings = self._read_plates(picture, tuple(region.lower() for region in regions))
+        height, width = picture.shape[:2]
+        return {
+            "processing_time": round((time.perf_counter() - started) * 1000, 3),
+            "results": [_result(reading, width, height) for reading in readings],
+            "filename": filename,
+            "version": 1,
+            "camera_id": camera_id,
+            "timestamp": timestamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "image_width": width,
+            "image_height": height,
+        }
+
+    # -- the pipeline -----------------------------------------------------------------------------------
+
+    def _read_plates(self, picture: np.ndarray, regions: tuple[str, ...]) -> list[_Reading]:
+        readings: list[_Reading] = []
+        for short_side, long_side in DETECTION_SCALES:
+            boxes = self._detect(picture, short_side, long_side)
+            boxes = boxes + _joined_neighbours(boxes)
+            lines = self._recognize([_crop(picture, box) for box in boxes])
+            for box, (characters, text) in zip(boxes, lines, strict=True):
+                if _looks_like_date_or_time(text):
+                    continue  # the time stamp cameras print over the picture
+                reading = _rank_candidates(box, characters, regions)
+                if reading is not None and reading.score >= MIN_RESULT_SCORE:
+                    readings.append(reading)
+            if any(reading.score >= CONFIDENT_SCORE for reading in readings):
+                break
+        readings.sort(key=lambda reading: reading.score, reverse=True)
+        return _suppress_overlaps(readings)
+
+    def _detect(self, picture: np.ndarray, short_side: int, long_side: int) -> list[_TextBox]:
+        assert self._detector is not None
+        height, width = picture.shape[:2]
+        scale = min(short_side / min(height, width), long_side / max(height, width))
+        resized_height = max(32, round(height * scale / 32) * 32)
+        resized_width = max(32, round(width * scale / 32) * 32)
+        resized = cv2.resize(picture, (resized_width, resized_height))
+        tensor = (resized.astype(np.float32) / 255.0 - 0.5) / 0.5
+        tensor = tensor.transpose(2, 0, 1)[np.newaxis]
+        text_map = self._detector.run(None, {self._detector.get_inputs()[0].name: tensor})[0][0, 0]
+        bitmap = (text_map > PIXEL_THRESHOLD).astype(np.uint8)
+        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        x_scale, y_scale = width / resized_width, height / resized_height
+        boxes = []
+        for contour in contours:
+            (center_x, center_y), (rect_w, rect_h), angle = cv2.minAreaRect(contour)
+            if min(rect_w, rect_h) < 3:
+                continue
+            score = _mean_inside(text_map, contour)
+            if score < BOX_THRESHOLD:
+                continue
+            grow = rect_w * rect_h * UNCLIP_RATIO / (2 * (rect_w + rect_h))
+            corners = cv2.boxPoints(((center_x, center_y), (rect_w + 2 * grow, rect_h + 2 * grow), angle))
+            corners[:, 0] = np.clip(corners[:, 0] * x_scale, 0, width - 1)
+            corners[:, 1] = np.clip(corners[:, 1] * y_scale, 0, height - 1)
+            box = _TextBox(_order_corners(corners), score)
+            if box.height >= 8 and box.width >= box.height * 0.8:
+                boxes.append(box)
+        boxes.sort(key=lambda box: box.score * box.height, reverse=True)
+        return boxes[:MAX_TEXT_BOXES]
+
+    def _recognize(self, crops: list[np.ndarray]) -> list[tuple[list[_Character], str]]:
+        assert self._recognizer is not None
+        if not crops:
+            return []
+        widths = [max(8, math.ceil(RECOGNITION_HEIGHT * crop.shape[1] / crop.shape[0])) for crop in crops]
+        batch_width = max(RECOGNITION_MIN_WIDTH, *widths)
+        batch = np.zeros((len(crops), 3, RECOGNITION_HEIGHT, batch_width), np.float32)
+        for index, (crop, crop_width) in enumerate(zip(crops, widths, strict=True)):
+            resized = cv2.resize(crop, (crop_width, RECOGNITION_HEIGHT)).astype(np.float32)
+            batch[index, :, :, :crop_width] = ((resized / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
+        input_name = self._recognizer.get_inputs()[0].name
+        probabilities = self._recognizer.run(None, {input_name: batch})[0]
+        return [self._characters(line) for line in probabilities]
+
+    def _characters(self, probabilities: np.ndarray) -> tuple[list[_Character], str]:
+        """Greedy CTC decoding over blank, the alphanumerics (any case or width) and everything else.
+
+        Returns the alphanumerics with their probabilities, and the whole text with symbols kept.
+        """
+        reduced = np.zeros((probabilities.shape[0], OTHER + 1), np.float32)
+        reduced[:, BLANK] = probabilities[:, 0]
+        for index, columns in enumerate(self._class_columns, start=1):
+            reduced[:, index] = probabilities[:, columns].sum(axis=1)
+        reduced[:, OTHER] = probabilities[:, self._symbol_columns].sum(axis=1)
+        reduced /= np.maximum(reduced.sum(axis=1, keepdims=True), 1e-6)
+        path = reduced.argmax(axis=1)
+        characters = []
+        text = []
+        frame = 0
+        while frame < len(path):
+            symbol = path[frame]
+            end = frame
+            while end + 1 < len(path) and path[end + 1] == symbol:
+                end += 1
+            if symbol not in (BLANK, OTHER):
+                peak = frame + int(reduced[frame : end + 1, symbol].argmax())
+                characters.append(_Character(reduced[peak, 1:OTHER].copy()))
+                text.append(ALPHANUMERICS[symbol - 1])
+            elif symbol == OTHER:
+                peak = frame + int(reduced[frame : end + 1, OTHER].argmax())
+                text.append(
+                    self._labels[int(np.where(self._symbol_columns, probabilities[peak], -1).argmax())]
+                )
+            frame = end + 1
+        return characters, "".join(text)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _packaged_model_dir() -> Path:
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            f"the local engine needs the PP-OCR models of the {MODEL_PACKAGE!r} package:"
+            " pip install 'plate-bridge[local]'"
+        )
+    model_dir = Path(next(iter(spec.submodule_search_locations))) / "models"
+    if not (model_dir / RECOGNITION_MODEL).is_file():
+        raise ImportError(
+            f"{model_dir} has no {RECOGNITION_MODEL}; install the pinned version:"
+            " pip install 'plate-bridge[local]'"
+        )
+    return model_dir
+
+
+def _labels(recognizer: onnxruntime.InferenceSession) -> list[str]:
+    """The recognizer's output labels; column 0 is the CTC blank and the last the space (PaddleOCR)."""
+    dictionary = recognizer.get_modelmeta().custom_metadata_map["character"].splitlines()
+    return ["", *dictionary, " "]
+
+
+def _alphanumeric_columns(labels: list[str]) -> list[np.ndarray]:
+    """For each of the 36 alphanumerics, the output columns that spell it (upper, lower, full width)."""
+    columns: dict[str, list[int]] = {symbol: [] for symbol in ALPHANUMERICS}
+    for column, label in enumerate(labels):
+        folded = unicodedata.normalize("NFKC", label).upper()
+        if folded in columns:
+            columns[folded].append(column)
+    return [np.array(columns[symbol]) for symbol in ALPHANUMERICS]
+
+
+def _looks_like_date_or_time(text: str) -> bool:
+    return bool(DATE_OR_TIME.search(text))
+
+
+def _decode(image: bytes) -> np.ndarray:
+    if not isinstance(image, bytes | bytearray | memoryview) or len(image) == 0:
+        raise PayloadNotImage("the payload is empty or not bytes")
+    picture = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
+    if picture is None:
+        raise PayloadNotImage("the payload is not a decodable image (JPEG or PNG expected)")
+    return picture
+
+
+def _order_corners(points: np.ndarray) -> np.ndarray:
+    """Order four points as top-left, top-right, bottom-right, bottom-left."""
+    by_x = points[np.argsort(points[:, 0])]
+    left, right = by_x[:2], by_x[2:]
+    top_left, bottom_left = left[np.argsort(left[:, 1])]
+    top_right, bottom_right = right[np.argsort(right[:, 1])]
+    return np.array([top_left, top_right, bottom_right, bottom_left], np.float32)
+
+
+def _mean_inside(text_map: np.ndarray, contour: np.ndarray) -> float:
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - (x, y)], 1)
+    return float(cv2.mean(text_map[y : y + h, x : x + w], mask)[0])
+
+
+def _crop(picture: np.ndarray, box: _TextBox) -> np.ndarray:
+    width, height = max(2, round(box.width)), max(2, round(box.height))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    transform = cv2.getPerspectiveTransform(box.corners, target)
+    return cv2.warpPerspective(
+        picture, transform, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def _joined_neighbours(boxes: list[_TextBox]) -> list[_TextBox]:
+    """Boxes for lines the detector split in two (a plate's halves around a gap, badge or dash)."""
+    joined = []
+    for left in boxes:
+        lx0, ly0, lx1, ly1 = left.bounds()
+        for right in boxes:
+            if right is left:
+                continue
+            rx0, ry0, rx1, ry1 = right.bounds()
+            height = max(ly1 - ly0, ry1 - ry0)
+            similar_height = min(ly1 - ly0, ry1 - ry0) > 0.7 * height
+            same_line = abs((ly0 + ly1) - (ry0 + ry1)) / 2 < 0.3 * height
+            gap = rx0 - lx1
+            if similar_height and same_line and -0.3 * height <= gap <= 1.2 * height and rx0 > lx0:
+                x0, y0, x1, y1 = min(lx0, rx0), min(ly0, ry0), max(lx1, rx1), max(ly1, ry1)
+                corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+                joined.append(_TextBox(corners, min(left.score, right.score)))
+    return joined
+
+
+def _rank_candidates(
+    box: _TextBox, characters: list[_Character], regions: tuple[str, ...]
+) -> _Reading | None:
+    if len(characters) < 3:
+        return None
+    proposals: dict[str, float] = {}
+    # A 0 only counts as a digit when the recognizer saw a zero rather than an O (a word like PROPERTY
+    # must not pass for a plate because its O's read as zeros).
+    saw_zero = any(character.best()[0] == "0" for character in characters)
+    zero_for_o = bool(regions) and all(
+        plate_patterns.base_region(region) in plate_patterns.REGIONS_WITHOUT_LETTER_O for region in regions
+    )
+
+    def propose(text: str, probabilities: Sequence[float]) -> None:
+        if not text:
+            return
+        confidence = math.exp(sum(math.log(max(p, 1e-6)) for p in probabilities) / len(probabilities))
+        score = confidence * _plate_prior(text, regions, saw_zero=saw_zero)
+        proposals[text] = max(score, proposals.get(text, 0.0))
+
+    # The recognizer's own alternatives: a small beam over each character's best guesses.
+    beam: list[tuple[str, list[float]]] = [("", [])]
+    for character in characters:
+        beam = [
+            (text + symbol, [*probabilities, probability])
+            for text, probabilities in beam
+            for symbol, probability in character.alternatives(CHARACTER_ALTERNATIVES, zero_for_o=zero_for_o)
+        ]
+        beam.sort(key=lambda item: math.prod(item[1]), reverse=True)
+        beam = beam[:12]
+    for text, probabilities in beam:
+        propose(text, probabilities)
+
+    # The layouts of the requested regions, over every window of the line: the recognizer's best letter
+    # where the layout wants a letter and best digit where it wants a digit (O/0, I/1, B/8, S/5 ...).
+    classes = {"L": ALPHANUMERICS[10:], "D": ALPHANUMERICS[:10], "A": ALPHANUMERICS}
+    # A line may carry a character or two more than the plate (a frame edge, a badge, a doubled stroke).
+    # With no hint every known layout may correct a reading, but only with one character left out: the
+    # many layouts together would otherwise fit almost any line.
+    layouts = plate_patterns.layouts_for(regions or plate_patterns.DEFAULT_REGION_ORDER)
+    max_dropped = MAX_DROPPED_CHARACTERS if regions else 1
+    for layout in layouts:
+        extra = len(characters) - len(layout)
+        if not 0 <= extra <= max_dropped:
+            continue
+        for kept in itertools.combinations(range(len(characters)), len(layout)):
+            picks = [
+                characters[index].best(classes[symbol]) for index, symbol in zip(kept, layout, strict=True)
+            ]
+            # Characters left out count against the reading as the chance they are not there.
+            dropped = [characters[index] for index in range(len(characters)) if index not in kept]
+            propose(
+                "".join(symbol for symbol, _ in picks),
+                [probability for _, probability in picks] + [1.0 - c.presence for c in dropped],
+            )
+
+    ranked = sorted(proposals.items(), key=lambda item: item[1], reverse=True)[:MAX_CANDIDATES]
+    reading = _Reading(box, [(text.lower(), round(score, 3)) for text, score in ranked])
+    reading.region = _region_of(ranked[0][0], regions)
+    return reading
+
+
+def _plate_prior(text: str, regions: tuple[str, ...], *, saw_zero: bool) -> float:
+    """How much `text` looks like a plate: generic shape first, then the layouts of the regions."""
+    has_digit = any(symbol in "123456789" for symbol in text) or (saw_zero and "0" in text)
+    if not (has_digit and plate_patterns.GENERIC_PLATE.match(text)):
+        return 0.1
+    if regions:
+        return 1.0 if plate_patterns.fits_layout(text, regions) else 0.6
+    return 1.0 if plate_patterns.fits_layout(text, plate_patterns.DEFAULT_REGION_ORDER) else 0.8
+
+
+def _region_of(text: str, regions: tuple[str, ...]) -> tuple[str, float]:
+    matches = plate_patterns.matching_regions(text, regions)
+    if matches:
+        return matches[0], round(1.0 / len(matches), 3)
+    if regions:
+        return regions[0], 0.1
+    matches = plate_patterns.matching_regions(text, plate_patterns.DEFAULT_REGION_ORDER)
+    if matches:
+        return matches[0], round(0.5 / len(matches), 3)
+    return "unknown", 0.0
+
+
+def _suppress_overlaps(readings: list[_Reading]) -> list[_Reading]:
+    """Keep the best reading where boxes overlap (a joined line and its halves, say)."""
+    kept: list[_Reading] = []
+    for reading in readings:
+        x0, y0, x1, y1 = reading.box.bounds()
+        area = max(1.0, (x1 - x0) * (y1 - y0))
+        overlaps = False
+        for other in kept:
+            ox0, oy0, ox1, oy1 = other.box.bounds()
+            inter = max(0.0, min(x1, ox1) - max(x0, ox0)) * max(0.0, min(y1, oy1) - max(y0, oy0))
+            other_area = max(1.0, (ox1 - ox0) * (oy1 - oy0))
+            if inter / min(area, other_area) > 0.5:
+                overlaps = True
+                break
+        if not overlaps:
+            kept.append(reading)
+    return kept
+
+
+def _result(reading: _Reading, width: int, height: int) -> dict[str, Any]:
+    x0, y0, x1, y1 = reading.box.bounds()
+    plate, score = reading.candidates[0]
+    code, region_score = reading.region
+    return {
+        "box": {
+            "xmin": max(0, int(x0)),
+            "ymin": max(0, int(y0)),
+            "xmax": min(width - 1, math.ceil(x1)),
+            "ymax": min(height - 1, math.ceil(y1)),
+        },
+        "plate": plate,
+        "region": {"code": code, "score": region_score},
+        "score": round(min(1.0, score), 3),
+        "dscore": round(min(1.0, reading.box.score), 3),
+        "candidates": [{"plate": text, "score": round(min(1.0, s), 3)} for text, s in reading.candidates],
+        "vehicle": {"type": "Unknown", "score": 0, "box": {"xmin": 0, "ymin": 0, "xmax": 0, "ymax": 0}},
+    }

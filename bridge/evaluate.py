@@ -1,0 +1,181 @@
+"""Accuracy and latency of a plate reader over a labelled set of photos (`plate-bridge evaluate`)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Reader = Callable[[bytes, Sequence[str]], dict[str, Any]]
+TOP_K = 5
+
+
+def normalize_plate(text: str) -> str:
+    """Plates compare case-insensitively, ignoring spaces and dashes."""
+    return "".join(text.split()).replace("-", "").upper()
+
+
+@dataclass
+class ImageOutcome:
+    """How the reader did on one labelled image."""
+
+    set_name: str
+    image: str
+    expected: str
+    read: str | None
+    top_k: list[str]
+    latency_ms: float
+
+    @property
+    def exact(self) -> bool:
+        return self.read == self.expected
+
+    @property
+    def in_top_k(self) -> bool:
+        return self.expected in self.top_k
+
+
+@dataclass
+class SetSummary:
+    """The figures of one set (or of all images together)."""
+
+    name: str
+    images: int
+    exact: int
+    top_k: int
+    median_ms: float
+    p95_ms: float
+
+    @property
+    def exact_percent(self) -> float:
+        return 100.0 * self.exact / self.images if self.images else 0.0
+
+    @property
+    def top_k_percent(self) -> float:
+        return 100.0 * self.top_k / self.images if self.images else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "set": self.name,
+            "images": self.images,
+            "exact": self.exact,
+            "exact_percent": round(self.exact_percent, 1),
+            "top5": self.top_k,
+            "top5_percent": round(self.top_k_percent, 1),
+            "median_ms": round(self.median_ms, 1),
+            "p95_ms": round(self.p95_ms, 1),
+        }
+
+
+@dataclass
+class EvaluationReport:
+    """Per-set and total figures, plus every image's outcome for a closer look."""
+
+    outcomes: list[ImageOutcome] = field(default_factory=list)
+    regions: tuple[str, ...] = ()
+    regions_by_set: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def sets(self) -> list[SetSummary]:
+        names = list(dict.fromkeys(outcome.set_name for outcome in self.outcomes))
+        summaries = [_summarize(name, [o for o in self.outcomes if o.set_name == name]) for name in names]
+        return [*summaries, _summarize("total", self.outcomes)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "regions": list(self.regions),
+            "regions_by_set": {name: list(codes) for name, codes in self.regions_by_set.items()},
+            "sets": [summary.as_dict() for summary in self.sets()],
+            "misses": [
+                {"image": o.image, "expected": o.expected, "read": o.read, "top5": o.top_k}
+                for o in self.outcomes
+                if not o.exact
+            ],
+        }
+
+    def as_table(self) -> str:
+        """A Markdown table: one row per set and a total row."""
+        lines = [
+            "| set | images | top-1 | top-1 % | top-5 % | median ms | p95 ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for summary in self.sets():
+            lines.append(
+                f"| {summary.name} | {summary.images} | {summary.exact} | {summary.exact_percent:.1f} |"
+                f" {summary.top_k_percent:.1f} | {summary.median_ms:.0f} | {summary.p95_ms:.0f} |"
+            )
+        return "\n".join(lines)
+
+
+def evaluate(
+    labels_path: Path,
+    read: Reader,
+    regions: Sequence[str] = (),
+    limit: int | None = None,
+    regions_by_set: Mapping[str, Sequence[str]] | None = None,
+) -> EvaluationReport:
+    """Run `read(image_bytes, regions)` on each labelled image (the first `limit` only, if given).
+
+    The TSV has a header with at least `image` (a path relative to the TSV) and `plate`; the set is the
+    `set` column or else the image path's first component. Top-1 is the first result's plate; top-5 is the
+    first five distinct plates among the results' candidates, best result first.
+    """
+    labels_path = Path(labels_path)
+    rows = _label_rows(labels_path)
+    if limit is not None:
+        rows = rows[:limit]
+    by_set = {name: tuple(codes) for name, codes in (regions_by_set or {}).items()}
+    report = EvaluationReport(regions=tuple(regions), regions_by_set=by_set)
+    for row in rows:
+        image_path = labels_path.parent / row["image"]
+        payload = image_path.read_bytes()
+        set_name = row.get("set") or Path(row["image"]).parts[0]
+        started = time.perf_counter()
+        response = read(payload, by_set.get(set_name, tuple(regions)))
+        latency_ms = (time.perf_counter() - started) * 1000
+        guesses = _ranked_plates(response)
+        report.outcomes.append(
+            ImageOutcome(
+                set_name=set_name,
+                image=row["image"],
+                expected=normalize_plate(row["plate"]),
+                read=guesses[0] if guesses else None,
+                top_k=guesses[:TOP_K],
+                latency_ms=latency_ms,
+            )
+        )
+    return report
+
+
+def _label_rows(labels_path: Path) -> list[dict[str, str]]:
+    with labels_path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if rows and not {"image", "plate"} <= rows[0].keys():
+        raise ValueError(f"{labels_path}: the header needs the columns `image` and `plate`")
+    return rows
+
+
+def _ranked_plates(response: dict[str, Any]) -> list[str]:
+    ranked: list[str] = []
+    for result in response.get("results") or []:
+        for text in [result.get("plate", ""), *(c.get("plate", "") for c in result.get("candidates") or [])]:
+            plate = normalize_plate(str(text))
+            if plate and plate not in ranked:
+                ranked.append(plate)
+    return ranked
+
+
+def _summarize(name: str, outcomes: list[ImageOutcome]) -> SetSummary:
+    latencies = sorted(outcome.latency_ms for outcome in outcomes)
+    return SetSummary(
+        name=name,
+        images=len(outcomes),
+        exact=sum(outcome.exact for outcome in outcomes),
+        top_k=sum(outcome.in_top_k for outcome in outcomes),
+        median_ms=statistics.median(latencies) if latencies else 0.0,
+        p95_ms=latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)] if latencies else 0.0,
+    )
