@@ -15,11 +15,11 @@ $(BIN)/activate: pyproject.toml
 venv: $(BIN)/activate
 
 lint: venv
-	$(BIN)/ruff check bridge tests examples
-	$(BIN)/ruff format --check bridge tests examples
+	$(BIN)/ruff check bridge tests examples benchmarks
+	$(BIN)/ruff format --check bridge tests examples benchmarks
 
 test: venv
-	$(BIN)/ruff check bridge tests examples
+	$(BIN)/ruff check bridge tests examples benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

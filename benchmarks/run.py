@@ -1,0 +1,178 @@
+"""Run the benchmarks (`python -m benchmarks.run [--smoke] [--long]`): BENCHMARKS.md and results.json."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, scenarios
+from benchmarks.frames import load_frame_sets
+from benchmarks.measure import Context, measure
+from benchmarks.procs import Broker, Emulator, cpu_model
+from benchmarks.systems import LABELS, SYSTEMS, find_node_red
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results.json"
+REPORT = ROOT / "BENCHMARKS.md"
+FRAMES_PER_SET = 32
+# The emulator keeps this many request records (a few hundred bytes each) for the rate-limit check.
+EMULATOR_RECORDS = 50_000
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="every scenario tiny: checks the harness works")
+    parser.add_argument("--long", action="store_true", help="add the RSS-growth run (100,000 frames)")
+    parser.add_argument("--rss-frames", type=int, default=scenarios.RSS_FRAMES, help="frames of --long")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every duration by this")
+    parser.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="comma-separated, of: bridge,relay,nodered"
+    )
+    parser.add_argument("--frame-kb", type=float, default=120.0, help="size of the resized base64 frames")
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not npm-install Node-RED (skip it unless cached)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for results.json and BENCHMARKS.md (default: benchmarks/results.json and "
+        "BENCHMARKS.md; with --smoke a temporary folder, so real figures are never overwritten)",
+    )
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the bridge in flat_out into DIR")
+    args = parser.parse_args(argv)
+    if args.scale <= 0 or args.rss_frames < 1:
+        parser.error("--scale and --rss-frames must be positive")
+    unknown = set(args.systems.split(",")) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown system(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    # SIGTERM unwinds like Ctrl+C, so every `finally` stops the children it started.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    command = shlex.join(["python", "-m", "benchmarks.run", *(argv if argv is not None else sys.argv[1:])])
+    chosen = scenarios.select(smoke=args.smoke, long=args.long, rss_frames=args.rss_frames, scale=args.scale)
+    if args.scenarios:
+        wanted = set(args.scenarios.split(","))
+        known = {scenario.name for scenario in [*scenarios.FULL, scenarios.RSS]}
+        if wanted - known:
+            print(f"unknown scenario(s): {', '.join(sorted(wanted - known))}", file=sys.stderr)
+            return 2
+        if "rss_100k" in wanted and not args.long and not args.smoke:
+            chosen = scenarios.select(smoke=False, long=True, rss_frames=args.rss_frames, scale=args.scale)
+        chosen = [scenario for scenario in chosen if scenario.name in wanted]
+    system_names = [name for name in SYSTEMS if name in args.systems.split(",")]
+    out_dir = args.out or (Path(tempfile.mkdtemp(prefix="plate-bridge-smoke-")) if args.smoke else None)
+    results_path = out_dir / "results.json" if out_dir else RESULTS
+    report_path = out_dir / "BENCHMARKS.md" if out_dir else REPORT
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="plate-bridge-bench-") as folder:
+        try:
+            results = run(args, chosen, system_names, Path(folder), command)
+        except KeyboardInterrupt:
+            print("\ninterrupted: every child process was stopped; no results written", file=sys.stderr)
+            return 130
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    report_path.write_text(report.render(results, results_path, ROOT), encoding="utf-8")
+    print(f"results: {results_path}\nreport: {report_path}", file=sys.stderr)
+    failures = [
+        f"{scenario}/{name}"
+        for scenario, entry in results["scenarios"].items()
+        for name, figures in entry["systems"].items()
+        if "error" in figures
+    ]
+    if failures:
+        print(f"failed runs: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(
+    args: argparse.Namespace,
+    chosen: list[scenarios.Scenario],
+    system_names: list[str],
+    run_dir: Path,
+    command: str,
+) -> dict[str, Any]:
+    notes: list[str] = []
+    frame_sets, frame_notes = load_frame_sets(args.frame_kb, FRAMES_PER_SET)
+    notes += frame_notes
+    node_red = find_node_red(install=not (args.smoke or args.no_install)) if "nodered" in system_names else ""
+    if isinstance(node_red, str) and "nodered" in system_names:
+        notes.append(f"Node-RED skipped: {node_red}")
+        print(f"note: Node-RED skipped: {node_red}", file=sys.stderr)
+    broker = Broker(run_dir)
+    if broker.kind == "amqtt":
+        notes.append("the mosquitto binary is missing: the broker is amqtt (bridge.broker.EmbeddedBroker)")
+        print("note: no mosquitto binary; using the amqtt broker instead", file=sys.stderr)
+    emulator = Emulator(EMULATOR_RECORDS)
+    results: dict[str, Any] = {
+        "command": command,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "smoke" if args.smoke else "full",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
+            "python": platform.python_version(),
+            "broker": broker.version,
+            "node": getattr(node_red, "node_version", None),
+            "node_red": getattr(node_red, "version", None),
+        },
+        "frames": {name: frame_set.describe() for name, frame_set in frame_sets.items()},
+        "notes": notes,
+        "scenarios": {},
+    }
+    with contextlib.ExitStack() as stack:
+        broker.start()
+        stack.callback(broker.stop)
+        emulator.start()
+        stack.callback(emulator.stop)
+        profiler = None
+        if args.profile is not None:
+            from benchmarks.profiling import Profiler
+
+            profiler = Profiler(args.profile, scenarios=("flat_out",))
+        context = Context(run_dir, broker, emulator, frame_sets, node_red, profiler)
+        for scenario in chosen:
+            entry: dict[str, Any] = {"title": scenario.title, "settings": scenario.settings, "systems": {}}
+            results["scenarios"][scenario.name] = entry
+            for name in system_names:
+                print(f"{scenario.name}: {LABELS[name]} ...", file=sys.stderr, flush=True)
+                if name == "nodered" and isinstance(node_red, str):
+                    entry["systems"][name] = {"skipped": node_red}
+                    continue
+                began = time.monotonic()
+                try:
+                    figures = measure(name, scenario, context)
+                except (RuntimeError, TimeoutError, OSError) as exc:
+                    figures = {"error": str(exc)}
+                entry["systems"][name] = figures
+                took = time.monotonic() - began
+                print(f"  {report.one_line(figures)} [{took:.1f} s]", file=sys.stderr, flush=True)
+    results["goals"] = report.goals(results)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())
