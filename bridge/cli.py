@@ -147,12 +147,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM; installed before start-up so an early signal still stops
+    the bridge cleanly (it publishes `offline`) instead of killing it."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
+    return stop
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -160,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     logging.getLogger().setLevel(config.log_level)
+    stop = _stop_on_signals()
     bridge = Bridge(config)
     bridge.start()
     host, port = bridge.broker_address
@@ -169,7 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        _wait_for_signal()
+        while not stop.wait(0.5):
+            pass
     finally:
         bridge.stop()
     return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Sequence
@@ -96,6 +97,7 @@ class MqttClient:
         # Retained "offline" as last will: subscribers (Home Assistant availability) see a crash.
         client.will_set(self.state_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_socket_open = self._tune_socket
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
@@ -167,6 +169,16 @@ class MqttClient:
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             # NO_CONN: paho has queued the message and sends it after reconnecting.
             raise PublishError(f"cannot publish on {topic}: {paho.error_string(info.rc)}", topic=topic)
+
+    @staticmethod
+    def _tune_socket(client: paho.Client, userdata: object, sock: Any) -> None:
+        # Nagle's algorithm holds an event back until the broker ACKs the bridge's previous segment
+        # (its PUBACK), and the broker delays that ACK: ~20 ms added to every event on loopback,
+        # measured in benchmarks/ (p50 20.8 ms -> 4.1 ms). Small MQTT packets want to go out at once.
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            log.debug("TCP_NODELAY not available on this socket")
 
     def _handle_connect(
         self,

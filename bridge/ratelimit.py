@@ -5,16 +5,22 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class CallLimiter:
-    """Blocks callers so that no sliding 1-second window holds more than `max_per_second` calls.
+    """Lets a call start only when fewer than `max_per_second` calls are in flight or ended within the
+    last second, so that no 1-second window *at the service* holds more than `max_per_second` arrivals.
 
-    A sliding window of the last calls' start times rather than a token bucket: a bucket that is full
-    after an idle second lets a burst of N through and then N more within the same second, which is
-    exactly what the service's per-second plans answer with 429. `pause_until()` makes every caller
-    wait, e.g. for the Retry-After of a 429 that one worker received.
+    Why not a token bucket: a bucket full after an idle second lets N calls through and N more within
+    the same second. Why the window counts from a call's end, not its start: the service counts
+    arrivals, which happen somewhere between our start and our end (connection set-up, upload time,
+    scheduling — 20 ms on loopback in benchmarks/, seconds for a large upload on a slow line); a
+    window of start times let 13 calls arrive within one second at 8 calls/s. The price: with a
+    reader that takes S seconds, at most N calls per 1 + S seconds.
+
+    `pause_until()` makes every caller wait, e.g. for the Retry-After of a 429 one worker received.
     """
 
     def __init__(
@@ -25,10 +31,11 @@ class CallLimiter:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.max_per_second = max_per_second
-        # Fractional rates (0.5/s) keep one call per 1/rate seconds.
+        # Fractional rates (0.5/s) become one call per 1/rate seconds.
         self._capacity = max(1, int(max_per_second)) if max_per_second else 0
         self._window = self._capacity / max_per_second if max_per_second else 0.0
-        self._starts: deque[float] = deque()
+        self._ends: deque[float] = deque()
+        self._in_flight = 0
         self._paused_until = 0.0
         self._lock = threading.Lock()
         self._clock = clock
@@ -42,21 +49,37 @@ class CallLimiter:
     def pause_for(self, seconds: float) -> None:
         self.pause_until(self._clock() + seconds)
 
-    def acquire(self, deadline: float | None = None) -> bool:
-        """Wait for a slot and take it; False if `deadline` (clock value) would pass first."""
+    def acquire(self) -> None:
+        """Wait for a slot and take it; every acquire() must be followed by one release()."""
         while True:
             with self._lock:
                 now = self._clock()
                 wait = self._paused_until - now
-                if self._capacity and wait <= 0:
-                    while self._starts and now - self._starts[0] >= self._window:
-                        self._starts.popleft()
-                    if len(self._starts) < self._capacity:
-                        self._starts.append(now)
-                        return True
-                    wait = self._starts[0] + self._window - now
-                elif wait <= 0:
-                    return True
-            if deadline is not None and now + wait > deadline:
-                return False
+                if wait <= 0:
+                    if not self._capacity:
+                        self._in_flight += 1
+                        return
+                    while self._ends and now - self._ends[0] >= self._window:
+                        self._ends.popleft()
+                    if self._in_flight + len(self._ends) < self._capacity:
+                        self._in_flight += 1
+                        return
+                    # Full: the oldest ended call frees its slot first; an in-flight call frees one
+                    # only after it ends, so poll briefly.
+                    wait = self._ends[0] + self._window - now if self._ends else 0.005
             self._sleep(max(wait, 0.0005))
+
+    def release(self) -> None:
+        """The call that took a slot has ended: its slot is free one window from now."""
+        with self._lock:
+            self._in_flight -= 1
+            if self._capacity:
+                self._ends.append(self._clock())
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()

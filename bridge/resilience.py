@@ -139,10 +139,10 @@ class ReaderGuard:
         attempt = 0
         while True:
             self._gate()
-            self.limiter.acquire()
             self.calls += 1
             try:
-                result = read()
+                with self.limiter.slot():
+                    result = read()
             except ReaderRateLimited as error:
                 wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
                 self.limiter.pause_for(wait)  # every worker waits, not only this one

@@ -122,6 +122,7 @@ class RecordedRequest:
     received_at: float = 0.0
     status: int | None = None  # None: the connection was dropped without an answer
     body_size: int = 0
+    client_port: int = 0  # the client's TCP port: one port for many requests means keep-alive
 
 
 @dataclass(frozen=True)
@@ -584,10 +585,19 @@ class ReaderEmulator:
             self._stopping.wait(seconds)
 
     def _answer(
-        self, method: str, path: str, headers: dict[str, str], body: bytes | None, size: int, arrived: float
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        size: int,
+        arrived: float,
+        client_port: int = 0,
     ) -> _Answer:
         """The answer to one request (called by the handler thread; `body` is None when oversized)."""
-        record = RecordedRequest(method, path, headers, received_at=arrived, body_size=size)
+        record = RecordedRequest(
+            method, path, headers, received_at=arrived, body_size=size, client_port=client_port
+        )
         route = path.split("?", 1)[0]
         with self._lock:
             self._records.append(record)
@@ -882,7 +892,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._write(_json_answer(exc.status, _detail(exc.status, str(exc))))
             return
-        answer = emulator._answer(self.command, self.path, headers, body, size, arrived)
+        answer = emulator._answer(
+            self.command, self.path, headers, body, size, arrived, client_port=self.client_address[1]
+        )
         if answer.drop:
             self.close_connection = True
             return

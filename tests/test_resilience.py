@@ -26,30 +26,50 @@ class ManualClock:
         self.now += seconds
 
 
-def max_in_any_window(starts: list[float], window: float = 1.0) -> int:
-    return max(sum(1 for t in starts if s <= t < s + window) for s in starts)
-
-
 @pytest.mark.parametrize("rate", [1, 2, 8, 0.5])
-def test_no_one_second_window_holds_more_than_the_rate(rate: float) -> None:
+@pytest.mark.parametrize("service_time", [0.0, 0.2])
+def test_no_one_second_window_at_the_service_holds_more_than_the_rate(
+    rate: float, service_time: float
+) -> None:
     clock = ManualClock()
     limiter = CallLimiter(rate, clock=clock, sleep=clock.sleep)
-    starts = []
+    calls: list[tuple[float, float]] = []
     for _ in range(40):
-        limiter.acquire()
-        starts.append(clock.now)
-    assert max_in_any_window(starts) <= max(1, int(rate))
-    # ... and it is not slower than it must be.
-    assert starts[-1] - starts[0] <= 40 / rate
+        with limiter.slot():
+            start = clock.now
+            clock.sleep(service_time)
+        calls.append((start, clock.now))
+    capacity = max(1, int(rate))
+    # The service sees each call arrive somewhere between its start and its end; whatever the
+    # delays, call i + capacity must start a whole window after call i ended.
+    for earlier, later in zip(calls, calls[capacity:], strict=False):
+        assert later[0] - earlier[1] >= capacity / rate - 1e-9
+    # ... and, one call at a time, it is not slower than the calls themselves plus one window per
+    # `capacity` calls.
+    assert calls[-1][0] - calls[0][0] <= 40 * service_time + 40 / capacity * (capacity / rate) + 1e-6
+
+
+def test_calls_in_flight_hold_their_slots() -> None:
+    clock = ManualClock()
+    limiter = CallLimiter(2, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.acquire()
+    # Both slots are taken by calls still running: a third caller waits for one to end, then a
+    # whole window after that end; here the ManualClock only moves when the limiter sleeps.
+    polled = len(clock.slept)
+    limiter.release()  # one call ends at t
+    ended = clock.now
+    limiter.acquire()
+    assert clock.now - ended >= 1.0 - 1e-9
+    assert len(clock.slept) > polled
 
 
 def test_pause_holds_every_caller() -> None:
     clock = ManualClock()
     limiter = CallLimiter(None, clock=clock, sleep=clock.sleep)
     limiter.pause_for(3)
-    limiter.acquire()
-    assert clock.now == pytest.approx(1003, abs=0.01)
-    assert limiter.acquire(deadline=clock.now + 1) is True
+    with limiter.slot():
+        assert clock.now == pytest.approx(1003, abs=0.01)
 
 
 def guard(clock: ManualClock, states: list[dict[str, Any]] | None = None, **policy: Any) -> ReaderGuard:
