@@ -160,7 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bridge.service import Bridge
 
     config = load_config(args.config)
-    logging.getLogger().setLevel(config.log_level)
+    if not args.verbose:  # -v wins over the configured level
+        logging.getLogger().setLevel(config.log_level)
     stop = _stop_on_signals()
     bridge = Bridge(config)
     bridge.start()

@@ -8,6 +8,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+# A 48-megapixel phone photo fits; a decompression bomb does not.
+MAX_DOWNSCALE_PIXELS = 50_000_000
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -32,11 +34,18 @@ def downscale_to_fit(
 
     try:
         with Image.open(io.BytesIO(image)) as original:
+            # The header alone says how large the decoded picture would be: a 1.5 KB JPEG can claim
+            # 8000x8000 (~200 MB decoded). Refuse before decoding anything.
+            width, height = original.size
+            if width * height > MAX_DOWNSCALE_PIXELS:
+                raise ValueError(
+                    f"the image claims {width}x{height} pixels, more than the {MAX_DOWNSCALE_PIXELS:,} "
+                    "this bridge decodes"
+                )
             original.load()
             picture = original.convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ValueError(f"the image cannot be decoded to be downscaled: {exc}") from None
-    width, height = picture.size
     scale = 1.0
     size = len(image)
     for _ in range(attempts):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,9 +83,26 @@ def check_publish_topic(topic: str) -> str:
     return topic
 
 
+MAX_TOPIC_LEVEL_CHARS = 128
+
+
+def _unsafe_in_topic(char: str) -> bool:
+    # Separators and wildcards change the topic's meaning; control characters make brokers drop the
+    # connection (mosquitto: malformed packet); surrogates cannot be encoded as UTF-8 at all; and
+    # Unicode non-characters are disallowed by MQTT 3.1.1 §1.5.3.
+    code = ord(char)
+    return (
+        char in "/+#"
+        or unicodedata.category(char) in ("Cc", "Cs")
+        or 0xFDD0 <= code <= 0xFDEF
+        or (code & 0xFFFE) == 0xFFFE
+    )
+
+
 def topic_level(text: str) -> str:
-    """Make `text` safe as one topic level: no separators or wildcards (a camera id from a payload)."""
-    cleaned = "".join("_" if c in "/+#\x00" else c for c in text).strip()
+    """Make `text` safe as one topic level (a camera id from a payload): no separators, wildcards,
+    control characters, surrogates or non-characters; at most 128 characters."""
+    cleaned = "".join("_" if _unsafe_in_topic(c) else c for c in text[:MAX_TOPIC_LEVEL_CHARS]).strip()
     return cleaned or "_"
 
 

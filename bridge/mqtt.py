@@ -7,6 +7,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,35 @@ class InboundMessage:
     retain: bool
 
 
+class RecentDeliveries:
+    """The last `size` QoS 1/2 deliveries, to recognise a broker's redelivery (DUP flag) of one of them.
+
+    A delivery is known by its packet id, topic, length and a sample of its payload: a broker reuses
+    the packet id for the redelivery, and the sample makes a different message with the same id,
+    topic and length (ids wrap at 65,535) practically impossible to mistake for it.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._keys: OrderedDict[tuple[int, str, int, bytes], None] = OrderedDict()
+        self._size = size
+
+    @staticmethod
+    def _key(message: paho.MQTTMessage) -> tuple[int, str, int, bytes]:
+        payload = message.payload
+        middle = len(payload) // 2
+        return message.mid, message.topic, len(payload), payload[:32] + payload[middle : middle + 32]
+
+    def seen_before(self, message: paho.MQTTMessage) -> bool:
+        return self._key(message) in self._keys
+
+    def remember(self, message: paho.MQTTMessage) -> None:
+        if message.qos == 0:
+            return  # QoS 0 is never redelivered
+        self._keys[self._key(message)] = None
+        if len(self._keys) > self._size:
+            self._keys.popitem(last=False)
+
+
 class MqttClient:
     """paho behind one class: availability topic with last will, resubscribe on every (re)connect,
     a refused CONNACK treated as not connected, publishing from any thread.
@@ -58,6 +88,7 @@ class MqttClient:
         self.state_topic = f"{settings.base_topic}/{STATE_TOPIC}"
         self._on_message = on_message
         self._on_connected = on_connected
+        self._recent = RecentDeliveries()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._subscribe_mid: int | None = None
@@ -65,6 +96,7 @@ class MqttClient:
         self._attempted = threading.Event()
         self._state: dict[str, Any] = {"state": "online"}
         self._stopping = False
+        self._ever_connected = False
         self._client = self._make_client()
 
     @property
@@ -86,12 +118,16 @@ class MqttClient:
             client.username_pw_set(settings.username, password)
         if settings.tls:
             tls = settings.tls if isinstance(settings.tls, TLSConfig) else TLSConfig()
-            client.tls_set(
-                ca_certs=str(tls.ca_certs) if tls.ca_certs else None,
-                certfile=str(tls.certfile) if tls.certfile else None,
-                keyfile=str(tls.keyfile) if tls.keyfile else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+            try:
+                client.tls_set(
+                    ca_certs=str(tls.ca_certs) if tls.ca_certs else None,
+                    certfile=str(tls.certfile) if tls.certfile else None,
+                    keyfile=str(tls.keyfile) if tls.keyfile else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                # A missing or unreadable CA/certificate/key file: say which, not a traceback.
+                raise BrokerError(f"the broker TLS files cannot be used: {exc}") from None
             if tls.insecure:
                 client.tls_insecure_set(True)
         # Retained "offline" as last will: subscribers (Home Assistant availability) see a crash.
@@ -116,10 +152,18 @@ class MqttClient:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = settings.session_expiry if settings.persistent_session else 0
             options = {"clean_start": not settings.persistent_session, "properties": properties}
+        where = f"{self.host}:{self.port}"
         try:
+            # The first attempt in this thread, so that what will not heal by retrying (a TLS handshake
+            # the broker refuses, a bad CA file) raises here instead of being retried forever.
+            self._client.connect(self.host, self.port, keepalive=settings.keepalive, **options)
+        except ssl.SSLError as exc:
+            raise BrokerError(f"TLS with the broker at {where} failed: {exc.reason or exc}") from None
+        except ValueError as exc:
+            raise BrokerError(f"cannot connect to the broker at {where}: {exc}") from None
+        except OSError as exc:
+            log.warning("broker %s not reachable yet (%s); retrying in the background", where, exc)
             self._client.connect_async(self.host, self.port, keepalive=settings.keepalive, **options)
-        except (OSError, ValueError) as exc:
-            raise BrokerError(f"cannot connect to the broker at {self.host}:{self.port}: {exc}") from None
         self._client.loop_start()
         self._attempted.wait(wait)
         if self._refused:
@@ -128,7 +172,7 @@ class MqttClient:
                 f"the broker at {self.host}:{self.port} refused the connection: {self._refused}"
             )
         if not self.connected:
-            log.warning("broker %s:%s not reachable yet; retrying in the background", self.host, self.port)
+            log.warning("no answer yet from the broker at %s; retrying in the background", where)
 
     def wait_connected(self, timeout: float) -> bool:
         """True once connected and every subscription is acknowledged (frames can arrive)."""
@@ -195,6 +239,7 @@ class MqttClient:
             self._attempted.set()
             return
         self._refused = None
+        self._ever_connected = True
         log.info("connected to broker %s:%s", self.host, self.port)
         client.publish(self.state_topic, json.dumps(self._state), qos=1, retain=True)
         # Resubscribe on every connect: a clean session (or a restarted broker) forgets them.
@@ -237,11 +282,23 @@ class MqttClient:
         was_connected = self.connected
         self._connected.clear()
         self._subscribed.clear()
+        if not self._ever_connected and not self._stopping and self._refused is None:
+            # Closed before any CONNACK on the first attempt: not a broker that is down (that refuses
+            # the TCP connection) but one that will not talk to us, e.g. a TLS 1.3 broker rejecting
+            # our client certificate after the handshake. Retrying would not heal it.
+            hint = " (is the client certificate accepted?)" if self.settings.tls else ""
+            self._refused = f"the broker closed the connection before answering ({reason_code}){hint}"
         if was_connected and not self._stopping:
             log.warning("disconnected from broker %s:%s (%s)", self.host, self.port, reason_code)
         self._attempted.set()
 
     def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        if message.dup and self._recent.seen_before(message):
+            # A QoS 1 redelivery of a message already handed over (the broker restarted before it got
+            # our PUBACK): handing it over again would read the frame twice.
+            log.debug("dropping a redelivered duplicate on %s (mid %s)", message.topic, message.mid)
+            return
+        self._recent.remember(message)
         inbound = InboundMessage(message.topic, message.payload, message.qos, bool(message.retain))
         try:
             self._on_message(inbound)

@@ -26,6 +26,7 @@ from bridge.errors import (
     ReaderRejected,
     ReaderUnavailable,
     SchemaViolation,
+    redact,
 )
 from bridge.images import CONTENT_TYPES, sniff_format
 from bridge.regions import normalize_regions
@@ -263,6 +264,9 @@ class PlateReader:
     def _status_error(self, response: urllib3.BaseHTTPResponse, where: str) -> ReaderError:
         status = response.status
         detail = _detail(response)
+        if detail:
+            # A service (or a proxy) that echoes the request must not put the token into our errors.
+            detail = redact(detail, [self._token])
         said = f" ({detail})" if detail else ""
         if status == 403:
             return ReaderForbidden(

@@ -103,8 +103,13 @@ def is_valid(name: str, document: object) -> bool:
 
 def problems(name: str, document: object) -> list[str]:
     """Why `document` fails schema `name`, one line per problem sorted by path; empty when it matches."""
-    errors = sorted(validator(name).iter_errors(document), key=_error_order)
-    lines = [_describe(error) for error in errors[:MAX_PROBLEMS]]
+    try:
+        errors = sorted(validator(name).iter_errors(document), key=_error_order)
+        lines = [_describe(error) for error in errors[:MAX_PROBLEMS]]
+    except RecursionError:
+        # Python's validator and repr() recurse per level: a hostile document can be deeper than the
+        # stack (the compiled validator is not, so this is the only place that needs to know).
+        return ["(root): the document is nested too deeply to be checked"]
     if len(errors) > MAX_PROBLEMS:
         lines.append(f"... and {len(errors) - MAX_PROBLEMS} more problems")
     return lines
@@ -147,7 +152,10 @@ def _describe(error: ValidationError) -> str:
 
 def _brief(value: object) -> str:
     """`value`'s repr when short, else a summary that names its kind and size."""
-    shown = repr(value)
+    try:
+        shown = repr(value)
+    except RecursionError:
+        shown = "?" * (MAX_VALUE_CHARS + 1)  # too deep to print: summarised below by its kind
     if len(shown) <= MAX_VALUE_CHARS:
         return shown
     if isinstance(value, dict):

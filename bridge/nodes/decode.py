@@ -44,7 +44,13 @@ def _parse_timestamp(value: Any) -> datetime:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
         raise EnvelopeInvalid(f"timestamp {str(value)[:40]!r} is not ISO 8601") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        # 0001-01-01T00:00+01:00 is a valid ISO time that has no UTC equivalent in Python's range.
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise EnvelopeInvalid(f"timestamp {str(value)[:40]!r} is outside the years 1-9999 in UTC") from None
 
 
 class DecodeNode(Node):
