@@ -48,3 +48,13 @@ def error_event(msg: Message, error: BridgeError) -> dict[str, Any]:
 
 def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def decode_json(text: str | bytes) -> Any:
+    """Parse JSON off the wire strictly: Python's parser also takes NaN and Infinity, which are not
+    JSON (RFC 8259) and which no schema, subscriber or other parser handles the same way."""
+    return json.loads(text, parse_constant=_not_json)

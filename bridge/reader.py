@@ -28,6 +28,7 @@ from bridge.errors import (
     SchemaViolation,
     redact,
 )
+from bridge.events import decode_json
 from bridge.images import CONTENT_TYPES, sniff_format
 from bridge.regions import normalize_regions
 
@@ -289,7 +290,7 @@ class PlateReader:
     @staticmethod
     def _json(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
         try:
-            body = json.loads(response.data)
+            body = decode_json(response.data)
         except ValueError:
             raise ReaderInvalidResponse(
                 f"{response.status}: the service answered with a body that is not JSON",

@@ -139,6 +139,9 @@ def test_envelope_fields_override_the_route() -> None:
             "timestamp",
         ),
         (b"\xff\xfe\x00garbage", PayloadNotImage, "base64"),
+        # NaN and Infinity are not JSON, although Python's parser takes them.
+        (b'{"image": "/9j/", "timestamp": Infinity}', EnvelopeInvalid, "does not parse"),
+        (b'{"image": "/9j/", "mmc": NaN}', EnvelopeInvalid, "does not parse"),
     ],
 )
 def test_decode_refuses_bad_payloads_with_a_specific_error(payload: bytes, error: type, words: str) -> None:

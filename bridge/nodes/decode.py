@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import binascii
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pybase64
+
 from bridge import schemas
 from bridge.errors import EnvelopeInvalid, PayloadNotImage, PayloadTooLarge, SchemaViolation
+from bridge.events import decode_json
 from bridge.images import sniff_format
 from bridge.messages import Message, topic_level
 from bridge.nodes.base import Node
@@ -18,10 +20,22 @@ _DATA_URI_PREFIX = b"data:"
 _WHITESPACE = b" \t\r\n"
 
 
+def _without_whitespace(text: bytes) -> bytes:
+    """Base64 as cameras send it may be wrapped in lines (MIME style); most frames are not, and
+    scanning for the four characters costs far less than copying the frame to drop none."""
+    if any(char in text for char in (b"\n", b"\r", b" ", b"\t")):
+        return text.translate(None, _WHITESPACE)
+    return text
+
+
 def _decode_base64(text: bytes, what: str) -> bytes:
-    """Strict base64 (standard alphabet, padding required); whitespace and line breaks are allowed."""
+    """Strict base64 (standard alphabet, padding required) of text without whitespace.
+
+    pybase64 (SIMD) rather than binascii: a 120 kB frame decodes in ~7 µs instead of ~310 µs, which
+    was 40 % of the bridge's CPU per frame (py-spy, benchmarks/); both reject any non-alphabet byte.
+    """
     try:
-        return binascii.a2b_base64(text.translate(None, _WHITESPACE), strict_mode=True)
+        return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise PayloadNotImage(f"{what} is not valid base64 ({exc})") from None
 
@@ -73,11 +87,12 @@ class DecodeNode(Node):
         if stripped.startswith(b"{"):
             return self._from_envelope(msg, stripped)
         if stripped.startswith(_DATA_URI_PREFIX):
-            data = _split_data_uri(stripped)
+            data = _without_whitespace(_split_data_uri(stripped))
             return self._with_image(msg, _decode_base64(data, "the data URI"), data)
         if not stripped:
             raise PayloadNotImage("empty payload")
-        return self._with_image(msg, _decode_base64(stripped, "the payload"), stripped)
+        data = _without_whitespace(stripped)
+        return self._with_image(msg, _decode_base64(data, "the payload"), data)
 
     def _with_image(self, msg: Message, image: bytes, encoded: bytes | None, **changes: Any) -> Message:
         image_format = sniff_format(image)
@@ -86,12 +101,13 @@ class DecodeNode(Node):
                 "the payload is not a JPEG or PNG image (expected raw image bytes, base64, "
                 "a data URI or a JSON envelope with an `image` field)"
             )
-        image_base64 = encoded.translate(None, _WHITESPACE).decode("ascii") if encoded else None
+        # `encoded` decoded as strict base64, so it is plain ASCII without whitespace.
+        image_base64 = encoded.decode("ascii") if encoded else None
         return msg.replace(image=image, image_base64=image_base64, image_format=image_format, **changes)
 
     def _from_envelope(self, msg: Message, text: bytes) -> Message:
         try:
-            envelope = json.loads(text)
+            envelope = decode_json(text)
         except (ValueError, RecursionError) as exc:
             # RecursionError: deeply nested JSON must be a payload error, not a crash.
             raise EnvelopeInvalid(
@@ -107,6 +123,7 @@ class DecodeNode(Node):
         image_text = envelope["image"].encode("ascii", "replace")
         if image_text.startswith(_DATA_URI_PREFIX):
             image_text = _split_data_uri(image_text)
+        image_text = _without_whitespace(image_text)
         image = _decode_base64(image_text, "the envelope's image")
         changes: dict[str, Any] = {}
         if "camera_id" in envelope:
@@ -124,7 +141,7 @@ class DecodeNode(Node):
             config = envelope["config"]
             if isinstance(config, str):
                 try:
-                    config = json.loads(config)
+                    config = decode_json(config)
                 except ValueError:
                     raise EnvelopeInvalid("the envelope's config is a string but not JSON text") from None
             if not isinstance(config, dict):
