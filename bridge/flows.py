@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
-from types import GeneratorType
 
 from bridge.config import NodeSpec, RouteConfig
 from bridge.errors import BridgeError, ConfigError, NodeError
@@ -61,12 +60,15 @@ def resolve_node_type(name: str) -> type[Node]:
 
 
 def _outputs(result: Message | Iterable[Message] | None) -> list[Message]:
+    """What a node returned, as a list; a plugin returning anything else fails loudly, by name."""
     if result is None:
         return []
     if isinstance(result, Message):
         return [result]
-    if isinstance(result, Iterable | GeneratorType):
-        return list(result)
+    if isinstance(result, Iterable) and not isinstance(result, str | bytes | Mapping):
+        outputs = list(result)
+        if all(isinstance(output, Message) for output in outputs):
+            return outputs
     raise TypeError(f"a node returned {type(result).__name__}, not a Message, messages or None")
 
 

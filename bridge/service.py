@@ -102,6 +102,15 @@ class Bridge:
         return self.mqtt.host, self.mqtt.port
 
     def start(self, connect_wait: float = 10.0) -> None:
+        """Start the embedded broker (if asked), the workers and the MQTT connection; on any failure
+        stop what was started and raise."""
+        try:
+            self._start(connect_wait)
+        except BaseException:
+            self.stop(deadline=0)
+            raise
+
+    def _start(self, connect_wait: float) -> None:
         settings = self.config.mqtt
         host, port = settings.host, settings.port
         if settings.embedded:
@@ -163,11 +172,7 @@ class Bridge:
             worker.start()
             self._workers.append(worker)
         self._accepting = True
-        try:
-            self.mqtt.start(wait=connect_wait)
-        except Exception:
-            self.stop(deadline=0)
-            raise
+        self.mqtt.start(wait=connect_wait)
         if settings.health_interval > 0:
             health = threading.Thread(target=self._report_health, name="health", daemon=True)
             health.start()
@@ -203,8 +208,6 @@ class Bridge:
     def _accept(self, inbound: InboundMessage) -> None:
         """Called on paho's network thread: match a route, queue the frame, return at once."""
         self.stats.received += 1
-        if not self._accepting:
-            return
         if self.discovery is not None and inbound.topic == self.discovery.status_topic:
             self.discovery.handle_status(inbound.payload)
             return
@@ -222,6 +225,10 @@ class Bridge:
                 mmc=route.config.mmc,
                 engine_config=route.config.config or None,
             )
+            if not self._accepting:
+                # Already acknowledged to the broker by paho: report it rather than lose it silently.
+                self._drop(route, msg, reason="the bridge is shutting down")
+                return
             if self.discovery is not None:
                 self.discovery.camera_seen(
                     msg.camera_id or "unknown",
@@ -278,7 +285,3 @@ class Bridge:
             route.flow.stop()
         if self.broker is not None:
             self.broker.stop()
-
-    def describe(self) -> dict[str, Any]:
-        host, port = self.broker_address
-        return {"broker": f"{host}:{port}", "embedded": self.broker is not None, "routes": len(self._routes)}

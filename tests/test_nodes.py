@@ -227,6 +227,22 @@ def test_an_unexpected_node_failure_is_reported_not_raised() -> None:
     assert event["code"] == "node_failed" and "ZeroDivisionError: boom" in event["message"]
 
 
+class ReturnsAMapping(Node):
+    type = "returns_a_mapping"
+
+    def process(self, msg: Message) -> Any:
+        return {"plate": "ab12cde"}
+
+
+def test_a_node_returning_something_else_is_reported_by_name() -> None:
+    route = RouteConfig(topic="cameras/+/image", nodes=[{"type": "tests.test_nodes:ReturnsAMapping"}])
+    ctx = context(route, CannedReader(RESPONSE))
+    Flow.build(route, ctx).run(message(jpeg()))
+    [(_, event, *_)] = ctx.publisher.sent  # type: ignore[attr-defined]
+    assert event["code"] == "node_failed"
+    assert "node returns_a_mapping failed" in event["message"] and "returned dict" in event["message"]
+
+
 def test_node_names_resolve() -> None:
     assert resolve_node_type("split") is SplitNode
     assert resolve_node_type("tests.test_nodes:Exploding") is Exploding
