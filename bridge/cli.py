@@ -183,13 +183,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     """A camera simulator: publish image files on a topic, as raw bytes, base64 or a JSON envelope."""
     import base64
 
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+    from bridge.mqtt import SimpleClient
 
     paths = _image_paths(args.images)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"plate-bridge-publish-{os.getpid()}")
-    client.connect(args.host, args.port)
-    client.loop_start()
+    client = SimpleClient(args.host, args.port, client_id=f"plate-bridge-publish-{os.getpid()}")
+    client.connect()
     try:
         for _ in range(args.repeat):
             for path in paths:
@@ -203,13 +201,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
                     payload = json.dumps(envelope).encode()
                 else:
                     payload = data
-                client.publish(args.topic, payload, qos=args.qos).wait_for_publish(10)
+                client.publish(args.topic, payload, qos=args.qos)
                 print(f"published {path} ({len(payload):,} bytes) on {args.topic}", file=sys.stderr)
                 if args.interval:
                     time.sleep(args.interval)
     finally:
-        client.loop_stop()
-        client.disconnect()
+        client.close()
     return EXIT_OK
 
 
@@ -282,9 +279,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Embedded broker + bridge + camera simulator: publish the example images, print plate events."""
     import base64
 
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
+    from bridge.mqtt import InboundMessage, SimpleClient
     from bridge.service import Bridge
 
     reader = _demo_reader(args)
@@ -301,7 +296,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     events: list[tuple[str, dict[str, Any]]] = []
     done = threading.Condition()
 
-    def on_event(client: Any, userdata: Any, message: Any) -> None:
+    def on_event(message: InboundMessage) -> None:
         event = json.loads(message.payload)
         with done:
             events.append((message.topic, event))
@@ -313,21 +308,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"{message.topic}: {event['code']}: {event['message']}")
         print(f"  {json.dumps(event)}")
 
-    camera = paho.Client(CallbackAPIVersion.VERSION2, client_id="plate-bridge-demo-camera")
-    camera.on_message = on_event
-    camera.connect(host, port)
+    camera = SimpleClient(host, port, client_id="plate-bridge-demo-camera", on_message=on_event)
+    camera.connect()
     camera.subscribe([("plate-bridge/+/result", 1), ("plate-bridge/+/error", 1)])
-    camera.loop_start()
     try:
         for path in paths:
             topic = f"cameras/{path.stem.replace('/', '_')}/image"
             print(f"publishing {path.name} on {topic}")
-            camera.publish(topic, base64.b64encode(path.read_bytes()), qos=1).wait_for_publish(10)
+            camera.publish(topic, base64.b64encode(path.read_bytes()), qos=1)
         with done:
             done.wait_for(lambda: len(events) >= len(paths), timeout=args.timeout)
     finally:
-        camera.loop_stop()
-        camera.disconnect()
+        camera.close()
         bridge.stop()
     errors = sum(1 for topic, _ in events if topic.endswith("/error"))
     print(f"{len(paths)} frame(s) published, {len(events) - errors} plate event(s), {errors} error event(s)")

@@ -161,6 +161,12 @@ class RouteConfig(StrictModel):
     qos: Literal[0, 1, 2] = Field(1, description="QoS of the subscription and of the events.")
     retain: bool = Field(False, description="Publish events retained.")
     share_group: str | None = Field(None, description="MQTT 5 shared-subscription group for replicas.")
+    repeat_window: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds during which a frame identical to the camera's previous one reuses its "
+        "reading instead of a new (paid) reader call; 0: always call.",
+    )
     nodes: list[Annotated[NodeSpec, Field()]] = Field(
         default_factory=list, description="Extra nodes between validate and publish."
     )

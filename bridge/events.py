@@ -19,6 +19,8 @@ def plate_event(msg: Message) -> dict[str, Any]:
     event["route"] = msg.route
     if msg.scale is not None:
         event["scale"] = msg.scale
+    if msg.metadata.get("cached"):
+        event["cached"] = True
     results = event.get("results")
     if isinstance(results, list) and len(results) == 1 and msg.metadata.get("split"):
         event["plate"] = results[0].get("plate")

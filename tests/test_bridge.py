@@ -37,6 +37,10 @@ def bridge_config(broker: BrokerAddress, emulator: ReaderEmulator, **overrides: 
         "queued_frames_per_camera": 100,
     }
     config.update(overrides)
+    # These tests count reader calls for frames they send again and again; the repeat cache that
+    # would answer those from memory has its own test.
+    for route in config["routes"]:
+        route.setdefault("repeat_window", 0)
     return config
 
 
@@ -179,6 +183,36 @@ def test_unavailability_is_retried_and_the_frame_still_read(
     [error] = collector.wait_for("plate-bridge/drive/error")
     assert error["code"] == "reader_unavailable" and error["status_code"] == 503
     assert len(emulator.requests) == 3 + 4, "one call and three retries, then an error event"
+
+
+def test_an_identical_frame_reuses_the_reading_without_a_call(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    routes = [{"topic": "cameras/+/image", "regions": ["gb"], "repeat_window": 30}]
+    running_bridge(
+        bridge_config(
+            broker,
+            emulator,
+            routes=routes,
+            reader={"url": emulator.url, "concurrency": 1, "max_calls_per_second": None},
+        )
+    )
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    other = jpeg(text="XY99ZZZ")
+    for payload in (FRAME, FRAME, base64.b64encode(FRAME), other, FRAME):
+        collector.publish("cameras/drive/image", payload)
+    collector.publish("cameras/gate/image", FRAME)  # another camera: its own reading
+    events = collector.wait_for("plate-bridge/drive/result", 5)
+    collector.wait_for("plate-bridge/gate/result")
+    for event in events:
+        schemas.validate("plate-event", event)
+    assert [event.get("cached", False) for event in events] == [False, True, True, False, False]
+    assert events[1]["results"] == events[0]["results"]
+    # Cameras are served round-robin, so the gate's call may come anywhere among the drive's.
+    by_camera: dict[str, list[bytes | None]] = {}
+    for request in emulator.requests:
+        by_camera.setdefault(request.fields["camera_id"][0], []).append(request.upload)
+    assert by_camera == {"drive": [FRAME, other, FRAME], "gate": [FRAME]}
 
 
 def test_a_413_is_downscaled_once_and_the_event_reports_the_scale(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -9,11 +10,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge import schemas
-from tests.conftest import EXAMPLES, RESPONSES, needs_shared
+from tests.conftest import EXAMPLES, RESPONSES, BrokerAddress, free_port, needs_shared
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
 
@@ -146,3 +148,38 @@ def test_demo_with_an_unreachable_sdk_reports_errors() -> None:
     )
     assert done.returncode == 1
     assert "reader_unavailable" in done.stdout
+
+
+@pytest.mark.parametrize("payload_format", ["raw", "base64", "json"])
+def test_publish_is_a_camera_simulator(
+    payload_format: str, broker: BrokerAddress, collector_factory: Any, tmp_path: Path
+) -> None:
+    image = tmp_path / "car.jpg"
+    image.write_bytes(jpeg())
+    collector = collector_factory(broker.host, broker.port, ["cameras/#"])
+    done = plate_bridge(
+        "publish", str(image), "--topic", "cameras/gate/image", "--port", str(broker.port),
+        "--format", payload_format, "--camera-id", "gate", "--repeat", "2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with collector._changed:
+        collector._changed.wait_for(lambda: len(collector.messages) >= 2, 10)
+    payloads = [payload for topic, payload, _ in collector.messages if topic == "cameras/gate/image"]
+    assert len(payloads) == 2
+    expected = {
+        "raw": image.read_bytes(),
+        "base64": base64.b64encode(image.read_bytes()),
+        "json": json.dumps(
+            {"image": base64.b64encode(image.read_bytes()).decode(), "camera_id": "gate"}
+        ).encode(),
+    }[payload_format]
+    assert payloads[0] == expected
+
+
+def test_publish_to_no_broker_is_one_clear_line(tmp_path: Path) -> None:
+    image = tmp_path / "car.jpg"
+    image.write_bytes(jpeg())
+    done = plate_bridge("publish", str(image), "--topic", "a/b", "--port", str(free_port()))
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("plate-bridge: cannot connect to the broker at 127.0.0.1:")
+    assert "Traceback" not in done.stderr

@@ -368,7 +368,8 @@ def test_secrets_never_appear_in_output_logs_or_events(tmp_path: Path, cleanup: 
             "forbidden_cooldown": 0,
             "breaker_threshold": 100,
         },
-        "routes": [{"topic": "cameras/+/image", "regions": ["gb"]}],
+        # Every frame must reach the reader to walk every failure path: no repeat cache.
+        "routes": [{"topic": "cameras/+/image", "regions": ["gb"], "repeat_window": 0}],
         "log_level": "DEBUG",
     }
     config_path = tmp_path / "config.yaml"

@@ -2,27 +2,69 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import ReaderPayloadTooLarge
 from bridge.images import downscale_to_fit
 from bridge.messages import Message
-from bridge.nodes.base import Node
+from bridge.nodes.base import Node, NodeContext, NodeSettings
 
 # The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
 DOWNSCALE_TARGET_BYTES = 2_500_000
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """A camera's last reading, kept to answer an identical frame without a reader call."""
+
+    image: bytes
+    parameters: tuple[Any, ...]
+    result: Mapping[str, Any]
+    scale: float | None
+    at: float
+
+
 class RecognizeNode(Node):
     """Calls the reader with the route's (or the envelope's) regions, mmc, config, camera id and the
     frame's timestamp, through the shared guard (rate limit, retries, breaker). On a 413 it downscales
-    the image once and retries, and the event reports the scale used."""
+    the image once and retries, and the event reports the scale used.
+
+    A frame byte-for-byte identical to the camera's previous one (a parked car on a snapshot camera,
+    a snapshot sent twice), with the same parameters, within the route's `repeat_window`, gets the
+    previous reading (`"cached": true` in its event) instead of a paid call.
+    """
 
     type = "recognize"
+
+    def __init__(self, settings: NodeSettings, context: NodeContext) -> None:
+        super().__init__(settings, context)
+        self._last: dict[str | None, _Reading] = {}
 
     def process(self, msg: Message) -> Message:
         if msg.image is None:
             raise RuntimeError("the recognize node needs a decoded image: put decode before it")
+        window = self.context.route.repeat_window
+        if not window:
+            return self._recognize(msg)
+        parameters = (msg.regions, msg.mmc, json.dumps(msg.engine_config, sort_keys=True))
+        last = self._last.get(msg.camera_id)
+        now = time.monotonic()
+        # bytes == compares lengths first, then memcmp: microseconds even for a large frame.
+        if last and now - last.at <= window and last.parameters == parameters and last.image == msg.image:
+            return msg.replace(
+                result=last.result, scale=last.scale, metadata={**msg.metadata, "cached": True}
+            )
+        read = self._recognize(msg)
+        assert read.result is not None
+        self._last[msg.camera_id] = _Reading(msg.image, parameters, read.result, read.scale, now)
+        return read
+
+    def _recognize(self, msg: Message) -> Message:
+        assert msg.image is not None
         try:
             return msg.replace(result=self._read(msg, self._upload(msg)))
         except ReaderPayloadTooLarge:
