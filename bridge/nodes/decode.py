@@ -108,8 +108,7 @@ class DecodeNode(Node):
     def _from_envelope(self, msg: Message, text: bytes) -> Message:
         try:
             envelope = decode_json(text)
-        except (ValueError, RecursionError) as exc:
-            # RecursionError: deeply nested JSON must be a payload error, not a crash.
+        except ValueError as exc:
             raise EnvelopeInvalid(
                 f"the payload looks like JSON but does not parse ({type(exc).__name__})"
             ) from None
