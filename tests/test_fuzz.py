@@ -28,6 +28,7 @@ from bridge.flows import Flow
 from bridge.images import sniff_format
 from bridge.messages import Message
 from bridge.nodes import DecodeNode, NodeContext
+from tests.canned import CannedReader, RecordingPublisher
 from tests.images import jpeg, png
 
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -39,22 +40,6 @@ PAYLOAD_CODES = {"payload_too_large", "payload_not_image", "envelope_invalid"}
 LEAK_CHECK_MIN_BYTES = 64
 
 IMAGES = [jpeg(), png(), jpeg(width=16, height=12, text="X", quality=30), png(width=3, height=2)]
-
-READING = {
-    "processing_time": 12.5,
-    "filename": "drive.jpg",
-    "version": 1,
-    "results": [
-        {
-            "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 12},
-            "plate": "ab12cde",
-            "score": 0.91,
-            "dscore": 0.8,
-            "region": {"code": "gb", "score": 0.9},
-            "vehicle": {"type": "Car", "score": 0.7},
-        }
-    ],
-}
 
 FUZZ_SETTINGS: dict[str, Any] = {
     "deadline": None,
@@ -76,25 +61,6 @@ def quiet_flows() -> Iterator[None]:
 
 
 # --- the system under test, without a broker or HTTP ------------------------------------------------
-
-
-class RecordingPublisher:
-    """Keeps every publish as raw bytes, the way the broker would receive it."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
-
-    def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
-        self.sent.append((topic, payload))
-
-
-class CannedReader:
-    """Answers every image with the same valid reading: the payload handling is under test here."""
-
-    upload_base64 = False
-
-    def read(self, image: bytes | str, **params: Any) -> dict[str, Any]:
-        return json.loads(json.dumps(READING))
 
 
 class TooLargeReader(CannedReader):
@@ -132,7 +98,7 @@ def run_flow(payload: bytes, reader: Any = None) -> list[tuple[str, bytes]]:
     route = RouteConfig(topic="cameras/+/image", regions=["gb"])
     context = node_context(reader or CannedReader())
     Flow.build(route, context).run(frame(payload))
-    return context.publisher.sent  # type: ignore[attr-defined]
+    return [(topic, payload) for topic, payload, *_ in context.publisher.raw]  # type: ignore[attr-defined]
 
 
 def mqtt_topic_problem(topic: str) -> str | None:
@@ -481,7 +447,7 @@ def test_a_100_mb_payload_is_refused_before_decoding_and_memory_stays_flat() -> 
         tracemalloc.stop()
     assert peak < 1024 * 1024, f"processing a refused payload allocated {peak:,} bytes"
     assert refused.value.context["size"] == len(payload)
-    [(topic, body)] = context.publisher.sent  # type: ignore[attr-defined]
+    [(topic, body, *_)] = context.publisher.raw  # type: ignore[attr-defined]
     event = json.loads(body)
     schemas.validate("error-event", event)
     assert topic == "plate-bridge/drive/error" and event["code"] == "payload_too_large"

@@ -15,49 +15,10 @@ from bridge.errors import ConfigError, EnvelopeInvalid, PayloadNotImage, Payload
 from bridge.flows import Flow, resolve_node_type
 from bridge.messages import Message, TopicFilter
 from bridge.nodes import DecodeNode, FilterNode, Node, NodeContext, SplitNode
+from tests.canned import READING, CannedReader, RecordingPublisher
 from tests.images import jpeg, png
 
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any], int, bool]] = []
-
-    def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
-        self.sent.append((topic, json.loads(payload), qos, retain))
-
-
-class CannedReader:
-    """A reader that answers from a dict: the flow's own logic is what these tests are about."""
-
-    upload_base64 = False
-
-    def __init__(self, response: dict[str, Any]) -> None:
-        self.response = response
-        self.calls: list[dict[str, Any]] = []
-
-    def read(self, image: bytes | str, **params: Any) -> dict[str, Any]:
-        self.calls.append({"image": image, **params})
-        return self.response
-
-
-RESPONSE = {
-    "processing_time": 12.5,
-    "filename": "drive.jpg",
-    "version": 1,
-    "results": [
-        {
-            "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 12},
-            "plate": "ab12cde",
-            "score": 0.91,
-            "dscore": 0.8,
-            "region": {"code": "gb", "score": 0.9},
-            "vehicle": {"type": "Car", "score": 0.7},
-        },
-        {"box": {"xmin": 40, "ymin": 2, "xmax": 60, "ymax": 12}, "plate": "x1", "score": 0.3, "dscore": 0.5},
-    ],
-}
 
 
 def context(route: RouteConfig | None = None, reader: Any = None, max_bytes: int = 1_000_000) -> NodeContext:
@@ -159,11 +120,9 @@ def test_filter_drops_weak_and_unmatched_plates() -> None:
     node = FilterNode.from_settings(
         {"min_score": 0.5, "plate_pattern": "[A-Z]{2}[0-9]{2}[A-Z]{3}"}, context()
     )
-    kept = node.process(message(b"", result=RESPONSE))
+    kept = node.process(message(b"", result=READING))
     assert kept is not None and [r["plate"] for r in kept.result["results"]] == ["ab12cde"]
-    none_left = FilterNode.from_settings({"min_score": 0.99}, context()).process(
-        message(b"", result=RESPONSE)
-    )
+    none_left = FilterNode.from_settings({"min_score": 0.99}, context()).process(message(b"", result=READING))
     assert none_left is None
 
 
@@ -177,14 +136,14 @@ def test_node_settings_are_checked() -> None:
 
 
 def test_split_yields_one_message_per_plate() -> None:
-    parts = list(SplitNode.from_settings({}, context()).process(message(b"", result=RESPONSE)))
+    parts = list(SplitNode.from_settings({}, context()).process(message(b"", result=READING)))
     assert [p.result["results"][0]["plate"] for p in parts] == ["ab12cde", "x1"]
     assert all(len(p.result["results"]) == 1 for p in parts)
 
 
 def test_flow_publishes_schema_valid_events() -> None:
     route = RouteConfig(topic="cameras/+/image", regions=["gb"], nodes=["split"])
-    reader = CannedReader(RESPONSE)
+    reader = CannedReader(READING)
     ctx = context(route, reader)
     flow = Flow.build(route, ctx)
     assert [node.name for node in flow.nodes] == ["decode", "recognize", "validate", "split", "publish"]
@@ -221,7 +180,7 @@ class Exploding(Node):
 
 def test_an_unexpected_node_failure_is_reported_not_raised() -> None:
     route = RouteConfig(topic="cameras/+/image", nodes=[{"type": "tests.test_nodes:Exploding"}])
-    ctx = context(route, CannedReader(RESPONSE))
+    ctx = context(route, CannedReader(READING))
     Flow.build(route, ctx).run(message(jpeg()))
     [(_, event, *_)] = ctx.publisher.sent  # type: ignore[attr-defined]
     assert event["code"] == "node_failed" and "ZeroDivisionError: boom" in event["message"]
@@ -236,7 +195,7 @@ class ReturnsAMapping(Node):
 
 def test_a_node_returning_something_else_is_reported_by_name() -> None:
     route = RouteConfig(topic="cameras/+/image", nodes=[{"type": "tests.test_nodes:ReturnsAMapping"}])
-    ctx = context(route, CannedReader(RESPONSE))
+    ctx = context(route, CannedReader(READING))
     Flow.build(route, ctx).run(message(jpeg()))
     [(_, event, *_)] = ctx.publisher.sent  # type: ignore[attr-defined]
     assert event["code"] == "node_failed"
