@@ -123,7 +123,7 @@ class Message:
     image: bytes | None = None
     # Set when the frame arrived as base64 text: the reader can send it as is (`upload` accepts
     # base64), sparing a decode and re-encode.
-    image_base64: str | None = None
+    image_base64: bytes | None = None
     image_format: str | None = None
     regions: tuple[str, ...] = ()
     mmc: bool = False

@@ -185,6 +185,20 @@ def test_unavailability_is_retried_and_the_frame_still_read(
     assert len(emulator.requests) == 3 + 4, "one call and three retries, then an error event"
 
 
+def test_upload_base64_forwards_the_frame_text_as_it_arrived(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    reader = {"url": emulator.url, "max_calls_per_second": None, "upload": "base64"}
+    running_bridge(bridge_config(broker, emulator, reader=reader))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    collector.publish("cameras/drive/image", base64.b64encode(FRAME))
+    collector.publish("cameras/gate/image", FRAME)  # raw bytes: encoded once for the upload
+    collector.wait_for("plate-bridge/drive/result")
+    collector.wait_for("plate-bridge/gate/result")
+    assert [request.upload_kind for request in emulator.requests] == ["base64", "base64"]
+    assert all(request.upload == FRAME for request in emulator.requests)
+
+
 def test_an_identical_frame_reuses_the_reading_without_a_call(
     broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
 ) -> None:

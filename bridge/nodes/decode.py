@@ -101,9 +101,8 @@ class DecodeNode(Node):
                 "the payload is not a JPEG or PNG image (expected raw image bytes, base64, "
                 "a data URI or a JSON envelope with an `image` field)"
             )
-        # `encoded` decoded as strict base64, so it is plain ASCII without whitespace.
-        image_base64 = encoded.decode("ascii") if encoded else None
-        return msg.replace(image=image, image_base64=image_base64, image_format=image_format, **changes)
+        # Kept as the bytes it arrived in (no copy): only a reader that sends base64 needs it as text.
+        return msg.replace(image=image, image_base64=encoded, image_format=image_format, **changes)
 
     def _from_envelope(self, msg: Message, text: bytes) -> Message:
         try:

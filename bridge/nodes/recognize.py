@@ -81,7 +81,8 @@ class RecognizeNode(Node):
     def _upload(self, msg: Message) -> bytes | str:
         # A frame that arrived as base64 goes out as the same text when the reader sends base64.
         if msg.image_base64 is not None and getattr(self.context.reader, "upload_base64", False):
-            return msg.image_base64
+            # Strict base64 decoded from it, so it is plain ASCII without whitespace.
+            return msg.image_base64.decode("ascii")
         assert msg.image is not None
         return msg.image
 
