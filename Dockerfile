@@ -11,7 +11,8 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /app plate-bridge
 WORKDIR /app
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# [fast]: the reader's HTTP in libcurl (pycurl has glibc wheels; this image is Debian-based).
+RUN pip install --no-cache-dir "$(echo /wheels/*.whl)[fast]" && rm -rf /wheels
 COPY examples/config.yaml /app/config.yaml
 USER plate-bridge
 ENV PYTHONUNBUFFERED=1

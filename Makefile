@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,serve,local]'
+	$(BIN)/pip install --quiet -e '.[test,serve,local,fast]'
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate

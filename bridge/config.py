@@ -98,6 +98,10 @@ class ReaderConfig(StrictModel):
     upload: Literal["file", "base64"] = Field(
         "file", description="How images are sent: multipart file bytes, or base64 text."
     )
+    transport: Literal["auto", "curl", "urllib3"] = Field(
+        "auto",
+        description="HTTP transport: libcurl (pycurl, the [fast] extra) when installed, else urllib3.",
+    )
     retries: int = Field(3, ge=0, le=10, description="Retries of a call that failed with 5xx/timeout/429.")
     backoff_initial: float = Field(0.5, ge=0, description="First retry's backoff ceiling, seconds.")
     backoff_max: float = Field(10.0, ge=0, description="Largest backoff, seconds (full jitter below it).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import re
@@ -12,9 +13,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from urllib.request import getproxies, proxy_bypass
-
-import urllib3
 
 from bridge import schemas
 from bridge.errors import (
@@ -31,6 +29,7 @@ from bridge.errors import (
 from bridge.events import decode_json
 from bridge.images import CONTENT_TYPES, sniff_format
 from bridge.regions import normalize_regions
+from bridge.transport import Failure, HttpResponse, TransportError, TransportName, make_transport
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
 CLOUD_STATISTICS_URL = "https://api.platerecognizer.com/v1/statistics/"
@@ -48,12 +47,15 @@ def api_timestamp(moment: datetime | str) -> str:
         return moment
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat rather than strftime: a third of the time, on every call.
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_retry_after(headers: Mapping[str, str], detail: str | None) -> float | None:
     """Seconds to wait after a 429: the Retry-After header (seconds or HTTP date), else the body text."""
-    header = headers.get("Retry-After")
+    header = next((value for name, value in headers.items() if name.lower() == "retry-after"), None)
     if header:
         try:
             return max(0.0, float(header))
@@ -76,12 +78,12 @@ def _sibling_url(url: str, path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def _detail(response: urllib3.BaseHTTPResponse) -> str | None:
+def _detail(response: HttpResponse) -> str | None:
     """The `detail` of an error body, or a short excerpt of a non-JSON body (never the request)."""
     try:
-        body = json.loads(response.data)
+        body = json.loads(response.body)
     except ValueError:
-        text = response.data.decode("utf-8", "replace").strip().replace("\n", " ")
+        text = response.body.decode("utf-8", "replace").strip().replace("\n", " ")
         return text[:200] or None
     if isinstance(body, dict):
         if isinstance(body.get("detail"), str):
@@ -96,6 +98,16 @@ def _quote(value: str) -> str:
     return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
+# Boundaries: a random prefix per process and a counter, rather than 16 fresh random bytes (a
+# getrandom system call) per frame. A boundary only has to be absent from the parts, which is checked.
+_BOUNDARY_PREFIX = secrets.token_hex(8)
+_boundary_numbers = itertools.count()
+
+
+def _new_boundary() -> str:
+    return f"{_BOUNDARY_PREFIX}{next(_boundary_numbers):016x}"
+
+
 def encode_multipart(
     fields: Iterable[tuple[str, str]], upload: tuple[str, bytes, str] | str
 ) -> tuple[bytes, str]:
@@ -105,9 +117,9 @@ def encode_multipart(
     Built by hand with one join: requests' encoder costs about 0.3 ms per frame more (benchmarks/).
     """
     image = upload[1] if isinstance(upload, tuple) else upload.encode("ascii")
-    boundary = secrets.token_hex(16)
+    boundary = _new_boundary()
     while boundary.encode() in image:  # practically never, but a boundary must not occur in a part
-        boundary = secrets.token_hex(16)
+        boundary = _new_boundary()
     parts: list[bytes] = []
     for name, value in fields:
         parts.append(
@@ -125,26 +137,16 @@ def encode_multipart(
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def _pool_for(url: str) -> urllib3.PoolManager:
-    """A connection pool honouring HTTPS_PROXY/HTTP_PROXY/NO_PROXY, read once rather than per call."""
-    host = urlsplit(url).hostname or ""
-    proxies = getproxies()
-    proxy = proxies.get(urlsplit(url).scheme)
-    if proxy and not proxy_bypass(host):
-        return urllib3.ProxyManager(proxy, num_pools=2, maxsize=64)
-    return urllib3.PoolManager(num_pools=2, maxsize=64)
-
-
 class PlateReader:
     """Reads plates through `POST /v1/plate-reader/` (cloud) or an SDK URL over keep-alive connections.
 
     Every failure is raised as a `ReaderError` subclass with a stable `code`; the token is sent only
     in the Authorization header and never appears in an error, log line or repr.
 
-    Transport: urllib3 (the library under requests) with a hand-built multipart body. requests spent
-    ~0.6 ms of CPU per call on environment look-ups and re-encoding that a bridge making hundreds of
-    calls a second to one URL does not need (measured in benchmarks/); proxies from the environment
-    are still honoured, read once.
+    The multipart body is built by hand and sent by `bridge.transport`: libcurl when pycurl is
+    installed (the `fast` extra), else urllib3. requests spent ~0.6 ms of CPU per call on environment
+    look-ups and re-encoding that a bridge making hundreds of calls a second to one URL does not need
+    (measured in benchmarks/); proxies from the environment are still honoured, read once.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class PlateReader:
         timeout: float = 15.0,
         upload_base64: bool = False,
         validate: bool = True,
+        transport: TransportName = "auto",
     ) -> None:
         self.url = url
         self.timeout = timeout
@@ -164,8 +167,12 @@ class PlateReader:
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Token {token}"
-        self._pool = _pool_for(url)
-        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self._transport = make_transport(url, timeout, transport)
+
+    @property
+    def transport(self) -> str:
+        """The HTTP transport in use: "curl" or "urllib3"."""
+        return self._transport.name
 
     def __repr__(self) -> str:
         return f"PlateReader(url={self.url!r}, token={'***' if self._token else None})"
@@ -175,7 +182,7 @@ class PlateReader:
         return urlsplit(self.url).hostname == "api.platerecognizer.com"
 
     def close(self) -> None:
-        self._pool.clear()
+        self._transport.close()
 
     def __enter__(self) -> PlateReader:
         return self
@@ -237,32 +244,27 @@ class PlateReader:
 
     def _request(
         self, method: str, url: str, *, body: bytes | None = None, content_type: str | None = None
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> HttpResponse:
         """Send one request; translate every transport failure into a ReaderError here only."""
         where = _sibling_url(url, urlsplit(url).path)
         headers = self._headers if content_type is None else {**self._headers, "Content-Type": content_type}
         try:
-            response = self._pool.request(
-                method, url, body=body, headers=headers, timeout=self._timeout, retries=False, redirect=False
-            )
-        # Most specific first: urllib3's NewConnectionError is also a ConnectTimeoutError.
-        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError) as exc:
-            raise ReaderUnavailable(
-                f"cannot reach {where}: {type(exc).__name__}: {_root_cause(exc)}", url=where
-            ) from exc
-        except urllib3.exceptions.TimeoutError as exc:
-            raise ReaderUnavailable(f"no answer from {where} within {self.timeout:g} s", url=where) from exc
-        except OSError as exc:
-            raise ReaderUnavailable(
-                f"cannot reach {where}: {type(exc).__name__}: {_root_cause(exc)}", url=where
-            ) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise ReaderError(f"request to {where} failed: {type(exc).__name__}", url=where) from exc
+            response = self._transport.request(method, url, headers, body)
+        except TransportError as exc:
+            if exc.failure is Failure.TIMEOUT:
+                message = f"no answer from {where} within {self.timeout:g} s"
+            elif exc.failure is Failure.UNREACHABLE:
+                message = f"cannot reach {where}: {exc.reason}"
+            elif exc.failure is Failure.TLS:
+                message = f"TLS with {where} failed: {exc.reason}"
+            else:
+                message = f"the connection to {where} failed: {exc.reason}"
+            raise ReaderUnavailable(redact(message, [self._token]), url=where) from None
         if response.status >= 400:
             raise self._status_error(response, where)
         return response
 
-    def _status_error(self, response: urllib3.BaseHTTPResponse, where: str) -> ReaderError:
+    def _status_error(self, response: HttpResponse, where: str) -> ReaderError:
         status = response.status
         detail = _detail(response)
         if detail:
@@ -288,9 +290,9 @@ class PlateReader:
         return ReaderRejected(f"{status}: the service rejected the request{said}", status_code=status)
 
     @staticmethod
-    def _json(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
+    def _json(response: HttpResponse) -> dict[str, Any]:
         try:
-            body = decode_json(response.data)
+            body = decode_json(response.body)
         except ValueError:
             raise ReaderInvalidResponse(
                 f"{response.status}: the service answered with a body that is not JSON",
@@ -312,13 +314,3 @@ class PlateReader:
                 f"the service's answer does not match {name}: {exc.problems[0] if exc.problems else exc}",
                 schema=name,
             ) from exc
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost cause's class name: short, and free of URLs or headers."""
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    text = type(exc).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        text += f" ({exc.strerror})"
-    return text

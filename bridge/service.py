@@ -44,13 +44,19 @@ def build_reader(settings: ReaderConfig, *, validate: bool = False) -> Reader:
         return reader
     from bridge.reader import PlateReader
 
-    return PlateReader(
-        settings.url,
-        token=settings.token.get_secret_value() if settings.token else None,
-        timeout=settings.timeout,
-        upload_base64=settings.upload == "base64",
-        validate=validate,
-    )
+    try:
+        reader = PlateReader(
+            settings.url,
+            token=settings.token.get_secret_value() if settings.token else None,
+            timeout=settings.timeout,
+            upload_base64=settings.upload == "base64",
+            validate=validate,
+            transport=settings.transport,
+        )
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
+    log.info("reader: %s over %s", reader.url, reader.transport)
+    return reader
 
 
 @dataclass(frozen=True, slots=True)

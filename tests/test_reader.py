@@ -26,15 +26,21 @@ from tests.images import jpeg, png
 TOKEN = "s3cr3t-token-0123456789"
 
 
+@pytest.fixture(params=["curl", "urllib3"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every reader test runs over both HTTP transports (bridge/transport.py)."""
+    return request.param
+
+
 @pytest.fixture
 def secured() -> ReaderEmulator:
     with ReaderEmulator(token=TOKEN) as running:
         yield running
 
 
-def test_sends_every_documented_parameter_as_multipart(secured: ReaderEmulator) -> None:
+def test_sends_every_documented_parameter_as_multipart(secured: ReaderEmulator, transport: str) -> None:
     image = jpeg()
-    with PlateReader(secured.url, token=TOKEN) as reader:
+    with PlateReader(secured.url, token=TOKEN, transport=transport) as reader:
         body = reader.read(
             image,
             regions=["GB", "us-ca", "fr"],
@@ -58,9 +64,9 @@ def test_sends_every_documented_parameter_as_multipart(secured: ReaderEmulator) 
     assert body["camera_id"] == "gate"
 
 
-def test_base64_upload_when_asked_and_when_given_text(emulator: ReaderEmulator) -> None:
+def test_base64_upload_when_asked_and_when_given_text(emulator: ReaderEmulator, transport: str) -> None:
     image = png()
-    with PlateReader(emulator.url, upload_base64=True) as reader:
+    with PlateReader(emulator.url, upload_base64=True, transport=transport) as reader:
         reader.read(image)
         reader.read(base64.b64encode(image).decode())
     assert [r.upload_kind for r in emulator.requests] == ["base64", "base64"]
@@ -68,8 +74,8 @@ def test_base64_upload_when_asked_and_when_given_text(emulator: ReaderEmulator) 
     assert "authorization" not in emulator.requests[0].headers
 
 
-def test_keeps_one_connection_alive(emulator: ReaderEmulator) -> None:
-    with PlateReader(emulator.url) as reader:
+def test_keeps_one_connection_alive(emulator: ReaderEmulator, transport: str) -> None:
+    with PlateReader(emulator.url, transport=transport) as reader:
         for _ in range(3):
             reader.read(jpeg())
     ports = {request.client_port for request in emulator.requests}
@@ -77,11 +83,14 @@ def test_keeps_one_connection_alive(emulator: ReaderEmulator) -> None:
 
 
 def test_wrong_token_is_forbidden_and_never_echoed(
-    secured: ReaderEmulator, caplog: pytest.LogCaptureFixture
+    secured: ReaderEmulator, caplog: pytest.LogCaptureFixture, transport: str
 ) -> None:
     wrong = "wrong-token-abcdef"
     caplog.set_level(logging.DEBUG)
-    with PlateReader(secured.url, token=wrong) as reader, pytest.raises(ReaderForbidden) as caught:
+    with (
+        PlateReader(secured.url, token=wrong, transport=transport) as reader,
+        pytest.raises(ReaderForbidden) as caught,
+    ):
         reader.read(jpeg())
     assert caught.value.code == "reader_forbidden"
     assert caught.value.status_code == 403
@@ -101,18 +110,18 @@ def test_wrong_token_is_forbidden_and_never_echoed(
     ],
 )
 def test_status_codes_become_typed_errors(
-    emulator: ReaderEmulator, status: int, error: type, code: str
+    emulator: ReaderEmulator, status: int, error: type, code: str, transport: str
 ) -> None:
     emulator.fail_next(status)
-    with PlateReader(emulator.url) as reader, pytest.raises(error) as caught:
+    with PlateReader(emulator.url, transport=transport) as reader, pytest.raises(error) as caught:
         reader.read(jpeg())
     assert caught.value.code == code
     assert caught.value.status_code == status
 
 
-def test_429_keeps_the_wait_from_the_header(emulator: ReaderEmulator) -> None:
+def test_429_keeps_the_wait_from_the_header(emulator: ReaderEmulator, transport: str) -> None:
     emulator.fail_next(429, retry_after=7)
-    with PlateReader(emulator.url) as reader, pytest.raises(ReaderRateLimited) as caught:
+    with PlateReader(emulator.url, transport=transport) as reader, pytest.raises(ReaderRateLimited) as caught:
         reader.read(jpeg())
     assert caught.value.retry_after == 7
     assert "retry after 7 s" in str(caught.value)
@@ -125,38 +134,52 @@ def test_429_wait_from_the_body_text() -> None:
     assert parse_retry_after({}, "slow down") is None
 
 
-def test_timeout_is_unavailable(emulator: ReaderEmulator) -> None:
+def test_timeout_is_unavailable(emulator: ReaderEmulator, transport: str) -> None:
     emulator.delay_next(2.0)
-    with PlateReader(emulator.url, timeout=0.3) as reader, pytest.raises(ReaderUnavailable) as caught:
+    with (
+        PlateReader(emulator.url, timeout=0.3, transport=transport) as reader,
+        pytest.raises(ReaderUnavailable) as caught,
+    ):
         reader.read(jpeg())
     assert "within 0.3 s" in str(caught.value)
 
 
-def test_dropped_connection_is_unavailable(emulator: ReaderEmulator) -> None:
+def test_dropped_connection_is_unavailable(emulator: ReaderEmulator, transport: str) -> None:
     emulator.drop_next()
-    with PlateReader(emulator.url) as reader, pytest.raises(ReaderUnavailable):
+    with PlateReader(emulator.url, transport=transport) as reader, pytest.raises(ReaderUnavailable):
         reader.read(jpeg())
 
 
-def test_refused_connection_is_unavailable() -> None:
+def test_refused_connection_is_unavailable(transport: str) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1/plate-reader/"
-    with PlateReader(url, timeout=2) as reader, pytest.raises(ReaderUnavailable) as caught:
+    with (
+        PlateReader(url, timeout=2, transport=transport) as reader,
+        pytest.raises(ReaderUnavailable) as caught,
+    ):
         reader.read(jpeg())
     assert "cannot reach" in str(caught.value)
 
 
-def test_unknown_region_fails_before_any_call(emulator: ReaderEmulator) -> None:
-    with PlateReader(emulator.url) as reader, pytest.raises(ValueError, match="unknown region code 'zz'"):
+def test_unknown_region_fails_before_any_call(emulator: ReaderEmulator, transport: str) -> None:
+    with (
+        PlateReader(emulator.url, transport=transport) as reader,
+        pytest.raises(ValueError, match="unknown region code 'zz'"),
+    ):
         reader.read(jpeg(), regions=["zz"])
-    with PlateReader(emulator.url) as reader, pytest.raises(ValueError, match="quote it"):
+    with (
+        PlateReader(emulator.url, transport=transport) as reader,
+        pytest.raises(ValueError, match="quote it"),
+    ):
         reader.read(jpeg(), regions=[False])  # type: ignore[list-item]
     assert emulator.requests == []
 
 
 @pytest.mark.parametrize("filename", ['we"ird\r\nname.jpg', "ünïcode.jpg"])
-def test_odd_file_names_keep_the_request_well_formed(emulator: ReaderEmulator, filename: str) -> None:
+def test_odd_file_names_keep_the_request_well_formed(
+    emulator: ReaderEmulator, filename: str, transport: str
+) -> None:
     image = jpeg()
-    with PlateReader(emulator.url) as reader:
+    with PlateReader(emulator.url, transport=transport) as reader:
         reader.read(image, camera_id='gate "north"', filename=filename)
     [request] = emulator.requests
     assert request.upload == image
@@ -164,18 +187,21 @@ def test_odd_file_names_keep_the_request_well_formed(emulator: ReaderEmulator, f
     assert "\n" not in (request.upload_filename or "")
 
 
-def test_a_body_that_fails_the_schema_is_invalid(emulator: ReaderEmulator) -> None:
+def test_a_body_that_fails_the_schema_is_invalid(emulator: ReaderEmulator, transport: str) -> None:
     image = jpeg()
     emulator.set_response(image, {"results": [{"plate": "abc123", "score": "high"}]})
-    with PlateReader(emulator.url) as reader, pytest.raises(ReaderInvalidResponse) as caught:
+    with (
+        PlateReader(emulator.url, transport=transport) as reader,
+        pytest.raises(ReaderInvalidResponse) as caught,
+    ):
         reader.read(image)
     assert caught.value.code == "reader_invalid_response"
-    with PlateReader(emulator.url, validate=False) as reader:
+    with PlateReader(emulator.url, validate=False, transport=transport) as reader:
         assert reader.read(image)["results"][0]["score"] == "high"
 
 
-def test_statistics_and_info(secured: ReaderEmulator) -> None:
-    with PlateReader(secured.url, token=TOKEN) as reader:
+def test_statistics_and_info(secured: ReaderEmulator, transport: str) -> None:
+    with PlateReader(secured.url, token=TOKEN, transport=transport) as reader:
         reader.read(jpeg())
         statistics = reader.statistics()
         info = reader.info()
