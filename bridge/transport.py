@@ -50,7 +50,9 @@ class TransportError(Exception):
 class HttpResponse:
     status: int
     body: bytes
-    headers: Mapping[str, str]  # names in lower case
+    # Names in lower case. libcurl's transport gives only `retry-after` (when the server sent one):
+    # it is all the reader reads, and collecting the rest costs a Python call per header line.
+    headers: Mapping[str, str]
 
 
 class Transport(Protocol):
@@ -121,6 +123,9 @@ def _trust_store() -> tuple[str | None, str | None]:
     return cafile, capath
 
 
+UPLOAD_BUFFER_BYTES = 512 * 1024
+
+
 class CurlTransport:
     """libcurl easy handles, one per concurrent caller, each keeping its connection alive.
 
@@ -150,6 +155,9 @@ class CurlTransport:
         curl.setopt(pycurl.TIMEOUT_MS, max(1, round(self.timeout * 1000)))
         curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, round(self.timeout * 1000)))
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        # Room for a whole frame, so the body's read callback runs once per request: each Python
+        # callback inside perform() takes the GIL back from the other workers.
+        curl.setopt(pycurl.UPLOAD_BUFFERSIZE, UPLOAD_BUFFER_BYTES)
         # The proxy decided as urllib decides it; "" turns off libcurl's own reading of the environment.
         curl.setopt(pycurl.PROXY, self._proxy or "")
         if self._cafile:
@@ -167,7 +175,6 @@ class CurlTransport:
         except IndexError:
             curl = self._new_handle()
         chunks: list[bytes] = []
-        header_lines: list[bytes] = []
         # "Expect:" (empty) keeps libcurl from waiting for a "100 Continue" before large bodies.
         lines = [f"{name}: {value}" for name, value in headers.items()]
         lines.append("Expect:")
@@ -187,9 +194,11 @@ class CurlTransport:
             else:
                 curl.setopt(pycurl.HTTPGET, 1)
             curl.setopt(pycurl.WRITEFUNCTION, chunks.append)
-            curl.setopt(pycurl.HEADERFUNCTION, header_lines.append)
             curl.perform()
             status = curl.getinfo(pycurl.RESPONSE_CODE)
+            # No header callback (one GIL round trip per header line): the only header the reader
+            # reads is Retry-After, which libcurl parses (seconds or an HTTP date; 0 when absent).
+            retry_after = curl.getinfo(pycurl.RETRY_AFTER) if status >= 400 else 0
         except pycurl.error as exc:
             # The handle may hold a broken connection: drop it rather than give it back.
             curl.close()
@@ -204,25 +213,13 @@ class CurlTransport:
             curl.close()
         else:
             self._idle.append(curl)
-        return HttpResponse(status, b"".join(chunks), _parse_headers(header_lines))
+        headers = {"retry-after": str(retry_after)} if retry_after > 0 else {}
+        return HttpResponse(status, b"".join(chunks), headers)
 
     def close(self) -> None:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
-
-
-def _parse_headers(lines: list[bytes]) -> dict[str, str]:
-    """The last response's headers (libcurl reports those of any 1xx response before them too)."""
-    headers: dict[str, str] = {}
-    for raw in lines:
-        line = raw.decode("latin-1").strip()
-        if line.startswith("HTTP/"):
-            headers.clear()
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return headers
 
 
 # --- urllib3 ---------------------------------------------------------------------------------------
