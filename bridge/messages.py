@@ -102,6 +102,18 @@ def _unsafe_in_topic(char: str) -> bool:
 def topic_level(text: str) -> str:
     """Make `text` safe as one topic level (a camera id from a payload): no separators, wildcards,
     control characters, surrogates or non-characters; at most 128 characters."""
+    # The common case, on every frame: printable ASCII (no control characters), none of "/+#".
+    if (
+        text.isascii()
+        and text.isprintable()
+        and len(text) <= MAX_TOPIC_LEVEL_CHARS
+        and "/" not in text
+        and "+" not in text
+        and "#" not in text
+        and text.strip() == text
+        and text
+    ):
+        return text
     cleaned = "".join("_" if _unsafe_in_topic(c) else c for c in text[:MAX_TOPIC_LEVEL_CHARS]).strip()
     return cleaned or "_"
 

@@ -140,9 +140,14 @@ class ReaderGuard:
         while True:
             self._gate()
             self.calls += 1
+            # acquire/release rather than `with limiter.slot()`: a generator-based context manager
+            # costs more than the rest of the guard on every frame.
+            self.limiter.acquire()
             try:
-                with self.limiter.slot():
+                try:
                     result = read()
+                finally:
+                    self.limiter.release()
             except ReaderRateLimited as error:
                 wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
                 self.limiter.pause_for(wait)  # every worker waits, not only this one

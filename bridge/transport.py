@@ -13,7 +13,6 @@ what went wrong with the connection — in words that never contain a header (th
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import ssl
@@ -126,6 +125,25 @@ def _trust_store() -> tuple[str | None, str | None]:
 UPLOAD_BUFFER_BYTES = 512 * 1024
 
 
+class _BodyReader:
+    """A request body for libcurl's read callback, handed over whole when it fits the upload buffer
+    (no copy, unlike BytesIO.read), else in slices; it cannot rewind, on purpose (see request())."""
+
+    __slots__ = ("_body", "_offset")
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._offset = 0
+
+    def read(self, size: int) -> bytes:
+        offset = self._offset
+        if offset == 0 and len(self._body) <= size:
+            self._offset = len(self._body)
+            return self._body
+        self._offset = offset + size
+        return self._body[offset : offset + size]
+
+
 class CurlTransport:
     """libcurl easy handles, one per concurrent caller, each keeping its connection alive.
 
@@ -190,7 +208,7 @@ class CurlTransport:
                 payload = body or b""
                 curl.setopt(pycurl.POST, 1)
                 curl.setopt(pycurl.POSTFIELDSIZE_LARGE, len(payload))
-                curl.setopt(pycurl.READFUNCTION, io.BytesIO(payload).read)
+                curl.setopt(pycurl.READFUNCTION, _BodyReader(payload).read)
             else:
                 curl.setopt(pycurl.HTTPGET, 1)
             curl.setopt(pycurl.WRITEFUNCTION, chunks.append)

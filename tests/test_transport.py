@@ -36,11 +36,11 @@ class _Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     close_after_answer = False
     seen: ClassVar[list[tuple[str, str, str]]] = []
+    bodies: ClassVar[list[bytes]] = []
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.bodies.append(self.rfile.read(length) if length else b"")
         self.seen.append((self.command, self.path, self.headers.get("Host", "")))
         body = json.dumps({"ok": True}).encode()
         self.send_response(200)
@@ -60,7 +60,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def recorder() -> Iterator[tuple[ThreadingHTTPServer, type[_Recorder]]]:
-    handler = type("Handler", (_Recorder,), {"seen": []})
+    handler = type("Handler", (_Recorder,), {"seen": [], "bodies": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -86,6 +86,26 @@ def test_answers_any_status_with_lower_case_headers(emulator: ReaderEmulator, tr
     assert answer.status == 429
     assert answer.headers["retry-after"] == "4"
     assert json.loads(answer.body)["detail"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("size", [0, 1, 90_000, 3 * 1024 * 1024 + 7])
+def test_bodies_arrive_whole_at_any_size(
+    recorder: tuple[ThreadingHTTPServer, type[_Recorder]], transport: str, size: int
+) -> None:
+    # libcurl takes the body through a read callback, whole when it fits its 512 kB upload buffer
+    # and in slices when it does not.
+    server, handler = recorder
+    body = bytes(range(256)) * (size // 256) + b"\x00" * (size % 256)
+    http = make_transport(_url(server), 10, transport)  # type: ignore[arg-type]
+    try:
+        assert (
+            http.request("POST", _url(server), {"Content-Type": "application/octet-stream"}, body).status
+            == 200
+        )
+    finally:
+        http.close()
+    assert handler.bodies == [body]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
