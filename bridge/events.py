@@ -15,8 +15,9 @@ def plate_event(msg: Message) -> dict[str, Any]:
     event: dict[str, Any] = dict(msg.result or {"results": []})
     event["camera_id"] = msg.camera_id
     event["topic"] = msg.topic
-    event["timestamp"] = iso_utc(msg.timestamp or msg.received_at)
-    event["received_at"] = iso_utc(msg.received_at)
+    received_at = iso_utc(msg.received_at)
+    event["timestamp"] = received_at if msg.timestamp is None else iso_utc(msg.timestamp)
+    event["received_at"] = received_at
     event["route"] = msg.route
     if msg.scale is not None:
         event["scale"] = msg.scale

@@ -18,7 +18,9 @@ def utc_now() -> datetime:
 
 def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, millisecond precision: what events carry and the API accepts."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

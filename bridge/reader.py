@@ -99,7 +99,9 @@ def _quote(value: str) -> str:
 
 
 # Boundaries: a random prefix per process and a counter, rather than 16 fresh random bytes (a
-# getrandom system call) per frame. A boundary only has to be absent from the parts, which is checked.
+# getrandom system call) per frame. A boundary must not occur in any part: with 64 random bits that
+# no camera ever sees, it practically never does, so parts are not scanned for it (as browsers do not;
+# the scan was 9 of the 13 µs this function took per frame).
 _BOUNDARY_PREFIX = secrets.token_hex(8)
 _boundary_numbers = itertools.count()
 
@@ -118,8 +120,6 @@ def encode_multipart(
     """
     image = upload[1] if isinstance(upload, tuple) else upload.encode("ascii")
     boundary = _new_boundary()
-    while boundary.encode() in image:  # practically never, but a boundary must not occur in a part
-        boundary = _new_boundary()
     parts: list[bytes] = []
     for name, value in fields:
         parts.append(
