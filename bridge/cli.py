@@ -172,6 +172,36 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         pass  # not glibc (musl, ...): nothing to tune
 
 
+def pin_to_cpu(setting: str | int, *, reader_is_local: bool) -> int | None:
+    """Confine this process to one CPU as `cpu_affinity` asks; return the CPU, or None if not pinned.
+
+    Why: only one of the bridge's threads runs Python at a time (the GIL), and every frame passes it
+    between the MQTT thread and a worker several times. When those threads sit on different cores,
+    each hand-off is a cross-core wake-up: measured in benchmarks/ on 2 cores, pinned to one the bridge
+    spent 0.39-0.42 ms of CPU per frame instead of 0.57-0.66, and read 1.5x the frames per second.
+    The offline engine is left on every CPU: its inference runs in C on all of them.
+    """
+    if setting == "all" or not hasattr(os, "sched_setaffinity"):
+        return None  # not Linux (macOS, Windows): the OS has no such call
+    allowed = sorted(os.sched_getaffinity(0))
+    if setting == "auto":
+        if reader_is_local or len(allowed) < 2:
+            return None
+        cpu = allowed[-1]  # CPU 0 usually takes more of the machine's interrupts
+    elif setting in allowed:
+        cpu = int(setting)
+    else:
+        raise ConfigError(f"cpu_affinity: {setting}: this process may only run on CPUs {allowed}")
+    # Every thread there is so far (normally only this one); threads started later inherit it.
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for thread in threads:
+        os.sched_setaffinity(thread, {cpu})
+    return cpu
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.service import Bridge
 
@@ -179,6 +209,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not args.verbose:  # -v wins over the configured level
         logging.getLogger().setLevel(config.log_level)
+    cpu = pin_to_cpu(config.cpu_affinity, reader_is_local=config.reader.is_local)
+    if cpu is not None:
+        log.info("running on CPU %s (cpu_affinity: %s)", cpu, config.cpu_affinity)
     stop = _stop_on_signals()
     bridge = Bridge(config)
     bridge.start()

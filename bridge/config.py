@@ -250,6 +250,25 @@ class BridgeConfig(BaseSettings):
         description="Frames a camera may have waiting for the reader; a newer frame pushes out the oldest.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    cpu_affinity: str | int = Field(
+        "auto",
+        description=(
+            "CPUs `plate-bridge run` runs on (Linux). auto: one CPU when the reader is remote — the "
+            "bridge's threads take turns on Python's GIL, and handing it across cores cost a third of "
+            "its CPU (benchmarks/) — and every CPU for the offline engine, whose inference uses them; "
+            "all: never pin; N: CPU number N."
+        ),
+    )
+
+    @field_validator("cpu_affinity", mode="before")
+    @classmethod
+    def _cpu_choice(cls, value: object) -> str | int:
+        if value in ("auto", "all"):
+            return str(value)
+        text = str(value).strip()
+        if isinstance(value, int | str) and not isinstance(value, bool) and text.isdigit():
+            return int(text)
+        raise ValueError(f"{value!r} is not auto, all or a CPU number (0, 1, ...)")
 
     @classmethod
     def settings_customise_sources(

@@ -413,3 +413,65 @@ def test_mqtt5_shared_subscription_splits_frames_between_replicas(
         for replica in replicas:
             replica.stop(deadline=5)
         mosquitto.stop()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="CPU affinity needs Linux and at least two CPUs to choose from",
+)
+@pytest.mark.parametrize("setting", ["auto", "all"])
+def test_run_pins_itself_to_one_cpu_for_a_remote_reader(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path, setting: str
+) -> None:
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/bridge/state"])
+    process = _run_bridge_process(tmp_path, bridge_config(broker, emulator, cpu_affinity=setting))
+    try:
+        assert collector.wait_for("plate-bridge/bridge/state", 1)[-1] == {"state": "online"}
+        # Every thread of the running bridge (MQTT, workers, health), not only the one that pinned.
+        threads = [int(tid) for tid in os.listdir(f"/proc/{process.pid}/task")]
+        assert len(threads) > 3
+        masks = {frozenset(os.sched_getaffinity(thread)) for thread in threads}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    if setting == "auto":
+        assert masks == {frozenset({max(os.sched_getaffinity(0))})}
+    else:
+        assert masks == {frozenset(os.sched_getaffinity(0))}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is a Linux call")
+def test_cpu_affinity_choices(tmp_path: Path) -> None:
+    # In a child process: pinning this test runner would slow every test after it.
+    allowed = sorted(os.sched_getaffinity(0))
+    script = (
+        "import json, os, sys\n"
+        "from bridge.cli import pin_to_cpu\n"
+        "from bridge.errors import ConfigError\n"
+        "setting = json.loads(sys.argv[1]); local = sys.argv[2] == 'local'\n"
+        "try:\n"
+        "    cpu = pin_to_cpu(setting, reader_is_local=local)\n"
+        "except ConfigError as error:\n"
+        "    print(json.dumps({'error': str(error)})); sys.exit()\n"
+        "print(json.dumps({'cpu': cpu, 'allowed': sorted(os.sched_getaffinity(0))}))\n"
+    )
+
+    def pin(setting: object, reader: str = "remote") -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(setting), reader],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return json.loads(done.stdout)
+
+    assert pin("all") == {"cpu": None, "allowed": allowed}
+    assert pin("auto", "local") == {"cpu": None, "allowed": allowed}, "the offline engine keeps every CPU"
+    assert pin(allowed[0]) == {"cpu": allowed[0], "allowed": [allowed[0]]}
+    if len(allowed) > 1:
+        assert pin("auto") == {"cpu": allowed[-1], "allowed": [allowed[-1]]}
+    assert "may only run on CPUs" in pin(max(allowed) + 1)["error"]
