@@ -34,6 +34,7 @@ class Context:
     frame_sets: dict[str, FrameSet]
     node_red: NodeRed | str  # str: why Node-RED is skipped
     profiler: Callable[[str, int, float], Any] | None = None  # (scenario, pid, seconds) -> stop()
+    pin_cpu: int | None = None  # run every system under test on this CPU (taskset)
 
 
 @dataclass
@@ -92,12 +93,17 @@ def _start_system(name: str, scenario: Scenario, context: Context) -> Child:
     folder.mkdir(exist_ok=True)
     if name == "bridge":
         reader = ReaderSettings(scenario.concurrency, scenario.max_calls_per_second)
-        return systems.bridge(target, reader, folder).start()
-    if name == "relay":
-        return systems.relay(target, folder).start()
-    if isinstance(context.node_red, str):
+        child = systems.bridge(target, reader, folder)
+    elif name == "relay":
+        child = systems.relay(target, folder)
+    elif isinstance(context.node_red, str):
         raise RuntimeError(context.node_red)
-    return systems.nodered(target, context.node_red, folder).start()
+    else:
+        child = systems.nodered(target, context.node_red, folder)
+    if context.pin_cpu is not None:
+        # taskset execs the system, so the pid measured is the system's own.
+        child.argv = ["taskset", "-c", str(context.pin_cpu), *child.argv]
+    return child.start()
 
 
 def _snapshot(pids: dict[str, int]) -> _Snapshot:

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -51,9 +52,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "BENCHMARKS.md; with --smoke a temporary folder, so real figures are never overwritten)",
     )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the bridge in flat_out into DIR")
+    parser.add_argument(
+        "--pin-cpu",
+        type=int,
+        metavar="N",
+        help="run every system under test on CPU N (taskset), to compare them pinned alike; the bridge "
+        "pins itself anyway (cpu_affinity: auto)",
+    )
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.rss_frames < 1:
         parser.error("--scale and --rss-frames must be positive")
+    if args.pin_cpu is not None and not shutil.which("taskset"):
+        parser.error("--pin-cpu needs taskset (util-linux)")
     unknown = set(args.systems.split(",")) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown system(s): {', '.join(sorted(unknown))}")
@@ -153,7 +163,7 @@ def run(
             from benchmarks.profiling import Profiler
 
             profiler = Profiler(args.profile, scenarios=("flat_out",))
-        context = Context(run_dir, broker, emulator, frame_sets, node_red, profiler)
+        context = Context(run_dir, broker, emulator, frame_sets, node_red, profiler, args.pin_cpu)
         for scenario in chosen:
             entry: dict[str, Any] = {"title": scenario.title, "settings": scenario.settings, "systems": {}}
             results["scenarios"][scenario.name] = entry
