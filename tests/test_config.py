@@ -114,16 +114,13 @@ def test_bad_values_are_named(tmp_path: Path, yaml_text: str, expected: str) -> 
     assert any(expected in problem for problem in problems), problems
 
 
-SDK = {"url": "http://127.0.0.1:8080/v1/plate-reader/"}
-
-
 @pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), ("all", "all"), (1, 1), ("3", 3)])
 def test_cpu_affinity_values(value: object, expected: object) -> None:
-    assert load_config(reader=SDK, cpu_affinity=value).cpu_affinity == expected
+    assert load_config(reader={"url": SDK}, cpu_affinity=value).cpu_affinity == expected
 
 
 @pytest.mark.parametrize("value", [-1, "some", 1.5])
 def test_cpu_affinity_rejects_what_is_not_a_cpu(value: object) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(reader=SDK, cpu_affinity=value)
+        load_config(reader={"url": SDK}, cpu_affinity=value)
     assert caught.value.problems == [f"cpu_affinity: {value!r} is not auto, all or a CPU number (0, 1, ...)"]
