@@ -127,7 +127,9 @@ UPLOAD_BUFFER_BYTES = 512 * 1024
 
 class _BodyReader:
     """A request body for libcurl's read callback, handed over whole when it fits the upload buffer
-    (no copy, unlike BytesIO.read), else in slices; it cannot rewind, on purpose (see request())."""
+    (no copy, unlike BytesIO.read), else in slices; it cannot rewind, on purpose (see request()).
+    Once all is handed over it lets go of the body: the idle handle keeps this reader until its next
+    request, and should not keep a frame of up to several MB alive with it."""
 
     __slots__ = ("_body", "_offset")
 
@@ -136,12 +138,13 @@ class _BodyReader:
         self._offset = 0
 
     def read(self, size: int) -> bytes:
-        offset = self._offset
-        if offset == 0 and len(self._body) <= size:
-            self._offset = len(self._body)
-            return self._body
-        self._offset = offset + size
-        return self._body[offset : offset + size]
+        body, offset = self._body, self._offset
+        chunk = body[offset : offset + size]  # the body itself, not a copy, when it fits whole
+        self._offset = offset + len(chunk)
+        if self._offset >= len(body):
+            self._body = b""
+            self._offset = 0
+        return chunk
 
 
 class CurlTransport:
@@ -226,13 +229,14 @@ class CurlTransport:
             # The host only: neither the path's query nor any header (the token) goes to the log.
             log.debug("%s to %s failed: libcurl error %s: %s", method, urlsplit(url).hostname, number, text)
             raise TransportError(failure, f"{reason} (libcurl error {number})") from None
-        # The handle keeps this call's callbacks (a body of ~1 kB) until its next call replaces them.
+        # The handle keeps this call's callbacks until its next call replaces them: the answer's chunks
+        # (~1 kB) and a body reader that has let go of the body.
         if self._closed:
             curl.close()
         else:
             self._idle.append(curl)
-        headers = {"retry-after": str(retry_after)} if retry_after > 0 else {}
-        return HttpResponse(status, b"".join(chunks), headers)
+        answer_headers = {"retry-after": str(retry_after)} if retry_after > 0 else {}
+        return HttpResponse(status, b"".join(chunks), answer_headers)
 
     def close(self) -> None:
         self._closed = True

@@ -109,6 +109,22 @@ def test_bodies_arrive_whole_at_any_size(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_idle_connection_keeps_no_frame_alive(
+    recorder: tuple[ThreadingHTTPServer, type[_Recorder]], transport: str
+) -> None:
+    # Eight idle workers' handles each holding their last frame would be 8 frames of memory for nothing.
+    server, _ = recorder
+    body = bytes(200_000)
+    before = sys.getrefcount(body)
+    http = make_transport(_url(server), 5, transport)  # type: ignore[arg-type]
+    try:
+        assert http.request("POST", _url(server), {}, body).status == 200
+        assert sys.getrefcount(body) == before
+    finally:
+        http.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_request_dropped_unanswered_is_reported_not_re_sent(
     emulator: ReaderEmulator, transport: str
 ) -> None:
