@@ -299,7 +299,7 @@ class Emulator(ChildProcess):
 
 def _run_amqtt(conn: Connection, parent: int, port: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from bridge.broker import EmbeddedBroker
+    from bridge.mqtt.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(HOST, port)
     try:
@@ -315,7 +315,7 @@ def _run_amqtt(conn: Connection, parent: int, port: int) -> None:
 
 
 class Broker:
-    """mosquitto on a free loopback port, or amqtt (bridge.broker.EmbeddedBroker, in a child process)
+    """mosquitto on a free loopback port, or amqtt (bridge.mqtt.broker.EmbeddedBroker, in a child process)
     when the mosquitto binary is missing."""
 
     def __init__(self, run_dir: Path) -> None:

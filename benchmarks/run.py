@@ -134,7 +134,9 @@ def run(
         print(f"note: Node-RED skipped: {node_red}", file=sys.stderr)
     broker = Broker(run_dir)
     if broker.kind == "amqtt":
-        notes.append("the mosquitto binary is missing: the broker is amqtt (bridge.broker.EmbeddedBroker)")
+        notes.append(
+            "the mosquitto binary is missing: the broker is amqtt (bridge.mqtt.broker.EmbeddedBroker)"
+        )
         print("note: no mosquitto binary; using the amqtt broker instead", file=sys.stderr)
     emulator = Emulator(EMULATOR_RECORDS)
     results: dict[str, Any] = {

@@ -5,22 +5,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bridge.broker import EmbeddedBroker, pick_port
 from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
 from bridge.errors import ConfigError, FrameDropped
+from bridge.extensions import Extension, ExtensionContext, PublishedEvent, enabled_extensions
 from bridge.flows import Flow
-from bridge.framequeue import FrameQueue
-from bridge.messages import Message, TopicFilter, route_topic, topic_level, utc_now
+from bridge.flows.framequeue import FrameQueue
+from bridge.messages import Message, TopicFilter, topic_level, utc_now
 from bridge.mqtt import InboundMessage, MqttClient
+from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from bridge.nodes import NodeContext, Reader
-from bridge.ratelimit import CallLimiter
-from bridge.resilience import ReaderGuard, ResiliencePolicy
-
-if TYPE_CHECKING:
-    from bridge.homeassistant import HomeAssistantDiscovery
+from bridge.reader.ratelimit import CallLimiter
+from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,9 @@ class Bridge:
         self.broker: EmbeddedBroker | None = None
         self.mqtt: MqttClient | None = None
         self.guard: ReaderGuard | None = None
-        self.discovery: HomeAssistantDiscovery | None = None
+        self.extensions: list[Extension] = []
+        # (filter, extension) for the topics extensions listen to, matched before any route.
+        self._extension_topics: list[tuple[TopicFilter, Extension]] = []
 
     @property
     def broker_address(self) -> tuple[str, int]:
@@ -140,23 +141,25 @@ class Bridge:
             CallLimiter(reader_settings.max_calls_per_second),
             on_state=self._reader_state_changed,
         )
+        extension_context = ExtensionContext(
+            config=self.config,
+            publish=lambda topic, payload, qos, retain: self._publisher().publish(
+                topic, payload, qos=qos, retain=retain
+            ),
+            health=self.health,
+            reader=reader,
+            submit=self.submit,
+        )
+        self.extensions = [kind(extension_context) for kind in enabled_extensions(self.config)]
         subscriptions = [(route.topic_filter.subscription, route.qos) for route in self.config.routes]
-        if self.config.homeassistant.enabled:
-            from bridge.homeassistant import HomeAssistantDiscovery
-
-            self.discovery = HomeAssistantDiscovery(
-                lambda topic, payload, retain: self._publisher().publish(
-                    topic, payload, qos=1, retain=retain
-                ),
-                prefix=self.config.homeassistant.discovery_prefix,
-                base_topic=settings.base_topic,
-                node_id=settings.client_id,
-            )
-            subscriptions.append((self.discovery.status_topic, 1))
+        for extension in self.extensions:
+            for topic, qos in extension.subscriptions():
+                subscriptions.append((topic, qos))
+                self._extension_topics.append((TopicFilter.parse(topic), extension))
         self.mqtt = MqttClient(
             settings,
             on_message=self._accept,
-            on_connected=self.discovery.announce_all if self.discovery else None,
+            on_connected=self._connected,
             subscriptions=subscriptions,
             host=host,
             port=port,
@@ -169,6 +172,7 @@ class Bridge:
                 reader=reader,
                 guard=self.guard,
                 max_payload_bytes=self.config.max_payload_bytes,
+                on_event=self._published if self.extensions else None,
             )
             flow = Flow.build(route, context)
             flow.start()
@@ -177,6 +181,8 @@ class Bridge:
             worker = threading.Thread(target=self._work, name=f"reader-worker-{index}", daemon=True)
             worker.start()
             self._workers.append(worker)
+        for extension in self.extensions:
+            extension.start()
         self._accepting = True
         self.mqtt.start(wait=connect_wait)
         if settings.health_interval > 0:
@@ -207,6 +213,20 @@ class Bridge:
             raise RuntimeError("the bridge is not started")
         return self.mqtt
 
+    def _connected(self) -> None:
+        for extension in self.extensions:
+            try:
+                extension.on_connected()
+            except Exception:
+                log.exception("extension %s failed on connect", extension.name)
+
+    def _published(self, published: PublishedEvent) -> None:
+        for extension in self.extensions:
+            try:
+                extension.on_event(published)
+            except Exception:
+                log.exception("extension %s failed on an event on %s", extension.name, published.topic)
+
     def _reader_state_changed(self, state: dict[str, Any]) -> None:
         if self.mqtt is not None:
             self.mqtt.set_state(**state)
@@ -214,39 +234,53 @@ class Bridge:
     def _accept(self, inbound: InboundMessage) -> None:
         """Called on paho's network thread: match a route, queue the frame, return at once."""
         self.stats.received += 1
-        if self.discovery is not None and inbound.topic == self.discovery.status_topic:
-            self.discovery.handle_status(inbound.payload)
-            return
+        for topic_filter, extension in self._extension_topics:
+            if topic_filter.match(inbound.topic) is not None:
+                try:
+                    extension.on_message(inbound)
+                except Exception:
+                    log.exception("extension %s failed on a message on %s", extension.name, inbound.topic)
+                return
+        if not self.submit(inbound.topic, inbound.payload):
+            # Some brokers (amqtt) deliver retained messages the client never subscribed to.
+            self.stats.unrouted += 1
+            log.debug("ignoring %s: no route matches it", inbound.topic)
+
+    def submit(self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
+        """Hand a frame to the first route whose filter matches `topic`; False when none does.
+
+        The MQTT callback calls it for every frame; sources (extensions) call it for frames they
+        fetched themselves.
+        """
         for route in self._routes:
-            captured = route.topic_filter.match(inbound.topic)
+            captured = route.topic_filter.match(topic)
             if captured is None:
                 continue
             msg = Message(
-                topic=inbound.topic,
-                payload=inbound.payload,
+                topic=topic,
+                payload=payload,
                 received_at=utc_now(),
                 route=route.config.label,
-                camera_id=route.camera_id(inbound.topic, captured),
+                camera_id=route.camera_id(topic, captured),
                 regions=route.config.regions,
                 mmc=route.config.mmc,
                 engine_config=route.config.config or None,
+                metadata=metadata or {},
             )
             if not self._accepting:
                 # Already acknowledged to the broker by paho: report it rather than lose it silently.
                 self._drop(route, msg, reason="the bridge is shutting down")
-                return
-            if self.discovery is not None:
-                self.discovery.camera_seen(
-                    msg.camera_id or "unknown",
-                    route_topic(route.config.result_topic, self.config.mqtt.base_topic, msg),
-                )
+                return True
+            for extension in self.extensions:
+                try:
+                    extension.on_frame(msg)
+                except Exception:
+                    log.exception("extension %s failed on a frame on %s", extension.name, topic)
             pushed_out = self._queue.put((id(route), msg.camera_id), (route, msg))
             if pushed_out is not None:
                 self._drop(*pushed_out, reason="a newer frame of the same camera arrived first")
-            return
-        # Some brokers (amqtt) deliver retained messages the client never subscribed to.
-        self.stats.unrouted += 1
-        log.debug("ignoring %s: no route matches it", inbound.topic)
+            return True
+        return False
 
     def _drop(self, route: _Route, msg: Message, *, reason: str) -> None:
         self.stats.dropped += 1
@@ -289,5 +323,10 @@ class Bridge:
             self.mqtt.stop()
         for route in self._routes:
             route.flow.stop()
+        for extension in reversed(self.extensions):
+            try:
+                extension.stop()
+            except Exception:
+                log.exception("extension %s failed to stop", extension.name)
         if self.broker is not None:
             self.broker.stop()

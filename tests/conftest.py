@@ -17,7 +17,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bridge.broker import EmbeddedBroker, pick_port
+from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from tests.emulator import DEFAULT_SHARED_DIR as SHARED
 from tests.emulator import ReaderEmulator
 

@@ -17,8 +17,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bridge.broker import EmbeddedBroker
 from bridge.config import load_config
+from bridge.mqtt.broker import EmbeddedBroker
 from bridge.service import Bridge
 from tests.conftest import Collector, Mosquitto, free_port
 from tests.emulator import ReaderEmulator

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from bridge.errors import ReaderForbidden, ReaderRateLimited, ReaderRejected, ReaderUnavailable
-from bridge.ratelimit import CallLimiter
-from bridge.resilience import ReaderGuard, ResiliencePolicy
+from bridge.reader.ratelimit import CallLimiter
+from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
 
 
 class ManualClock:

@@ -581,7 +581,7 @@ def test_engine_failures_are_500_and_not_counted() -> None:
 
 
 def test_a_taken_port_moves_to_the_next_free_one() -> None:
-    from bridge.server import _listen
+    from bridge.server.app import _listen
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -18,8 +18,8 @@ import pytest
 from bridge.config import load_config
 from bridge.errors import ConfigError, ReaderUnavailable
 from bridge.reader import PlateReader
+from bridge.reader.transport import Failure, TransportError, make_transport
 from bridge.service import build_reader
-from bridge.transport import Failure, TransportError, make_transport
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
 
@@ -239,7 +239,7 @@ def test_without_pycurl_auto_falls_back_and_curl_says_how_to_get_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "pycurl", None)  # what `import pycurl` meets when it is not installed
-    with caplog.at_level(logging.INFO, logger="bridge.transport"):
+    with caplog.at_level(logging.INFO, logger="bridge.reader.transport"):
         assert make_transport("http://127.0.0.1:9/", 5, "auto").name == "urllib3"
     assert "plate-bridge[fast]" in caplog.text
     with pytest.raises(ImportError, match=r"pip install 'plate-bridge\[fast\]'"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
@@ -12,8 +12,9 @@ from bridge.errors import ConfigError
 
 if TYPE_CHECKING:
     from bridge.config import RouteConfig
+    from bridge.extensions.base import PublishedEvent
     from bridge.messages import Message
-    from bridge.resilience import ReaderGuard
+    from bridge.reader.resilience import ReaderGuard
 
 
 class Publisher(Protocol):
@@ -48,6 +49,8 @@ class NodeContext:
     reader: Reader | None = None
     guard: ReaderGuard | None = None
     max_payload_bytes: int = 10 * 1024 * 1024
+    on_event: Callable[[PublishedEvent], None] | None = None
+    """Told of every plate and error event the route publishes (the bridge's extensions listen)."""
 
 
 class NodeSettings(BaseModel):

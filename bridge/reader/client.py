@@ -28,8 +28,8 @@ from bridge.errors import (
 )
 from bridge.events import decode_json
 from bridge.images import CONTENT_TYPES, sniff_format
+from bridge.reader.transport import Failure, HttpResponse, TransportError, TransportName, make_transport
 from bridge.regions import normalize_regions
-from bridge.transport import Failure, HttpResponse, TransportError, TransportName, make_transport
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
 CLOUD_STATISTICS_URL = "https://api.platerecognizer.com/v1/statistics/"
@@ -143,7 +143,7 @@ class PlateReader:
     Every failure is raised as a `ReaderError` subclass with a stable `code`; the token is sent only
     in the Authorization header and never appears in an error, log line or repr.
 
-    The multipart body is built by hand and sent by `bridge.transport`: libcurl when pycurl is
+    The multipart body is built by hand and sent by `bridge.reader.transport`: libcurl when pycurl is
     installed (the `fast` extra), else urllib3. requests spent ~0.6 ms of CPU per call on environment
     look-ups and re-encoding that a bridge making hundreds of calls a second to one URL does not need
     (measured in benchmarks/); proxies from the environment are still honoured, read once.

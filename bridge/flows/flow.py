@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 from bridge.config import NodeSpec, RouteConfig
 from bridge.errors import BridgeError, ConfigError, NodeError
 from bridge.events import encode, error_event
+from bridge.extensions.base import PublishedEvent
 from bridge.messages import Message, route_topic
 from bridge.nodes import (
     DecodeNode,
@@ -125,9 +126,11 @@ class Flow:
         """Publish an error event for `msg` on the route's error topic (and log it)."""
         topic = route_topic(self.route.error_topic, self.context.base_topic, msg)
         log.warning("route %s, %s: %s: %s", self.route.label, msg.topic, error.code, error.message)
+        event = error_event(msg, error)
         try:
-            self.context.publisher.publish(
-                topic, encode(error_event(msg, error)), qos=self.route.qos, retain=False
-            )
+            self.context.publisher.publish(topic, encode(event), qos=self.route.qos, retain=False)
         except Exception:
             log.exception("route %s: cannot publish the error event on %s", self.route.label, topic)
+            return
+        if self.context.on_event is not None:
+            self.context.on_event(PublishedEvent("error", topic, event, msg))

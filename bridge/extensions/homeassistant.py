@@ -6,10 +6,17 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
+from bridge.extensions.base import Extension, ExtensionContext
+from bridge.messages import route_topic
+
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig
+    from bridge.messages import Message
+    from bridge.mqtt import InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +152,39 @@ class HomeAssistantDiscovery:
         """Home Assistant publishes `online` on its status topic when it (re)starts: re-announce."""
         if payload.strip().lower() == b"online":
             self.announce_all()
+
+
+class HomeAssistantExtension(Extension):
+    """Turns `homeassistant.enabled` into discovery: announce on connect, on HA's `online`, and when a
+    camera's first frame arrives."""
+
+    name = "homeassistant"
+
+    def __init__(self, context: ExtensionContext) -> None:
+        super().__init__(context)
+        config = context.config
+        self._routes = {route.label: route for route in config.routes}
+        self.discovery = HomeAssistantDiscovery(
+            lambda topic, payload, retain: context.publish(topic, payload, 1, retain),
+            prefix=config.homeassistant.discovery_prefix,
+            base_topic=config.mqtt.base_topic,
+            node_id=config.mqtt.client_id,
+        )
+
+    @classmethod
+    def enabled(cls, config: BridgeConfig) -> bool:
+        return config.homeassistant.enabled
+
+    def subscriptions(self) -> Sequence[tuple[str, int]]:
+        return [(self.discovery.status_topic, 1)]
+
+    def on_connected(self) -> None:
+        self.discovery.announce_all()
+
+    def on_message(self, inbound: InboundMessage) -> None:
+        self.discovery.handle_status(inbound.payload)
+
+    def on_frame(self, msg: Message) -> None:
+        route = self._routes[msg.route]
+        result_topic = route_topic(route.result_topic, self.context.base_topic, msg)
+        self.discovery.camera_seen(msg.camera_id or "unknown", result_topic)

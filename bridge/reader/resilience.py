@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bridge.errors import ReaderError, ReaderForbidden, ReaderRateLimited, ReaderUnavailable
-from bridge.ratelimit import CallLimiter
+from bridge.reader.ratelimit import CallLimiter
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,87 @@
+"""The extension contract: a feature of the bridge as a whole, with `start()`/`stop()`.
+
+An extension (Home Assistant discovery, bridge/info, metrics, webhooks, a Frigate source, ...) is
+built by the bridge when its configuration turns it on. Like a node, its constructor only stores;
+`start()` acquires. It sees the bridge through an `ExtensionContext` and a handful of hooks, never
+through the bridge's internals (Zigbee2MQTT's `lib/extension/extension.ts` is the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig
+    from bridge.messages import Message
+    from bridge.mqtt import InboundMessage
+    from bridge.nodes.base import Reader
+
+EventKind = Literal["plate", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """An event a flow has just published: its kind, topic, the document and the message it came from."""
+
+    kind: EventKind
+    topic: str
+    event: Mapping[str, Any]
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionContext:
+    """The bridge as an extension sees it: configuration, a publisher and read-only views."""
+
+    config: BridgeConfig
+    publish: Callable[[str, bytes, int, bool], None]
+    """`publish(topic, payload, qos, retain)`: queued by the MQTT client, safe from any thread."""
+    health: Callable[[], dict[str, Any]]
+    """The bridge's counters (what `bridge/health` carries)."""
+    reader: Reader | None = None
+    """The configured reader (None before start or when a test gives none)."""
+    submit: Callable[[str, bytes, Mapping[str, Any]], bool] | None = None
+    """`submit(topic, payload, metadata)`: hand a frame to the routes as if it had arrived on `topic`
+    (sources such as Frigate); False when no route takes it."""
+
+    @property
+    def base_topic(self) -> str:
+        return self.config.mqtt.base_topic
+
+
+class Extension:
+    """A feature of the bridge as a whole. Subclasses set `name` and override what they need."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, context: ExtensionContext) -> None:
+        self.context = context
+
+    @classmethod
+    def enabled(cls, config: BridgeConfig) -> bool:
+        """Whether the configuration turns this extension on (checked before it is built)."""
+        return False
+
+    def subscriptions(self) -> Sequence[tuple[str, int]]:
+        """Topic filters (and QoS) whose messages go to `on_message` instead of the routes."""
+        return ()
+
+    def start(self) -> None:
+        """Acquire what the extension needs (threads, sockets); called once, before MQTT connects."""
+
+    def stop(self) -> None:
+        """Release it; called once at shutdown, after the flows have finished."""
+
+    def on_connected(self) -> None:
+        """Called on every (re)connection to the broker, after the bridge's subscriptions are sent."""
+
+    def on_message(self, inbound: InboundMessage) -> None:
+        """A message on one of `subscriptions()`; called on the MQTT thread: return quickly."""
+
+    def on_frame(self, msg: Message) -> None:
+        """A frame a route accepted (before it is read); called on the MQTT thread: return quickly."""
+
+    def on_event(self, published: PublishedEvent) -> None:
+        """A plate or error event a flow published; called on a worker thread."""
