@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -215,6 +216,45 @@ class RouteConfig(StrictModel):
         return self.name or self.topic
 
 
+class WatchedPlate(StrictModel):
+    plate: str = Field(min_length=1, description="The plate as written; case, spaces and dashes are ignored.")
+    label: str | None = Field(None, description='Who or what it is ("Anna\'s car"), carried in events.')
+
+
+def _watched_plate(value: object) -> object:
+    # `plates: [AB123CD]` is shorthand for `plates: [{plate: AB123CD}]`.
+    return {"plate": value} if isinstance(value, str | int) else value
+
+
+class WatchListConfig(StrictModel):
+    """A named list of plates (and patterns) that events are matched against."""
+
+    plates: list[WatchedPlate] = Field(default_factory=list, description="The plates on the list.")
+    patterns: list[str] = Field(
+        default_factory=list, description="Regular expressions a normalized plate may fully match."
+    )
+    tolerance: float = Field(
+        1.0,
+        ge=0,
+        description="Largest edit distance still counted as a match; O/0, I/1, B/8... count half.",
+    )
+
+    @field_validator("plates", mode="before")
+    @classmethod
+    def _shorthand_plates(cls, value: object) -> object:
+        return [_watched_plate(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+
 class HomeAssistantConfig(StrictModel):
     enabled: bool = Field(False, description="Announce the bridge and each camera by MQTT discovery.")
     discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant's prefix.")
@@ -241,6 +281,10 @@ class BridgeConfig(BaseSettings):
     reader: ReaderConfig = Field(default={})  # type: ignore[assignment]
     homeassistant: HomeAssistantConfig = Field(default={})  # type: ignore[assignment]
     routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
+    watchlists: dict[str, WatchListConfig] = Field(
+        default_factory=dict,
+        description="Named watch lists (family, blocked, ...) every route's events are matched against.",
+    )
     max_payload_bytes: int = Field(
         DEFAULT_MAX_PAYLOAD_BYTES, gt=0, description="Frames above this size are refused before decoding."
     )
