@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -26,7 +27,17 @@ def plate_event(msg: Message) -> dict[str, Any]:
     results = event.get("results")
     if isinstance(results, list) and len(results) == 1 and msg.metadata.get("split"):
         event["plate"] = results[0].get("plate")
+    watched = msg.metadata.get("watched")
+    if watched is not None:
+        event["watched"] = _watched(watched, results if isinstance(results, list) else [])
     return event
+
+
+def _watched(matches: Iterable[Mapping[str, Any]], results: list[Any]) -> list[dict[str, Any]]:
+    # Only the matches of plates still in the event: a split or filter after the watchlist node
+    # leaves an event a part of the frame's results.
+    plates = {result.get("plate") for result in results if isinstance(result, Mapping)}
+    return [dict(match) for match in matches if match.get("plate") in plates]
 
 
 def error_event(msg: Message, error: BridgeError) -> dict[str, Any]:

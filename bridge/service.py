@@ -173,6 +173,7 @@ class Bridge:
                 guard=self.guard,
                 max_payload_bytes=self.config.max_payload_bytes,
                 on_event=self._published if self.extensions else None,
+                watchlists=self.config.watchlists,
             )
             flow = Flow.build(route, context)
             flow.start()

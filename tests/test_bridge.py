@@ -261,7 +261,7 @@ def test_a_custom_node_from_the_config(
         {
             "topic": "cameras/+/image",
             "nodes": [
-                {"type": "plate_bridge_watchlist:WatchlistNode", "plates": ["NHK 552"]},
+                {"type": "plate_bridge_watchlist:WatchlistAlertNode", "plates": ["NHK 552"]},
                 {"type": "filter", "min_score": 0.99},
             ],
         }
@@ -289,11 +289,11 @@ def test_a_plugin_from_the_entry_point_group(
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plate-bridge-watchlist\nVersion: 0.1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[plate_bridge.nodes]\nwatchlist = plate_bridge_watchlist:WatchlistNode\n"
+        "[plate_bridge.nodes]\nwatchlist_alert = plate_bridge_watchlist:WatchlistAlertNode\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(EXAMPLES / "watchlist"))
-    routes = [{"topic": "cameras/+/image", "nodes": [{"type": "watchlist", "plates": ["nhk552"]}]}]
+    routes = [{"topic": "cameras/+/image", "nodes": [{"type": "watchlist_alert", "plates": ["nhk552"]}]}]
     running_bridge(bridge_config(broker, emulator, routes=routes))
     collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
     collector.publish("cameras/drive/image", FRAME)

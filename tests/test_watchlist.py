@@ -2,23 +2,48 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from bridge.config import RouteConfig
+from bridge import schemas
+from bridge.config import RouteConfig, WatchListConfig, load_config
 from bridge.errors import ConfigError
+from bridge.events import plate_event
+from bridge.flows import Flow
 from bridge.messages import Message
-from bridge.nodes import FilterNode, NodeContext
-from tests.canned import RecordingPublisher
+from bridge.nodes import FilterNode, NodeContext, SplitNode, WatchlistNode
+from bridge.service import Bridge
+from tests.canned import CannedReader, RecordingPublisher
+from tests.conftest import BrokerAddress, Collector
+from tests.emulator import ReaderEmulator
+from tests.images import jpeg
 
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
+FAMILY = {
+    "plates": [{"plate": "AB12 CDE", "label": "Anna's car"}, {"plate": "XY-987", "label": "Ben's van"}],
+}
 
-def context() -> NodeContext:
+
+def lists(**named: dict[str, Any]) -> dict[str, WatchListConfig]:
+    return {name: WatchListConfig.model_validate(config) for name, config in named.items()}
+
+
+def context(
+    watchlists: dict[str, WatchListConfig] | None = None,
+    route: RouteConfig | None = None,
+    reader: CannedReader | None = None,
+) -> NodeContext:
     return NodeContext(
-        route=RouteConfig(topic="cameras/+/image"), base_topic="plate-bridge", publisher=RecordingPublisher()
+        route=route or RouteConfig(topic="cameras/+/image"),
+        base_topic="plate-bridge",
+        publisher=RecordingPublisher(),
+        reader=reader,
+        watchlists=watchlists or {},
     )
 
 
@@ -40,6 +65,224 @@ def message(*results: dict[str, Any]) -> Message:
         route="drive",
         result={"processing_time": 10.0, "results": list(results)},
     )
+
+
+def watch(
+    *results: dict[str, Any],
+    settings: dict[str, Any] | None = None,
+    watchlists: dict[str, WatchListConfig] | None = None,
+) -> list[dict[str, Any]]:
+    """The `watched` array of the event published for `results`."""
+    node = WatchlistNode.from_settings(
+        settings or {}, context(lists(family=FAMILY) if watchlists is None else watchlists)
+    )
+    out = node.process(message(*results))
+    assert out is not None
+    event = plate_event(out)
+    schemas.validate("plate-event", event)
+    return event["watched"]
+
+
+def test_an_exact_plate_matches_with_its_list_entry_and_label() -> None:
+    [match] = watch(result("ab12cde"))
+    assert match == {
+        "list": "family",
+        "entry": "AB12 CDE",
+        "label": "Anna's car",
+        "distance": 0.0,
+        "plate": "ab12cde",
+        "candidate": "ab12cde",
+        "matched": "plate",
+    }
+
+
+def test_spaces_dashes_and_case_are_ignored() -> None:
+    assert [m["entry"] for m in watch(result("xy 987"))] == ["XY-987"]
+    assert [m["entry"] for m in watch(result("Xy-98-7"))] == ["XY-987"]
+
+
+@pytest.mark.parametrize(
+    ("read", "distance"),
+    [
+        ("ab12cdf", 1.0),  # one character misread
+        ("ab12cd", 1.0),  # one character lost
+        ("ab123cde", 1.0),  # one character too many
+        ("ab12cd3", 1.0),  # a letter read as a digit that is not its look-alike
+        ("abi2cde", 0.5),  # I for 1
+        ("a812cde", 0.5),  # 8 for B
+        ("a8i2cde", 1.0),  # two near misses add up to one misread
+    ],
+)
+def test_one_misread_is_within_the_default_tolerance(read: str, distance: float) -> None:
+    [match] = watch(result(read))
+    assert (match["entry"], match["distance"], match["matched"]) == ("AB12 CDE", distance, "plate")
+    assert match["plate"] == read and match["candidate"] == read
+
+
+def test_o_and_zero_are_near_misses() -> None:
+    watchlists = lists(trucks={"plates": ["BOX 100"], "tolerance": 0.5})
+    [match] = watch(result("b0x100"), watchlists=watchlists)  # 0 for O
+    assert match["distance"] == 0.5
+    [match] = watch(result("box1o0"), watchlists=watchlists)  # O for 0
+    assert match["distance"] == 0.5
+    # O/0, I/1 and O/0 again: three near misses are 1.5, beyond this list's tolerance.
+    assert watch(result("b0xioo"), watchlists=watchlists) == []
+
+
+def test_two_misreads_are_not_a_match() -> None:
+    assert watch(result("ab12cxx")) == []
+    assert watch(result("zz99zzz")) == []
+
+
+def test_tolerance_zero_means_exact() -> None:
+    watchlists = lists(exact={"plates": ["AB12CDE"], "tolerance": 0})
+    assert [m["distance"] for m in watch(result("AB-12-CDE"), watchlists=watchlists)] == [0.0]
+    assert watch(result("AB12CD0"), watchlists=watchlists) == []  # even a near miss
+    assert watch(result("AB12CDF"), watchlists=watchlists) == []
+
+
+def test_a_candidate_matches_when_the_plate_does_not() -> None:
+    [match] = watch(result("zz12cxx", "ab12cdz", "ab12cde"))
+    # The candidates are compared too; the closest one is reported.
+    assert match["matched"] == "candidate"
+    assert (match["plate"], match["candidate"], match["distance"]) == ("zz12cxx", "ab12cde", 0.0)
+
+
+def test_the_plate_is_preferred_to_an_equally_close_candidate() -> None:
+    [match] = watch(result("ab12cdf", "ab12cdx"))
+    assert (match["matched"], match["candidate"]) == ("plate", "ab12cdf")
+
+
+def test_patterns_match_the_normalized_plate_or_a_candidate() -> None:
+    watchlists = lists(fleet={"patterns": ["FLT[0-9]{3}", "taxi.*"]})
+    [match] = watch(result("flt-042"), watchlists=watchlists)
+    assert match == {
+        "list": "fleet",
+        "entry": "FLT[0-9]{3}",
+        "label": None,
+        "distance": 0.0,
+        "plate": "flt-042",
+        "candidate": "flt-042",
+        "matched": "pattern",
+    }
+    [by_candidate] = watch(result("t4xi77", "taxi77"), watchlists=watchlists)
+    assert (by_candidate["entry"], by_candidate["candidate"]) == ("taxi.*", "taxi77")
+    # A full match, not a search: a plate that merely contains the pattern is not on the list.
+    assert watch(result("xflt042"), watchlists=watchlists) == []
+
+
+def test_matches_are_ordered_best_first_across_lists_and_results() -> None:
+    watchlists = lists(
+        blocked={"plates": ["AB12CDF"]},
+        family=FAMILY,
+        fleet={"patterns": ["XY.*"]},
+    )
+    matched = watch(result("ab12cdx"), result("zz00zzz", "xy987"), result("ab12cde"), watchlists=watchlists)
+    order = [(m["list"], m["plate"], m["matched"], m["distance"]) for m in matched]
+    assert order == [
+        ("family", "ab12cde", "plate", 0.0),  # exact, on the plate
+        ("family", "zz00zzz", "candidate", 0.0),  # exact, on a candidate
+        ("fleet", "zz00zzz", "pattern", 0.0),  # a pattern, on a candidate
+        ("blocked", "ab12cdx", "plate", 1.0),
+        ("family", "ab12cdx", "plate", 1.0),
+        ("blocked", "ab12cde", "plate", 1.0),
+    ]
+    assert [m["distance"] for m in matched] == sorted(m["distance"] for m in matched)
+
+
+def test_a_plate_on_several_lists_is_reported_for_each() -> None:
+    watchlists = lists(family=FAMILY, neighbours={"plates": [{"plate": "AB12CDE", "label": "next door"}]})
+    assert [(m["list"], m["label"]) for m in watch(result("AB12CDE"), watchlists=watchlists)] == [
+        ("family", "Anna's car"),
+        ("neighbours", "next door"),
+    ]
+
+
+def test_no_match_is_an_empty_array_and_no_watch_list_no_key() -> None:
+    assert watch(result("QQ11QQQ")) == []
+    assert "watched" not in plate_event(message(result("ab12cde")))
+
+
+def test_max_matches_keeps_the_best() -> None:
+    many = lists(close={"plates": ["AB12CDX", "AB12CDY", "AB12CDE", "AB12CDZ"]})
+    matched = watch(result("ab12cde"), settings={"max_matches": 2}, watchlists=many)
+    assert [(m["entry"], m["distance"]) for m in matched] == [("AB12CDE", 0.0), ("AB12CDX", 1.0)]
+
+
+def test_route_lists_and_the_global_lists_it_uses() -> None:
+    globals_ = lists(family=FAMILY, blocked={"plates": ["BAD 1"]})
+    settings = {"lists": {"visitors": {"plates": ["VIS 1"]}}, "use": ["blocked"]}
+    matched = watch(result("ab12cde"), result("bad1"), result("vis1"), settings=settings, watchlists=globals_)
+    assert [m["list"] for m in matched] == ["blocked", "visitors"]  # family is not used on this route
+    # `use: []`: only the route's own lists, even where global ones exist.
+    only_own = {"lists": {"visitors": {"plates": ["VIS 1"]}}, "use": []}
+    matched = watch(result("ab12cde"), result("vis1"), settings=only_own, watchlists=globals_)
+    assert [m["list"] for m in matched] == ["visitors"]
+
+
+def test_only_watched_drops_frames_without_a_match() -> None:
+    node = WatchlistNode.from_settings({"only_watched": True}, context(lists(family=FAMILY)))
+    assert node.process(message(result("qq11qqq"))) is None
+    kept = node.process(message(result("qq11qqq"), result("ab12cde")))
+    assert kept is not None and len(kept.metadata["watched"]) == 1
+
+
+def test_a_second_watchlist_node_adds_to_the_first() -> None:
+    first = WatchlistNode.from_settings({}, context(lists(family=FAMILY)))
+    second = WatchlistNode.from_settings(
+        {"lists": {"exact": {"plates": ["AB12CDF"], "tolerance": 0}}}, context()
+    )
+    out = second.process(first.process(message(result("ab12cdf"))))  # type: ignore[arg-type]
+    assert out is not None
+    assert [(m["list"], m["distance"]) for m in out.metadata["watched"]] == [("exact", 0.0), ("family", 1.0)]
+
+
+def test_after_a_split_each_event_carries_only_its_own_matches() -> None:
+    node = WatchlistNode.from_settings({}, context(lists(family=FAMILY)))
+    watched = node.process(message(result("ab12cde"), result("xy987"), result("qq11qqq")))
+    assert watched is not None
+    parts = list(SplitNode.from_settings({}, context()).process(watched))
+    events = [plate_event(part) for part in parts]
+    assert [[m["entry"] for m in event["watched"]] for event in events] == [["AB12 CDE"], ["XY-987"], []]
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"use": ["nope"]}, "nodes.watchlist.use: unknown lists ['nope'] (watchlists: family)"),
+        ({"lists": {"family": {"plates": ["A1"]}}}, "nodes.watchlist.lists: ['family'] have the names"),
+        ({"lists": {"": {"plates": ["A1"]}}}, "non-empty name"),
+        ({"lists": {"x": {"patterns": ["("]}}}, "not a regular expression"),
+        ({"lists": {"x": {"plates": ["A1"], "colour": "red"}}}, "colour"),
+        ({"use": []}, "no lists to match"),
+    ],
+)
+def test_wrong_settings_are_configuration_errors(settings: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        WatchlistNode.from_settings(settings, context(lists(family=FAMILY)))
+
+
+def test_global_lists_put_a_watchlist_node_in_every_route() -> None:
+    route = RouteConfig(topic="cameras/+/image", nodes=["split"])
+    names = [node.name for node in Flow.build(route, context(lists(family=FAMILY), route)).nodes]
+    assert names == ["decode", "recognize", "validate", "watchlist", "split", "publish"]
+    assert "watchlist" not in [node.name for node in Flow.build(route, context({}, route)).nodes]
+    # A route that places its own watchlist node gets no second one.
+    own = RouteConfig(topic="cameras/+/image", nodes=["split", {"type": "watchlist", "only_watched": True}])
+    names = [node.name for node in Flow.build(own, context(lists(family=FAMILY), own)).nodes]
+    assert names == ["decode", "recognize", "validate", "split", "watchlist", "publish"]
+
+
+def test_a_flow_publishes_watched_in_schema_valid_events() -> None:
+    route = RouteConfig(topic="cameras/+/image", nodes=[{"type": "filter", "ignore_patterns": ["CAM\\d+"]}])
+    reading = {"results": [result("cam01"), result("ab12cdf")]}
+    ctx = context(lists(family=FAMILY), route, CannedReader(reading))
+    Flow.build(route, ctx).run(message().replace(payload=base64.b64encode(jpeg()), result=None))
+    [(topic, event, *_)] = ctx.publisher.sent  # type: ignore[attr-defined]
+    schemas.validate("plate-event", event)
+    assert topic == "plate-bridge/drive/result"
+    assert [r["plate"] for r in event["results"]] == ["ab12cdf"]
+    assert [(m["entry"], m["distance"]) for m in event["watched"]] == [("AB12 CDE", 1.0)]
 
 
 # --- ignore rules (the filter node) -----------------------------------------------------------------
@@ -80,3 +323,40 @@ def test_ignore_rules_are_checked() -> None:
         FilterNode.from_settings({"ignore_patterns": ["("]}, context())
     with pytest.raises(ConfigError, match=r"nodes\.filter\.min_length"):
         FilterNode.from_settings({"min_length": -1}, context())
+
+
+# --- across a real broker ---------------------------------------------------------------------------
+
+
+def test_a_global_watch_list_marks_the_published_event(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any
+) -> None:
+    frame = jpeg(text="AB12CDF")
+    emulator.set_response(frame, {"processing_time": 5.0, "results": [result("ab12cdf", "ab12cde")]})
+    config = load_config(
+        mqtt={"host": broker.host, "port": broker.port, "client_id": "watchlist-test"},
+        reader={"url": emulator.url, "max_calls_per_second": None},
+        routes=[{"topic": "cameras/+/image", "repeat_window": 0}],
+        watchlists={"family": FAMILY, "blocked": {"plates": ["ZZ99ZZZ"]}},
+    )
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+        collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+        collector.publish("cameras/gate/image", frame)
+        [event] = collector.wait_for("plate-bridge/gate/result")
+    finally:
+        bridge.stop(deadline=5)
+    schemas.validate("plate-event", event)
+    assert event["watched"] == [
+        {
+            "list": "family",
+            "entry": "AB12 CDE",
+            "label": "Anna's car",
+            "distance": 0.0,
+            "plate": "ab12cdf",
+            "candidate": "ab12cde",
+            "matched": "candidate",
+        }
+    ]

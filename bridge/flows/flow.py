@@ -21,6 +21,7 @@ from bridge.nodes import (
     RecognizeNode,
     SplitNode,
     ValidateNode,
+    WatchlistNode,
 )
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ ENTRY_POINT_GROUP = "plate_bridge.nodes"
 # The built-in nodes by name; third-party nodes join through the entry-point group above or are
 # named as `module:attribute` in a route's `nodes:` list.
 BUILTIN_NODES: dict[str, type[Node]] = {
-    node.type: node for node in (DecodeNode, RecognizeNode, ValidateNode, FilterNode, SplitNode, PublishNode)
+    node.type: node
+    for node in (DecodeNode, RecognizeNode, ValidateNode, FilterNode, SplitNode, WatchlistNode, PublishNode)
 }
 HEAD_NODES = ("decode", "recognize", "validate")
 TAIL_NODES = ("publish",)
@@ -84,6 +86,9 @@ class Flow:
     @classmethod
     def build(cls, route: RouteConfig, context: NodeContext) -> Flow:
         specs = [NodeSpec(type=name) for name in HEAD_NODES]
+        # The global watch lists apply to every route, unless the route places its own watchlist node.
+        if context.watchlists and not any(spec.type == WatchlistNode.type for spec in route.nodes):
+            specs.append(NodeSpec(type=WatchlistNode.type))
         specs += route.nodes
         specs += [NodeSpec(type=name) for name in TAIL_NODES]
         nodes = [resolve_node_type(spec.type).from_settings(spec.settings, context) for spec in specs]

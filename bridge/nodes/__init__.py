@@ -7,6 +7,7 @@ from bridge.nodes.publish import PublishNode
 from bridge.nodes.recognize import RecognizeNode
 from bridge.nodes.split import SplitNode
 from bridge.nodes.validate import ValidateNode
+from bridge.nodes.watchlist import WatchlistNode
 
 __all__ = [
     "DecodeNode",
@@ -20,4 +21,5 @@ __all__ = [
     "RecognizeNode",
     "SplitNode",
     "ValidateNode",
+    "WatchlistNode",
 ]

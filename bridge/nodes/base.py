@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bridge.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bridge.config import RouteConfig
+    from bridge.config import RouteConfig, WatchListConfig
     from bridge.extensions.base import PublishedEvent
     from bridge.messages import Message
     from bridge.reader.resilience import ReaderGuard
@@ -51,6 +51,8 @@ class NodeContext:
     max_payload_bytes: int = 10 * 1024 * 1024
     on_event: Callable[[PublishedEvent], None] | None = None
     """Told of every plate and error event the route publishes (the bridge's extensions listen)."""
+    watchlists: Mapping[str, WatchListConfig] = field(default_factory=dict)
+    """The global watch lists (`watchlists:`), for the watchlist node."""
 
 
 class NodeSettings(BaseModel):

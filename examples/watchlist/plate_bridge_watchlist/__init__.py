@@ -1,4 +1,8 @@
-"""An example plate-bridge node: publish an alert when a plate on a watch list is read."""
+"""An example plate-bridge node: publish an alert of its own when a plate on a short list is read.
+
+The bridge has a built-in `watchlist` node (named lists, labels, tolerance, patterns); this plugin
+shows how a third-party node joins a flow, so it is named `watchlist_alert` to stay out of its way.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +12,27 @@ from pydantic import Field
 
 from bridge.messages import Message, route_topic
 from bridge.nodes import Node, NodeSettings
+from bridge.plates import normalize_plate
 
-__all__ = ["WatchlistNode", "WatchlistSettings"]
+__all__ = ["WatchlistAlertNode", "WatchlistAlertSettings"]
 
 
-class WatchlistSettings(NodeSettings):
+class WatchlistAlertSettings(NodeSettings):
     plates: list[str] = Field(min_length=1, description="Plates to watch for, any case, spaces ignored.")
     topic: str = Field("{base_topic}/{camera_id}/watchlist", description="Where alerts are published.")
 
 
-def _normalize(plate: str) -> str:
-    return plate.replace(" ", "").replace("-", "").lower()
-
-
-class WatchlistNode(Node):
+class WatchlistAlertNode(Node):
     """Publishes `{"plate", "camera_id", "topic"}` for every watched plate; passes the message on."""
 
-    type = "watchlist"
-    Settings = WatchlistSettings
-    settings: WatchlistSettings
+    type = "watchlist_alert"
+    Settings = WatchlistAlertSettings
+    settings: WatchlistAlertSettings
 
     def process(self, msg: Message) -> Message:
-        watched = {_normalize(plate) for plate in self.settings.plates}
+        watched = {normalize_plate(plate) for plate in self.settings.plates}
         for result in (msg.result or {}).get("results", []):
-            if _normalize(str(result.get("plate", ""))) in watched:
+            if normalize_plate(str(result.get("plate", ""))) in watched:
                 alert = {"plate": result["plate"], "camera_id": msg.camera_id, "topic": msg.topic}
                 self.context.publisher.publish(
                     route_topic(self.settings.topic, self.context.base_topic, msg),
