@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bridge import schemas
 from bridge.config import RouteConfig, WatchListConfig, load_config
@@ -360,3 +362,16 @@ def test_a_global_watch_list_marks_the_published_event(
             "matched": "candidate",
         }
     ]
+
+
+def test_the_readme_example_runs_as_written() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("## Watch lists") :].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_config(**yaml.safe_load(block), reader={"url": "local"})
+    flows = [Flow.build(route, context(config.watchlists, route)) for route in config.routes]
+    assert [[node.name for node in flow.nodes] for flow in flows] == [
+        ["decode", "recognize", "validate", "watchlist", "filter", "publish"],
+        ["decode", "recognize", "validate", "split", "watchlist", "publish"],
+    ]
+    gate_lists = next(node for node in flows[1].nodes if isinstance(node, WatchlistNode)).lists
+    assert [watch_list.name for watch_list in gate_lists] == ["family", "deliveries"]
