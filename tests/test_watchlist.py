@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge import schemas
 from bridge.config import RouteConfig, WatchListConfig, load_config
@@ -18,6 +20,8 @@ from bridge.events import plate_event
 from bridge.flows import Flow
 from bridge.messages import Message
 from bridge.nodes import FilterNode, NodeContext, SplitNode, WatchlistNode
+from bridge.nodes.watchlist import WatchList, match_results
+from bridge.plates import normalize_plate, plate_distance
 from bridge.service import Bridge
 from tests.canned import CannedReader, RecordingPublisher
 from tests.conftest import BrokerAddress, Collector
@@ -285,6 +289,36 @@ def test_a_flow_publishes_watched_in_schema_valid_events() -> None:
     assert topic == "plate-bridge/drive/result"
     assert [r["plate"] for r in event["results"]] == ["ab12cdf"]
     assert [(m["entry"], m["distance"]) for m in event["watched"]] == [("AB12 CDE", 1.0)]
+
+
+PLATE_TEXT = st.text(alphabet="ABDOQ0IL1T8S5ZG6X-", min_size=0, max_size=9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    entries=st.lists(PLATE_TEXT.filter(lambda text: normalize_plate(text) != ""), min_size=1, max_size=8),
+    readings=st.lists(PLATE_TEXT, min_size=1, max_size=4),
+    tolerance=st.sampled_from([0, 0.5, 1, 1.5, 2, 3]),
+)
+def test_matches_are_exactly_the_entries_within_tolerance(
+    entries: list[str], readings: list[str], tolerance: float
+) -> None:
+    # The folded pre-filter must never rule out an entry that plate_distance would match.
+    watch_list = WatchList.compile("x", WatchListConfig(plates=entries, tolerance=tolerance))
+    found = match_results([watch_list], [result(readings[0], *readings[1:])])
+    normals = [normalize_plate(text) for text in readings]
+    expected = {
+        position
+        for position, entry in enumerate(entries)
+        if any(normal and plate_distance(normal, normalize_plate(entry)) <= tolerance for normal in normals)
+    }
+    assert sorted({m["entry"] for m in found}) == sorted({entries[p] for p in expected})
+    for match in found:
+        assert match["distance"] == min(
+            plate_distance(normalize_plate(r), normalize_plate(match["entry"]))
+            for r in readings
+            if normalize_plate(r)
+        )
 
 
 # --- ignore rules (the filter node) -----------------------------------------------------------------

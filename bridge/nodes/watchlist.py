@@ -129,6 +129,8 @@ class WatchList:
         best: dict[int, tuple[float, int]] = {}  # entry position -> (distance, reading index)
         cutoff = int(self.tolerance)
         for index, normal in enumerate(reading.normals):
+            if not normal:  # an empty plate is no reading: it would be within 1 of every 1-character entry
+                continue
             # The folded edit distance (in C) rules out nearly every entry; the survivors get the
             # exact, slower `plate_distance`. 2 results x 6 readings x 1,000 plates: ~1 ms, not ~1 s.
             near = process.extract(
@@ -145,7 +147,7 @@ class WatchList:
             yield self._match(entry.text, entry.label, distance, reading, index, kind, position)
         for position, pattern in enumerate(self.patterns):
             for index, normal in enumerate(reading.normals):
-                if pattern.fullmatch(normal):
+                if normal and pattern.fullmatch(normal):
                     yield self._match(pattern.pattern, None, 0.0, reading, index, "pattern", position)
                     break
 
