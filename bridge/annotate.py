@@ -9,7 +9,8 @@ their header, before decoding, and the annotated copy is drawn at most `max_side
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
@@ -29,10 +30,10 @@ MAX_LABEL_CHARS = 40
 Box = tuple[int, int, int, int]
 
 
-def _open(image: bytes, max_pixels: int, fit: int | None = None) -> tuple[Image.Image, float]:
-    """Decode `image` as RGB, refusing it from its header when it is too large; with `fit`, at most
-    `fit` pixels on its longest side (a JPEG is then decoded at a reduced scale, which is cheap).
-    Returns the picture and its width over the original's."""
+@contextmanager
+def _opened(image: bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """`image` opened lazily (its header read, nothing decoded), refused when it claims more than
+    `max_pixels`; any decoding failure inside the block becomes a ValueError."""
     try:
         with Image.open(io.BytesIO(image)) as opened:
             width, height = opened.size
@@ -41,15 +42,20 @@ def _open(image: bytes, max_pixels: int, fit: int | None = None) -> tuple[Image.
                     f"the image claims {width}x{height} pixels, more than the {max_pixels:,} "
                     "that are annotated"
                 )
-            if fit is not None and max(width, height) > fit:
-                ratio = fit / max(width, height)
-                opened.draft("RGB", (round(width * ratio), round(height * ratio)))
-            picture = opened.convert("RGB")
+            yield opened
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ValueError(f"the image cannot be decoded to be annotated: {exc}") from None
-    if fit is not None and max(picture.size) > fit:
-        picture.thumbnail((fit, fit), Image.Resampling.LANCZOS)
-    # draft() may have decoded at 1/2, 1/4 or 1/8: the ratio to the original is measured, not assumed.
+
+
+def _decode(opened: Image.Image, longest: int | None = None) -> tuple[Image.Image, float]:
+    """The picture as RGB, a JPEG decoded at 1/2, 1/4 or 1/8 scale when that still leaves at least
+    `longest` pixels on its longest side (much cheaper than decoding it whole); and its width over
+    the original's, measured, since draft() chooses the scale."""
+    width, height = opened.size
+    if longest is not None and max(width, height) > longest:
+        ratio = longest / max(width, height)
+        opened.draft("RGB", (round(width * ratio), round(height * ratio)))
+    picture = opened.convert("RGB")
     return picture, picture.width / width
 
 
@@ -101,7 +107,14 @@ def annotate(
 
     Raises ValueError for an image that cannot be decoded or has more than `max_pixels` pixels.
     """
-    picture, ratio = _open(image, max_pixels, fit=max_side)
+    with _opened(image, max_pixels) as opened:
+        picture, ratio = _decode(opened, max_side)
+    if max(picture.size) > max_side:
+        decoded_width = picture.width
+        # Bilinear, which Pillow antialiases when shrinking: a third of Lanczos's time, and the
+        # picture is a backdrop for boxes and captions.
+        picture.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        ratio *= picture.width / decoded_width
     ratio /= scale or 1.0
     captions = _captions(watched)
     draw = ImageDraw.Draw(picture)
@@ -134,32 +147,40 @@ def crop_best_plate(
     *,
     scale: float | None = None,
     margin: float = 0.25,
+    min_width: int = 400,
     max_pixels: int = MAX_PIXELS,
 ) -> bytes | None:
     """A JPEG of the highest-scoring plate's box with `margin` (a fraction of the box's longer side)
-    around it, at the frame's full resolution; None when no result has a box inside the frame.
+    around it; None when no result has a box inside the frame. A large frame is decoded at a reduced
+    scale only as far as the box keeps `min_width` pixels (or the frame `MAX_SIDE`).
 
     Raises ValueError for an image that cannot be decoded or has more than `max_pixels` pixels.
     """
     boxed = [result for result in results if isinstance(result.get("box"), Mapping)]
     if not boxed:
         return None
-    picture, ratio = _open(image, max_pixels)
-    ratio /= scale or 1.0
-    ranked = sorted(boxed, key=lambda result: -float(result.get("score") or 0))
-    for result in ranked:
-        box = _box(result, ratio, picture.size)
-        if box is None:
-            continue
-        left, top, right, bottom = box
-        pad = round(margin * max(right - left, bottom - top))
-        crop = picture.crop(
-            (
-                max(0, left - pad),
-                max(0, top - pad),
-                min(picture.width, right + pad + 1),
-                min(picture.height, bottom + pad + 1),
-            )
+    with _opened(image, max_pixels) as opened:
+        ranked = sorted(boxed, key=lambda result: -float(result.get("score") or 0))
+        best = next(
+            ((result, box) for result in ranked if (box := _box(result, 1 / (scale or 1.0), opened.size))),
+            None,
         )
-        return _jpeg(crop)
-    return None
+        if best is None:
+            return None
+        result, (left, _, right, _) = best
+        longest = max(opened.size)
+        picture, ratio = _decode(opened, max(round(longest * min_width / (right - left)), MAX_SIDE))
+    box = _box(result, ratio / (scale or 1.0), picture.size)
+    if box is None:  # a box of a pixel or two, lost to the reduced scale
+        return None
+    left, top, right, bottom = box
+    pad = round(margin * max(right - left, bottom - top))
+    crop = picture.crop(
+        (
+            max(0, left - pad),
+            max(0, top - pad),
+            min(picture.width, right + pad + 1),
+            min(picture.height, bottom + pad + 1),
+        )
+    )
+    return _jpeg(crop)

@@ -149,3 +149,18 @@ def test_no_crop_without_a_usable_box() -> None:
 def test_a_noisy_megapixel_frame_is_annotated() -> None:
     out = decoded(annotate(noisy_jpeg(), [plate("ab12cde", (100, 100, 400, 200))]))
     assert out.size == (1600, 1200)
+
+
+def test_a_large_frame_is_cropped_at_a_reduced_scale_that_keeps_the_plate_readable() -> None:
+    big = Image.new("RGB", (4000, 3000), GREY)
+    ImageDraw.Draw(big).rectangle((1000, 2000, 1800, 2200), fill=(250, 250, 250))
+    data = io.BytesIO()
+    big.save(data, "JPEG", quality=95)
+    results = [plate("ab12cde", (1000, 2000, 1800, 2200))]
+    # The 800-pixel box needs only 400: the frame is decoded at half size.
+    half = decoded(crop_best_plate(data.getvalue(), results, margin=0.25) or b"")
+    assert half.size == pytest.approx((601, 301), abs=2)
+    assert near(half.getpixel((300, 150)), (250, 250, 250), 12)
+    # Asked for 800 pixels, it decodes the frame whole.
+    whole = decoded(crop_best_plate(data.getvalue(), results, margin=0.25, min_width=800) or b"")
+    assert whole.size == (1201, 601)
