@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from bridge.config import RouteConfig
 from bridge.errors import ConfigError, EnvelopeInvalid, PayloadNotImage, PayloadTooLarge
 from bridge.flows import Flow, resolve_node_type
 from bridge.messages import Message, TopicFilter
-from bridge.nodes import DecodeNode, FilterNode, Node, NodeContext, SplitNode
+from bridge.nodes import DecodeNode, FilterNode, Node, NodeContext, SplitNode, WatchlistNode
 from tests.canned import READING, CannedReader, RecordingPublisher
 from tests.images import jpeg, png
 
@@ -211,6 +213,19 @@ def test_node_names_resolve() -> None:
         resolve_node_type("no_such_module:Thing")
     with pytest.raises(ConfigError, match=r"not a bridge\.nodes\.Node subclass"):
         resolve_node_type("json:dumps")
+
+
+def test_a_built_in_name_wins_over_a_plugin_of_the_same_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # What an installed plugin that registered the name `watchlist` leaves behind.
+    dist = tmp_path / "old_watchlist-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: old-watchlist\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[plate_bridge.nodes]\nwatchlist = tests.test_nodes:Exploding\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "watchlist" in [ep.name for ep in entry_points(group="plate_bridge.nodes")]
+    assert resolve_node_type("watchlist") is WatchlistNode
 
 
 @pytest.mark.parametrize(
