@@ -173,3 +173,18 @@ def test_other_rejections_are_not_retried() -> None:
     with pytest.raises(ReaderRejected):
         guard(clock).call(script)
     assert script.calls == 1 and clock.slept == []
+
+
+def test_a_probe_that_fails_unexpectedly_lets_the_next_call_probe() -> None:
+    clock = ManualClock()
+    protected = guard(clock, retries=0)
+    for _ in range(3):
+        with pytest.raises(ReaderUnavailable):
+            protected.call(Script(ReaderUnavailable("503")))
+    clock.now += 31
+    with pytest.raises(RuntimeError, match="bug in the read"):
+        protected.call(Script(RuntimeError("bug in the read")))  # the probe, not a ReaderError
+    # The half-open probe ended (badly): the next call is the probe again, not refused forever.
+    probe = Script()
+    assert protected.call(probe) == "read"
+    assert probe.calls == 1 and protected.state == "ok"

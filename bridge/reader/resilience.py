@@ -83,8 +83,9 @@ class ReaderGuard:
         if self._on_state is not None:
             self._on_state({"reader": state, **details})
 
-    def _gate(self) -> None:
-        """Refuse a call up front while forbidden or while the circuit is open (one probe passes)."""
+    def _gate(self) -> bool:
+        """Refuse a call up front while forbidden or while the circuit is open (one probe passes);
+        True when this call is the half-open probe."""
         with self._lock:
             now = self._clock()
             if now < self._forbidden_until:
@@ -100,6 +101,14 @@ class ReaderGuard:
                         f"next probe in {max(0.0, self._open_until - now):.0f} s"
                     )
                 self._probing = True  # half-open: this call is the probe
+                return True
+            return False
+
+    def _end_probe(self) -> None:
+        """The probe ended without a verdict (an exception that is not a ReaderError, an interrupt):
+        the next call probes again rather than finding the circuit open for good."""
+        with self._lock:
+            self._probing = False
 
     def _record(self, error: ReaderError | None) -> None:
         with self._lock:
@@ -138,12 +147,12 @@ class ReaderGuard:
         """Run `read` under the policy; raise the last ReaderError when the retries are spent."""
         attempt = 0
         while True:
-            self._gate()
-            self.calls += 1
-            # acquire/release rather than `with limiter.slot()`: a generator-based context manager
-            # costs more than the rest of the guard on every frame.
-            self.limiter.acquire()
+            probe = self._gate()
             try:
+                self.calls += 1
+                # acquire/release rather than `with limiter.slot()`: a generator-based context manager
+                # costs more than the rest of the guard on every frame.
+                self.limiter.acquire()
                 try:
                     result = read()
                 finally:
@@ -161,6 +170,12 @@ class ReaderGuard:
                 self._sleep(self._backoff(attempt))
             except ReaderError as error:
                 self._record(error)
+                raise
+            except BaseException:
+                # Not the service's verdict (a bug in `read`, an interrupt): nothing to count, but a
+                # probe must not stay in flight for ever, or the circuit never closes again.
+                if probe:
+                    self._end_probe()
                 raise
             else:
                 self._record(None)
