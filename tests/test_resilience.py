@@ -188,3 +188,26 @@ def test_a_probe_that_fails_unexpectedly_lets_the_next_call_probe() -> None:
     probe = Script()
     assert protected.call(probe) == "read"
     assert probe.calls == 1 and protected.state == "ok"
+
+
+def test_retry_ambiguous_is_off_for_the_cloud_and_on_for_an_sdk_unless_set() -> None:
+    from bridge.config import ReaderConfig
+
+    cloud = ReaderConfig(token="t0k3n")
+    sdk = ReaderConfig(url="http://localhost:8080/v1/plate-reader/")
+    assert ResiliencePolicy.from_config(cloud).retry_ambiguous is False
+    assert ResiliencePolicy.from_config(sdk).retry_ambiguous is True
+    assert ResiliencePolicy.from_config(cloud.model_copy(update={"retry_ambiguous": True})).retry_ambiguous
+    assert not ResiliencePolicy.from_config(sdk.model_copy(update={"retry_ambiguous": False})).retry_ambiguous
+    assert ResiliencePolicy.from_config(sdk).breaker_reset == sdk.breaker_reset
+
+
+def test_an_ambiguous_failure_is_not_re_sent_unless_asked() -> None:
+    clock = ManualClock()
+    script = Script(ReaderUnavailable("no answer within 15 s", ambiguous=True))
+    with pytest.raises(ReaderUnavailable, match=r"not retried \(reader\.retry_ambiguous\)") as caught:
+        guard(clock, retry_ambiguous=False).call(script)
+    assert script.calls == 1 and caught.value.ambiguous
+    again = Script(ReaderUnavailable("no answer within 15 s", ambiguous=True))
+    assert guard(clock, retry_ambiguous=True).call(again) == "read"
+    assert again.calls == 2

@@ -8,14 +8,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bridge.errors import ReaderError, ReaderForbidden, ReaderRateLimited, ReaderUnavailable
 from bridge.reader.ratelimit import CallLimiter
 
+if TYPE_CHECKING:
+    from bridge.config import ReaderConfig
+
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
+
+NOT_RESENT = "the call may have been billed; not retried (reader.retry_ambiguous)"
 
 # The 429 body says "Expected available in 1 second" on the trial plan; without any hint, wait this.
 DEFAULT_RATE_LIMIT_WAIT = 1.0
@@ -31,6 +36,22 @@ class ResiliencePolicy:
     forbidden_cooldown: float = 300.0
     breaker_threshold: int = 5
     breaker_reset: float = 30.0
+    # Re-send a call that went out whole and got no answer? On the cloud that may be a second bill, so
+    # `from_config` turns it off there unless asked (reader.retry_ambiguous); on here, as before.
+    retry_ambiguous: bool = True
+
+    @classmethod
+    def from_config(cls, reader: ReaderConfig) -> ResiliencePolicy:
+        """The policy of a `reader:` section (retry_ambiguous resolved for its URL)."""
+        return cls(
+            retries=reader.retries,
+            backoff_initial=reader.backoff_initial,
+            backoff_max=reader.backoff_max,
+            forbidden_cooldown=reader.forbidden_cooldown,
+            breaker_threshold=reader.breaker_threshold,
+            breaker_reset=reader.breaker_reset,
+            retry_ambiguous=reader.resends_ambiguous,
+        )
 
 
 class ReaderGuard:
@@ -39,6 +60,8 @@ class ReaderGuard:
     - waits for the shared call limiter, so no second holds more than `max_calls_per_second` calls;
     - retries unavailability (5xx, connection errors, timeouts) with exponential backoff and full
       jitter, and 429s after the wait the service asked for — a wait every worker honours;
+    - does not re-send a call that went out whole and got no answer (a timeout, a dropped
+      connection: the service may have read and billed it) unless `retry_ambiguous`;
     - after a 403 stops calling for `forbidden_cooldown` seconds: a refused token or exhausted credits
       will not heal by retrying, and each call would only be refused again;
     - after `breaker_threshold` unavailable calls in a row opens the circuit: frames fail fast for
@@ -165,6 +188,8 @@ class ReaderGuard:
                     raise
             except ReaderUnavailable as error:
                 self._record(error)
+                if error.ambiguous and not self.policy.retry_ambiguous:
+                    raise ReaderUnavailable(f"{error.message}; {NOT_RESENT}", **error.context) from error
                 if attempt >= self.policy.retries or self._failures_in_row >= self.policy.breaker_threshold:
                     raise
                 self._sleep(self._backoff(attempt))
