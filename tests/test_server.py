@@ -6,6 +6,7 @@ import base64
 import importlib.util
 import json
 import re
+import resource
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ from bridge.errors import (  # noqa: E402
     ReaderRateLimited,
     ReaderRejected,
 )
-from bridge.images import sniff_format  # noqa: E402
+from bridge.images import MAX_IMAGE_PIXELS, sniff_format  # noqa: E402
 from bridge.reader import PlateReader  # noqa: E402
 from bridge.server import create_app  # noqa: E402
 from tests import images  # noqa: E402
@@ -197,6 +198,11 @@ def photo() -> bytes:
     return example.read_bytes() if example.is_file() else images.jpeg(640, 480)
 
 
+def peak_rss_mb() -> float:
+    """The most memory this process has held so far (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Token {token}"}
 
@@ -327,6 +333,35 @@ def test_streamed_body_over_the_limit_is_413(served: Served) -> None:
     )
     assert response.status_code == 413
     schemas.validate("error-response", response.json())
+
+
+def test_an_image_claiming_too_many_pixels_is_413_before_the_engine(served: Served) -> None:
+    bomb = images.png_bomb(30000, 30000)  # ~100 kB on the wire, 2.7 GB decoded
+    camera = unique("bomb")
+    before = peak_rss_mb()
+    for url in (served.url, served.sdk_url):
+        response = requests.post(
+            url,
+            files={"upload": ("bomb.png", bomb)},
+            data={"camera_id": camera},
+            headers=auth(),
+            timeout=REQUEST_TIMEOUT,
+        )
+        assert response.status_code == 413, response.text
+        schemas.validate("error-response", response.json())
+        assert response.json()["detail"] == (
+            f"Image too large: 30000x30000 pixels, the limit is {MAX_IMAGE_PIXELS} pixels."
+        )
+    # A JPEG's frame header is read the same way.
+    response = requests.post(
+        served.url,
+        files={"upload": images.jpeg_claiming(65000, 60000)},
+        headers=auth(),
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert response.status_code == 413 and "65000x60000 pixels" in response.json()["detail"]
+    assert not [call for call in served.engine.calls if call["camera_id"] == camera]
+    assert peak_rss_mb() - before < 200
 
 
 def test_bad_requests_are_400_with_field_errors(served: Served, reader: PlateReader, photo: bytes) -> None:
@@ -545,6 +580,14 @@ def test_local_engine_behind_the_server() -> None:
         assert body["camera_id"] == "real"
         with PlateReader(running.sdk_url, token=TOKEN, timeout=120) as client, pytest.raises(ReaderRejected):
             client.read(b"\xff\xd8\xff not really a jpeg")
+        # A decompression bomb against the real engine: refused from its header, nothing decoded.
+        before = peak_rss_mb()
+        with (
+            PlateReader(running.url, token=TOKEN, timeout=120) as client,
+            pytest.raises(ReaderPayloadTooLarge),
+        ):
+            client.read(images.png_bomb(30000, 30000))
+        assert peak_rss_mb() - before < 200
     finally:
         stop(running)
 

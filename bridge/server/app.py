@@ -21,8 +21,15 @@ from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from bridge import __version__, schemas
-from bridge.errors import BridgeError, ConfigError, PayloadError, PayloadNotImage, SchemaViolation
-from bridge.images import sniff_format
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    PayloadError,
+    PayloadNotImage,
+    PayloadTooLarge,
+    SchemaViolation,
+)
+from bridge.images import MAX_IMAGE_PIXELS, check_pixels, sniff_format
 from bridge.regions import normalize_region
 
 try:
@@ -149,6 +156,7 @@ class _State:
     max_upload_bytes: int
     engine_threads: int
     max_pending: int
+    max_image_pixels: int = MAX_IMAGE_PIXELS
     usage: _Usage = field(default_factory=_Usage)
     pending: int = 0  # requests running in or queued for the engine
     limiter: anyio.CapacityLimiter | None = None
@@ -359,6 +367,15 @@ async def _parameters(request: Request, state: _State) -> _Parameters:
         raise _Rejected(413, _too_large_body(len(image), state.max_upload_bytes, "Upload"))
     if sniff_format(image) is None:
         raise _Rejected(400, _error(400, NOT_AN_IMAGE))
+    # The pixels the header claims, before any engine decodes them: a small PNG can claim gigabytes.
+    try:
+        check_pixels(image, state.max_image_pixels)
+    except PayloadTooLarge as exc:
+        width, height = exc.context["width"], exc.context["height"]
+        detail = f"Image too large: {width}x{height} pixels, the limit is {state.max_image_pixels} pixels."
+        raise _Rejected(413, _error(413, detail)) from None
+    except PayloadNotImage:
+        raise _Rejected(400, _error(400, NOT_AN_IMAGE)) from None
     return _Parameters(
         image=image,
         filename=filename,
@@ -559,13 +576,16 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     engine_threads: int = 1,
     max_pending: int = 32,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Starlette:
     """The Plate Recognizer API over `engine` (anything with `read(image, *, regions, ...) -> dict`).
 
     `engine_threads` bounds the engine calls running at once (the engine is blocking and CPU-bound, so
     it runs in worker threads and the event loop keeps answering); `max_pending` (at least
     `engine_threads`) bounds the requests running in or queued for the engine, past which the answer
-    is 429. `engine.load()`, when present, runs once at start-up so no request pays for loading models.
+    is 429. An image whose header claims more than `max_image_pixels` is refused (413) before the
+    engine sees it. `engine.load()`, when present, runs once at start-up so no request pays for
+    loading models.
     """
     if engine_threads < 1:
         raise ValueError(f"engine_threads must be at least 1, not {engine_threads}")
@@ -577,6 +597,7 @@ def create_app(
         max_upload_bytes=max_upload_bytes,
         engine_threads=engine_threads,
         max_pending=max(engine_threads, max_pending),
+        max_image_pixels=max_image_pixels,
     )
 
     @contextlib.asynccontextmanager
@@ -623,6 +644,7 @@ def serve(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     engine_threads: int = 1,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
     log_level: str = "info",
 ) -> None:
     """Serve the API with the offline `LocalEngine` under uvicorn until SIGINT/SIGTERM.
@@ -653,7 +675,11 @@ def serve(
     if token is None and not _is_loopback(host):
         print(f"plate-bridge serve: no --token: anyone who can reach {host} can use the API", flush=True)
     app = create_app(
-        LocalEngine(), token=token, max_upload_bytes=max_upload_bytes, engine_threads=engine_threads
+        LocalEngine(max_pixels=max_image_pixels),
+        token=token,
+        max_upload_bytes=max_upload_bytes,
+        engine_threads=engine_threads,
+        max_image_pixels=max_image_pixels,
     )
     config = uvicorn.Config(
         app,
