@@ -131,6 +131,7 @@ class Served:
     server: Any
     thread: threading.Thread
     port: int
+    app: Any
 
     @property
     def base_url(self) -> str:
@@ -147,9 +148,8 @@ class Served:
 
 def start(engine: Any, **options: Any) -> Served:
     port = free_port()
-    config = uvicorn.Config(
-        create_app(engine, **options), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    app = create_app(engine, **options)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     # uvicorn installs no signal handlers outside the main thread, so it can live in this one.
     thread = threading.Thread(target=server.run, name=f"serve-test-{port}", daemon=True)
@@ -160,7 +160,7 @@ def start(engine: Any, **options: Any) -> Served:
             server.should_exit = True
             raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
         time.sleep(0.02)
-    return Served(engine, server, thread, port)
+    return Served(engine, server, thread, port, app)
 
 
 def stop(served: Served) -> None:
@@ -541,10 +541,12 @@ def test_requests_past_max_pending_are_throttled() -> None:
                 )
                 for _ in range(2)
             ]
+            # Both are counted as pending (one in the engine, one queued for it) once the server says so.
+            state = running.app.state.serve
             give_up = time.monotonic() + START_TIMEOUT
-            while engine.running < 1 and time.monotonic() < give_up:
+            while (engine.running < 1 or state.pending < 2) and time.monotonic() < give_up:
                 time.sleep(0.01)
-            time.sleep(0.2)  # the second request is now queued behind the first
+            assert (engine.running, state.pending) == (1, 2)
             with (
                 PlateReader(running.url, timeout=REQUEST_TIMEOUT) as client,
                 pytest.raises(ReaderRateLimited) as throttled,

@@ -67,7 +67,8 @@ class ReaderGuard:
     - after `breaker_threshold` unavailable calls in a row opens the circuit: frames fail fast for
       `breaker_reset` seconds, then one probe call decides (half-open) whether to close it again.
 
-    `on_state` receives the reader's state for `{base_topic}/bridge/state` whenever it changes.
+    `on_state` receives the reader's state for `{base_topic}/bridge/state` whenever it changes;
+    `clock`, `sleep` and `rng` (the jitter) are the guard's only ties to time and chance.
     """
 
     def __init__(
@@ -78,12 +79,14 @@ class ReaderGuard:
         on_state: Callable[[dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self.policy = policy
         self.limiter = limiter
         self._on_state = on_state
         self._clock = clock
         self._sleep = sleep
+        self._uniform = (rng or random.Random()).uniform
         self._lock = threading.Lock()
         self._forbidden_until = 0.0
         self._forbidden_reason = ""
@@ -164,7 +167,7 @@ class ReaderGuard:
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2**attempt)
-        return random.uniform(0, ceiling)  # full jitter: replicas retrying together spread out
+        return self._uniform(0, ceiling)  # full jitter: replicas retrying together spread out
 
     def call(self, read: Callable[[], Result]) -> Result:
         """Run `read` under the policy; raise the last ReaderError when the retries are spent."""
