@@ -291,3 +291,9 @@ def test_an_ambiguous_failure_is_not_re_sent_unless_asked() -> None:
     again = Script(ReaderUnavailable("no answer within 15 s", ambiguous=True))
     assert guard(clock, retry_ambiguous=True).call(again) == "read"
     assert again.calls == 2
+    # Unset (a policy built by hand), it follows where the call went: not again to the cloud.
+    cloud = Script(ReaderUnavailable("no answer within 15 s", ambiguous=True, cloud=True))
+    with pytest.raises(ReaderUnavailable, match="not retried"):
+        guard(clock).call(cloud)
+    sdk = Script(ReaderUnavailable("no answer within 15 s", ambiguous=True, cloud=False))
+    assert guard(clock).call(sdk) == "read" and (cloud.calls, sdk.calls) == (1, 2)

@@ -266,6 +266,7 @@ class PlateReader:
                     redact(message, [self._token]) + " after the request was sent",
                     url=where,
                     ambiguous=True,
+                    cloud=self.is_cloud,
                 ) from None
             raise ReaderUnavailable(redact(message, [self._token]), url=where) from None
         if response.status >= 400:

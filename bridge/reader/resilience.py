@@ -36,9 +36,9 @@ class ResiliencePolicy:
     forbidden_cooldown: float = 300.0
     breaker_threshold: int = 5
     breaker_reset: float = 30.0
-    # Re-send a call that went out whole and got no answer? On the cloud that may be a second bill, so
-    # `from_config` turns it off there unless asked (reader.retry_ambiguous); on here, as before.
-    retry_ambiguous: bool = True
+    # Re-send a call that went out whole and got no answer? On the cloud that may be a second bill.
+    # None: not when the call went to the cloud, yes to an SDK (reader.retry_ambiguous's default).
+    retry_ambiguous: bool | None = None
 
     @classmethod
     def from_config(cls, reader: ReaderConfig) -> ResiliencePolicy:
@@ -165,6 +165,12 @@ class ReaderGuard:
         else:
             self._set_state(state)
 
+    def _resends(self, error: ReaderUnavailable) -> bool:
+        """Whether an ambiguous call may be sent again (see ResiliencePolicy.retry_ambiguous)."""
+        if self.policy.retry_ambiguous is not None:
+            return self.policy.retry_ambiguous
+        return error.context.get("cloud") is not True
+
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2**attempt)
         return self._uniform(0, ceiling)  # full jitter: replicas retrying together spread out
@@ -191,7 +197,7 @@ class ReaderGuard:
                     raise
             except ReaderUnavailable as error:
                 self._record(error)
-                if error.ambiguous and not self.policy.retry_ambiguous:
+                if error.ambiguous and not self._resends(error):
                     raise ReaderUnavailable(f"{error.message}; {NOT_RESENT}", **error.context) from error
                 if attempt >= self.policy.retries or self._failures_in_row >= self.policy.breaker_threshold:
                     raise
