@@ -320,9 +320,10 @@ def test_reader_failures_end_every_frame_in_one_event_within_the_rate_limits(
     calls = emulator.requests
     statuses = Counter(call.status for call in calls)
     assert statuses[500] and statuses[503] and statuses[429] and statuses[None], statuses
-    # The emulator stamps a call after it arrived and before it answers; the limiter counts a window
-    # from when the bridge got the answer, and lets a call go only a whole window later. So call
-    # i + CLIENT_RATE is stamped at least a second after call i, however slow the CPU: no tolerance.
+    # The emulator stamps a call after it arrived and before it answers (or drops it, or the client
+    # gives up 0.5 s later); the limiter counts a window from when the bridge got the answer and lets a
+    # call go only a whole window later. So call i + CLIENT_RATE is stamped at least a second after
+    # call i whatever the scheduling delays: an ordering, not a timing, hence no tolerance.
     arrivals = sorted(call.received_at for call in calls)
     crowded = [
         (round(arrivals[index] - arrivals[0], 3), round(arrivals[index + CLIENT_RATE] - arrivals[index], 3))
