@@ -109,6 +109,11 @@ class ReaderConfig(StrictModel):
     forbidden_cooldown: float = Field(300.0, ge=0, description="Seconds without calls after a 403.")
     breaker_threshold: int = Field(5, ge=1, description="Failed calls in a row that open the circuit.")
     breaker_reset: float = Field(30.0, ge=0, description="Seconds the circuit stays open before a probe.")
+    retry_ambiguous: bool | None = Field(
+        None,
+        description="Re-send a call that went out whole and got no answer (timeout, dropped connection),"
+        " which the service may have billed. null: off for the cloud, on for an SDK.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -132,6 +137,11 @@ class ReaderConfig(StrictModel):
     @property
     def is_local(self) -> bool:
         return self.url == LOCAL_READER
+
+    @property
+    def resends_ambiguous(self) -> bool:
+        """`retry_ambiguous` resolved: off for the cloud, which bills every call it read; on for an SDK."""
+        return self.retry_ambiguous if self.retry_ambiguous is not None else not self.is_cloud
 
 
 class NodeSpec(BaseModel):

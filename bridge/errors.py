@@ -11,7 +11,8 @@
     │   ├── ReaderPayloadTooLarge       413
     │   ├── ReaderRateLimited           429 (keeps `retry_after`)
     │   ├── ReaderRejected              any other 4xx
-    │   ├── ReaderUnavailable           5xx, connection refused/reset, timeout
+    │   ├── ReaderUnavailable           5xx, connection refused/reset, timeout (`ambiguous`
+    │   │                               when the request went out and may have been billed)
     │   └── ReaderInvalidResponse       a body that is not JSON or fails its schema
     ├── SchemaViolation             a document that fails one of the project's JSON schemas
     ├── FrameDropped                a frame dropped unread (a newer frame of its camera, shutdown)
@@ -121,6 +122,12 @@ class ReaderUnavailable(ReaderError):
     """Raised on 5xx, refused or dropped connections and timeouts: the service may heal."""
 
     code = "reader_unavailable"
+
+    @property
+    def ambiguous(self) -> bool:
+        """True when the request went out whole and no answer came back (a timeout, a dropped
+        connection): the service may have read, and billed, the frame."""
+        return self.context.get("ambiguous") is True
 
 
 class ReaderInvalidResponse(ReaderError):

@@ -50,7 +50,7 @@ def error_event(msg: Message, error: BridgeError) -> dict[str, Any]:
         "received_at": iso_utc(msg.received_at),
         "route": msg.route,
     }
-    for key in ("status_code", "retry_after", "schema"):
+    for key in ("status_code", "retry_after", "schema", "ambiguous"):
         value = error.context.get(key)
         if value is not None:
             event[key] = value

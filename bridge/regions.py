@@ -1,4 +1,9 @@
-"""Region codes the Plate Recognizer API accepts, checked before any call is made."""
+"""Region codes the Plate Recognizer API accepts, checked before any call is made.
+
+The API document lists 182 codes, but the service reads any ISO 3166 code: ISO 3166-1 countries
+(`jp`) and ISO 3166-2 subdivisions (`ca-qc`, `th-37`), which it also answers with. The codes come
+from `pycountry` (the ISO 3166 tables, maintained and shipped in its wheel), plus the document's list.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,22 @@ from bridge import schemas
 
 
 @cache
-def known_region_codes() -> frozenset[str]:
+def document_region_codes() -> frozenset[str]:
     """Every code of the API document, lower case, from `schemas/region-code.schema.json`."""
     return frozenset(schemas.schema("region-code")["enum"])
+
+
+@cache
+def known_region_codes() -> frozenset[str]:
+    """Every code the bridge sends: the document's, ISO 3166-1 alpha-2 and ISO 3166-2, lower case.
+
+    Loaded on first use (pycountry reads its tables in ~0.2 s), not at import.
+    """
+    import pycountry
+
+    countries = {country.alpha_2.lower() for country in pycountry.countries}
+    subdivisions = {subdivision.code.lower() for subdivision in pycountry.subdivisions}
+    return document_region_codes() | countries | subdivisions
 
 
 def normalize_region(value: object) -> str:
@@ -28,7 +46,8 @@ def normalize_region(value: object) -> str:
     code = value.strip().lower().replace("_", "-")
     if code not in known_region_codes():
         raise ValueError(
-            f"unknown region code {value!r}: use a code of the Plate Recognizer list, e.g. 'gb', 'us-ca'"
+            f"unknown region code {value!r}: use an ISO 3166-1 country code such as 'gb' or 'jp', or an"
+            " ISO 3166-2 subdivision code such as 'us-ca' or 'ca-qc'"
         )
     return code
 

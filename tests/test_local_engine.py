@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib
 import re
+import resource
 import shutil
 import sys
 import threading
@@ -19,8 +20,9 @@ pytest.importorskip(
 
 from bridge.engines import local, plate_patterns
 from bridge.engines.local import LocalEngine
-from bridge.errors import PayloadNotImage
+from bridge.errors import PayloadNotImage, PayloadTooLarge
 from bridge.evaluate import evaluate, normalize_plate
+from tests import images
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PLATES = SHARED / "data" / "plates"
@@ -110,6 +112,17 @@ def test_a_blank_picture_has_no_plates(engine: LocalEngine) -> None:
 def test_bytes_that_are_not_an_image_are_refused(engine: LocalEngine, payload: bytes) -> None:
     with pytest.raises(PayloadNotImage):
         engine.read(payload)
+
+
+def test_an_image_claiming_too_many_pixels_is_refused_before_decoding(engine: LocalEngine) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for bomb in (images.png_bomb(30000, 30000), images.jpeg_claiming(65000, 60000)):
+        with pytest.raises(PayloadTooLarge, match=r"more than the limit of 50,000,000 pixels"):
+            engine.read(bomb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before < 200
+    # The cap is the engine's setting: a 64x48 picture over a 3,000-pixel cap is refused too.
+    with pytest.raises(PayloadTooLarge, match=r"64x48 pixels \(3,072\), more than the limit of 3,000"):
+        LocalEngine(max_pixels=3000).read(images.jpeg(64, 48))
 
 
 @needs_photos

@@ -18,7 +18,11 @@ from bridge.errors import (
     ReaderRejected,
     ReaderUnavailable,
 )
+from bridge.events import error_event
+from bridge.messages import Message
 from bridge.reader import PlateReader, parse_retry_after
+from bridge.reader.ratelimit import CallLimiter
+from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
 from tests.conftest import free_port
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg, png
@@ -208,3 +212,66 @@ def test_statistics_and_info(secured: ReaderEmulator, transport: str) -> None:
     schemas.validate("statistics", statistics)
     schemas.validate("sdk-info", info)
     assert statistics["usage"]["calls"] >= 1
+
+
+# --- calls that may have been billed: reader.retry_ambiguous -------------------------------------
+
+
+def _guard(retry_ambiguous: bool) -> ReaderGuard:
+    policy = ResiliencePolicy(retries=2, backoff_initial=0, retry_ambiguous=retry_ambiguous)
+    return ReaderGuard(policy, CallLimiter(None))
+
+
+def _event(error: ReaderUnavailable) -> dict[str, object]:
+    msg = Message(topic="cameras/gate/image", payload=b"", received_at=datetime.now(UTC), camera_id="gate")
+    event = error_event(msg, error)
+    schemas.validate("error-event", event)
+    return event
+
+
+@pytest.mark.parametrize("retry_ambiguous", [False, True])
+def test_a_call_dropped_after_it_was_sent_is_re_sent_only_with_retry_ambiguous(
+    emulator: ReaderEmulator, transport: str, retry_ambiguous: bool
+) -> None:
+    guard = _guard(retry_ambiguous)
+    image = jpeg()
+    with PlateReader(emulator.url, transport=transport) as reader:
+        reader.read(image)  # a warm connection, as in a running bridge
+        emulator.drop_next()  # the whole request arrives, then the connection closes unanswered
+        if retry_ambiguous:
+            assert guard.call(lambda: reader.read(image))["results"] is not None
+            assert emulator.calls == 3
+            return
+        with pytest.raises(ReaderUnavailable) as caught:
+            guard.call(lambda: reader.read(image))
+    assert emulator.calls == 2, "the dropped call arrived once and was not sent again"
+    assert caught.value.ambiguous
+    event = _event(caught.value)
+    assert event["ambiguous"] is True
+    assert "the call may have been billed; not retried (reader.retry_ambiguous)" in str(event["message"])
+
+
+def test_a_call_that_timed_out_waiting_for_its_answer_is_not_re_sent(
+    emulator: ReaderEmulator, transport: str
+) -> None:
+    emulator.delay_next(5)  # read after the client gave up: the service bills it all the same
+    with (
+        PlateReader(emulator.url, timeout=1, transport=transport) as reader,
+        pytest.raises(ReaderUnavailable, match="may have been billed") as caught,
+    ):
+        _guard(False).call(lambda: reader.read(jpeg()))
+    assert caught.value.ambiguous and emulator.calls == 1
+
+
+def test_calls_that_surely_were_not_read_are_still_retried(emulator: ReaderEmulator, transport: str) -> None:
+    guard = _guard(False)
+    emulator.fail_next(503)  # an answer: the service says it did not read the frame
+    with PlateReader(emulator.url, transport=transport) as reader:
+        guard.call(lambda: reader.read(jpeg()))
+    assert emulator.calls == 2
+    # Nothing listens: the request never left, so it is retried however retry_ambiguous is set.
+    nowhere = f"http://127.0.0.1:{free_port()}/v1/plate-reader/"
+    with PlateReader(nowhere, transport=transport) as reader, pytest.raises(ReaderUnavailable) as caught:
+        guard.call(lambda: reader.read(jpeg()))
+    assert not caught.value.ambiguous and "ambiguous" not in _event(caught.value)
+    assert guard.calls == 2 + 3

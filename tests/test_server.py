@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import io
 import json
 import re
+import resource
 import socket
 import threading
 import time
@@ -36,13 +38,21 @@ from bridge.errors import (  # noqa: E402
     ReaderRateLimited,
     ReaderRejected,
 )
-from bridge.images import sniff_format  # noqa: E402
+from bridge.images import MAX_IMAGE_PIXELS, sniff_format  # noqa: E402
 from bridge.reader import PlateReader  # noqa: E402
 from bridge.server import create_app  # noqa: E402
+from bridge.server.app import (  # noqa: E402
+    NO_MMC,
+    NO_UPLOAD_URL,
+    SERVE_HELP,
+    TOKEN_HELP,
+    startup_banner,
+)
 from tests import images  # noqa: E402
 from tests.conftest import EXAMPLES, free_port  # noqa: E402
 
 TOKEN = "serve-test-token"
+NO_CREDENTIALS = {"detail": "Authentication credentials were not provided."}
 MAX_UPLOAD_BYTES = 256 * 1024  # the example images (~100 KiB) fit; noisy_jpeg() does not
 ENGINE_THREADS = 4
 START_TIMEOUT = 10.0
@@ -53,7 +63,12 @@ CLOUD_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 
 class RecordingEngine:
-    """A deterministic engine: one plate whose text echoes the camera id, region echoing the first asked."""
+    """A deterministic engine: one plate whose text echoes the camera id, region echoing the first asked.
+
+    It says it reads make, model and colour, so `mmc=true` reaches it (the offline engine does not).
+    """
+
+    supports_mmc = True
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -130,6 +145,7 @@ class Served:
     server: Any
     thread: threading.Thread
     port: int
+    app: Any
 
     @property
     def base_url(self) -> str:
@@ -146,9 +162,8 @@ class Served:
 
 def start(engine: Any, **options: Any) -> Served:
     port = free_port()
-    config = uvicorn.Config(
-        create_app(engine, **options), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    app = create_app(engine, **options)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     # uvicorn installs no signal handlers outside the main thread, so it can live in this one.
     thread = threading.Thread(target=server.run, name=f"serve-test-{port}", daemon=True)
@@ -159,7 +174,7 @@ def start(engine: Any, **options: Any) -> Served:
             server.should_exit = True
             raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
         time.sleep(0.02)
-    return Served(engine, server, thread, port)
+    return Served(engine, server, thread, port, app)
 
 
 def stop(served: Served) -> None:
@@ -195,6 +210,11 @@ def reader(served: Served) -> Iterator[PlateReader]:
 def photo() -> bytes:
     example = EXAMPLES / "images" / "gb_rear_yellow.jpg"
     return example.read_bytes() if example.is_file() else images.jpeg(640, 480)
+
+
+def peak_rss_mb() -> float:
+    """The most memory this process has held so far (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:
@@ -260,7 +280,7 @@ def test_plate_reader_info_and_statistics(reader: PlateReader) -> None:
     assert reader.statistics()["usage"]["calls"] >= 0
 
 
-def test_wrong_or_missing_token_is_forbidden(served: Served, photo: bytes) -> None:
+def test_a_token_sent_must_be_right_and_sdk_clients_send_none(served: Served, photo: bytes) -> None:
     calls = len(served.engine.calls)
     with (
         PlateReader(served.url, token="not-the-token", timeout=REQUEST_TIMEOUT) as client,
@@ -272,13 +292,39 @@ def test_wrong_or_missing_token_is_forbidden(served: Served, photo: bytes) -> No
         served.url, files={"upload": photo}, headers=auth("wrong"), timeout=REQUEST_TIMEOUT
     )
     assert (response.status_code, response.json()) == (403, {"detail": "Invalid token.", "status_code": 403})
-    for path in ("/v1/plate-reader/", "/alpr"):
-        response = requests.post(served.base_url + path, files={"upload": photo}, timeout=REQUEST_TIMEOUT)
-        assert response.status_code == 403
-        assert response.json() == {"detail": "Authentication credentials were not provided."}
-    for path in ("/info/", "/v1/statistics/"):
-        assert requests.get(served.base_url + path, timeout=REQUEST_TIMEOUT).status_code == 403
+    for path in ("/alpr", "/info/", "/v1/statistics/"):
+        method = requests.post if path == "/alpr" else requests.get
+        refused = method(served.base_url + path, headers=auth("wrong"), timeout=REQUEST_TIMEOUT)
+        assert refused.status_code == 403
     assert len(served.engine.calls) == calls, "a refused request reached the engine"
+    # Without an Authorization header a request is an SDK client's, and an SDK asks for no token.
+    camera = unique("sdk")
+    for path in ("/v1/plate-reader/", "/alpr"):
+        response = requests.post(
+            served.base_url + path,
+            files={"upload": photo},
+            data={"camera_id": camera},
+            timeout=REQUEST_TIMEOUT,
+        )
+        assert response.status_code == 200, response.text
+    assert requests.get(served.base_url + "/info/", timeout=REQUEST_TIMEOUT).status_code == 200
+    # The cloud-only path keeps the cloud's rule.
+    statistics = requests.get(served.base_url + "/v1/statistics/", timeout=REQUEST_TIMEOUT)
+    assert (statistics.status_code, statistics.json()) == (403, NO_CREDENTIALS)
+
+
+def test_the_token_can_be_required_everywhere(photo: bytes) -> None:
+    running = start(RecordingEngine(), token=TOKEN, open_sdk_paths=False)
+    try:
+        for path in ("/v1/plate-reader/", "/alpr"):
+            response = requests.post(
+                running.base_url + path, files={"upload": photo}, timeout=REQUEST_TIMEOUT
+            )
+            assert (response.status_code, response.json()) == (403, NO_CREDENTIALS)
+        assert requests.get(running.base_url + "/info/", timeout=REQUEST_TIMEOUT).status_code == 403
+        assert running.engine.calls == []
+    finally:
+        stop(running)
 
 
 def test_upload_over_the_limit_is_413(served: Served, reader: PlateReader) -> None:
@@ -327,6 +373,35 @@ def test_streamed_body_over_the_limit_is_413(served: Served) -> None:
     )
     assert response.status_code == 413
     schemas.validate("error-response", response.json())
+
+
+def test_an_image_claiming_too_many_pixels_is_413_before_the_engine(served: Served) -> None:
+    bomb = images.png_bomb(30000, 30000)  # ~100 kB on the wire, 2.7 GB decoded
+    camera = unique("bomb")
+    before = peak_rss_mb()
+    for url in (served.url, served.sdk_url):
+        response = requests.post(
+            url,
+            files={"upload": ("bomb.png", bomb)},
+            data={"camera_id": camera},
+            headers=auth(),
+            timeout=REQUEST_TIMEOUT,
+        )
+        assert response.status_code == 413, response.text
+        schemas.validate("error-response", response.json())
+        assert response.json()["detail"] == (
+            f"Image too large: 30000x30000 pixels, the limit is {MAX_IMAGE_PIXELS} pixels."
+        )
+    # A JPEG's frame header is read the same way.
+    response = requests.post(
+        served.url,
+        files={"upload": images.jpeg_claiming(65000, 60000)},
+        headers=auth(),
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert response.status_code == 413 and "65000x60000 pixels" in response.json()["detail"]
+    assert not [call for call in served.engine.calls if call["camera_id"] == camera]
+    assert peak_rss_mb() - before < 200
 
 
 def test_bad_requests_are_400_with_field_errors(served: Served, reader: PlateReader, photo: bytes) -> None:
@@ -402,10 +477,10 @@ def test_official_script_request_shape(served: Served, tmp_path: Path, photo: by
     assert body["filename"].endswith("_car.jpg")
     call = last_call(served, camera)
     assert (call["regions"], call["mmc"], call["config"]) == (("gb", "it"), True, {"mode": "fast"})
-    # The script's SDK branch: sdk_url + "/v1/plate-reader/", no token header (here: refused).
+    # The script's SDK branch: sdk_url + "/v1/plate-reader/", no token header: answered as an SDK does.
     with path.open("rb") as fp:
-        refused = requests.post(served.url, files=dict(upload=fp), data=data, timeout=REQUEST_TIMEOUT)
-    assert refused.status_code == 403
+        answered = requests.post(served.url, files=dict(upload=fp), data=data, timeout=REQUEST_TIMEOUT)
+    assert answered.status_code == 200, answered.text
 
 
 def test_urlencoded_base64_upload(served: Served) -> None:
@@ -506,10 +581,12 @@ def test_requests_past_max_pending_are_throttled() -> None:
                 )
                 for _ in range(2)
             ]
+            # Both are counted as pending (one in the engine, one queued for it) once the server says so.
+            state = running.app.state.serve
             give_up = time.monotonic() + START_TIMEOUT
-            while engine.running < 1 and time.monotonic() < give_up:
+            while (engine.running < 1 or state.pending < 2) and time.monotonic() < give_up:
                 time.sleep(0.01)
-            time.sleep(0.2)  # the second request is now queued behind the first
+            assert (engine.running, state.pending) == (1, 2)
             with (
                 PlateReader(running.url, timeout=REQUEST_TIMEOUT) as client,
                 pytest.raises(ReaderRateLimited) as throttled,
@@ -525,13 +602,12 @@ def test_requests_past_max_pending_are_throttled() -> None:
 # --- the real engine --------------------------------------------------------------------------------
 
 
-def test_local_engine_behind_the_server() -> None:
+@pytest.fixture(scope="module")
+def local_served() -> Iterator[Served]:
+    """`serve` as it ships: the offline engine, with a token."""
     local = pytest.importorskip(
         "bridge.engines.local", reason="the local engine's packages are not installed", exc_type=ImportError
     )
-    examples = sorted((EXAMPLES / "images").glob("*.jpg"))
-    if not examples:
-        pytest.skip(f"no example image in {EXAMPLES / 'images'}")
     engine = local.LocalEngine()
     try:
         engine.load()  # here, so missing models skip the test instead of failing the server's start-up
@@ -539,14 +615,158 @@ def test_local_engine_behind_the_server() -> None:
         pytest.skip(f"the local engine's models are not installed: {exc}")
     running = start(engine, token=TOKEN)
     try:
-        with PlateReader(running.url, token=TOKEN, timeout=120) as client:
-            body = client.read(examples[0].read_bytes(), camera_id="real", filename=examples[0].name)
-        schemas.validate("plate-reader-response", body)
-        assert body["camera_id"] == "real"
-        with PlateReader(running.sdk_url, token=TOKEN, timeout=120) as client, pytest.raises(ReaderRejected):
-            client.read(b"\xff\xd8\xff not really a jpeg")
+        yield running
     finally:
         stop(running)
+
+
+@pytest.fixture(scope="module")
+def example() -> Path:
+    examples = sorted((EXAMPLES / "images").glob("*.jpg"))
+    if not examples:
+        pytest.skip(f"no example image in {EXAMPLES / 'images'}")
+    return examples[0]
+
+
+def test_local_engine_behind_the_server(local_served: Served, example: Path) -> None:
+    with PlateReader(local_served.url, token=TOKEN, timeout=120) as client:
+        body = client.read(example.read_bytes(), camera_id="real", filename=example.name)
+    schemas.validate("plate-reader-response", body)
+    assert body["camera_id"] == "real"
+    with PlateReader(local_served.sdk_url, token=TOKEN, timeout=120) as client, pytest.raises(ReaderRejected):
+        client.read(b"\xff\xd8\xff not really a jpeg")
+    # A decompression bomb against the real engine: refused from its header, nothing decoded.
+    before = peak_rss_mb()
+    with (
+        PlateReader(local_served.url, token=TOKEN, timeout=120) as client,
+        pytest.raises(ReaderPayloadTooLarge, match="30000x30000 pixels"),
+    ):
+        client.read(images.png_bomb(30000, 30000))
+    assert peak_rss_mb() - before < 200
+
+
+# --- the official plate_recognition.py against `serve --token` ---------------------------------------
+# Its requests as parkpow/deep-license-plate-recognition's plate_recognition.py (MIT) sends them in SDK
+# mode (`-s/--sdk-url BASE`), read from its source: recognition_api() posts to BASE + "/v1/plate-reader/"
+# with requests, no Authorization header, `files=dict(upload=fp)` and
+# `data=dict(regions=[...], config=json.dumps(engine_config))`, plus `camera_id` and `mmc` (the bool
+# True, which requests sends as "True") when given; it exits on any status outside 200..300.
+
+
+def official_script_call(
+    sdk_url: str,
+    image: Any,
+    *,
+    regions: Sequence[str] = (),
+    engine_config: Mapping[str, Any] | None = None,
+    camera_id: str | None = None,
+    mmc: bool = False,
+) -> requests.Response:
+    data: dict[str, Any] = {"regions": list(regions), "config": json.dumps(dict(engine_config or {}))}
+    if camera_id:
+        data["camera_id"] = camera_id
+    if mmc:
+        data["mmc"] = mmc
+    image.seek(0)
+    return requests.post(
+        sdk_url + "/v1/plate-reader/", files={"upload": image}, data=data, timeout=REQUEST_TIMEOUT * 6
+    )
+
+
+def test_the_official_scripts_documented_invocations(local_served: Served, example: Path) -> None:
+    base = local_served.base_url  # what the start-up banner tells its users to pass as --sdk-url
+    assert f"--sdk-url {base} " in startup_banner("127.0.0.1", local_served.port, token=TOKEN)
+
+    def run(**options: Any) -> requests.Response:
+        with example.open("rb") as fp:
+            return official_script_call(base, fp, **options)
+
+    # `-s URL car.jpg`, `--camera-id Camera1 -r us-ca -r th-37`, `--engine-config '{"region":"strict"}'`
+    # and the json or csv output of their answers.
+    answers = [
+        run(),
+        run(camera_id="Camera1", regions=["us-ca", "th-37"]),
+        run(engine_config={"region": "strict"}),
+        run(engine_config={"detection_mode": "plate"}),
+    ]
+    for response in answers:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        schemas.validate("plate-reader-response", body)
+        # --format csv flattens the answer and each result; --annotate-images draws every result's
+        # box and plate; --crop-vehicle and --split-image read each result's vehicle and score.
+        assert isinstance(body["results"], list) and body["results"], "the example's plate was read"
+        for result in body["results"]:
+            assert {"xmin", "ymin", "xmax", "ymax"} <= set(result["box"]) and isinstance(result["plate"], str)
+            assert isinstance(result["vehicle"], dict) and isinstance(result["score"], float)
+        # --split-image reads these of every answer.
+        assert {"camera_id", "timestamp", "processing_time"} <= set(body)
+    assert answers[1].json()["camera_id"] == "Camera1"
+    # --split-image sends each window as an in-memory JPEG, named "upload" by requests.
+    window = io.BytesIO(images.jpeg(320, 240))
+    assert official_script_call(base, window).status_code == 200
+
+    # What the offline engine cannot do is a 400 naming the option; the script prints it and exits,
+    # instead of crashing on an answer in the wrong shape or without the fields it asked for.
+    vehicles = run(engine_config={"detection_mode": "vehicle"})
+    assert vehicles.status_code == 400
+    assert "detection_mode 'vehicle' is not supported" in vehicles.json()["config"][0]
+    makes = run(mmc=True)
+    assert (makes.status_code, makes.json()) == (400, {"mmc": [NO_MMC]})
+
+
+def test_what_the_engine_cannot_do_is_a_400_naming_the_option(served: Served, photo: bytes) -> None:
+    plates_only = start(PlatesOnlyEngine(), token=TOKEN)
+    try:
+        with PlateReader(plates_only.url, token=TOKEN, timeout=REQUEST_TIMEOUT) as client:
+            with pytest.raises(ReaderRejected, match="mmc is not supported"):
+                client.read(photo, mmc=True)
+            assert client.read(photo, mmc=False, camera_id="fine")["camera_id"] == "fine"
+        assert [call["camera_id"] for call in plates_only.engine.calls] == ["fine"]
+    finally:
+        stop(plates_only)
+    calls = len(served.engine.calls)
+    with (
+        PlateReader(served.url, token=TOKEN, timeout=REQUEST_TIMEOUT) as client,
+        pytest.raises(ReaderRejected, match="detection_mode 'vehicle' is not supported"),
+    ):
+        client.read(photo, config={"detection_mode": "vehicle", "region": "strict"})
+    # upload_url instead of an upload: refused for what it is, not as a missing file.
+    for where in (served.url, served.sdk_url):
+        response = requests.post(
+            where,
+            data={"upload_url": "http://169.254.169.254/latest/"},
+            headers=auth(),
+            timeout=REQUEST_TIMEOUT,
+        )
+        assert (response.status_code, response.json()) == (400, {"upload_url": [NO_UPLOAD_URL]})
+    with_upload = requests.post(
+        served.url,
+        files={"upload": photo},
+        data={"upload_url": "http://example.com/car.jpg"},
+        headers=auth(),
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert with_upload.status_code == 400 and "upload_url" in with_upload.json()
+    assert len(served.engine.calls) == calls, "a refused request reached the engine"
+
+
+class PlatesOnlyEngine(RecordingEngine):
+    """Reads plates only, as the offline engine: no make, model or colour."""
+
+    supports_mmc = False
+
+
+def test_the_banner_tells_each_client_what_it_needs() -> None:
+    banner = startup_banner("0.0.0.0", 8080, token="s3cr3t")
+    assert "--sdk-url http://0.0.0.0:8080 " in banner
+    assert "http://0.0.0.0:8080/v1/plate-reader/" in banner
+    assert "http://0.0.0.0:8080/alpr" in banner
+    assert "anyone who can reach 0.0.0.0 can read plates" in banner
+    assert "s3cr3t" not in banner  # the token itself is never printed
+    loopback = startup_banner("127.0.0.1", 8080, token="s3cr3t", open_sdk_paths=False)
+    assert "every request needs it" in loopback and "anyone" not in loopback and "s3cr3t" not in loopback
+    assert "SDK" in SERVE_HELP and "/v1/statistics/" in TOKEN_HELP
 
 
 class FaultyEngine(RecordingEngine):

@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.engines import plate_patterns
 from bridge.errors import PayloadNotImage
+from bridge.images import MAX_IMAGE_PIXELS, check_pixels
 
 try:
     import cv2
@@ -141,9 +142,16 @@ class _Reading:
 class LocalEngine:
     """Reads plates offline; answers in the shape of Plate Recognizer's `POST /v1/plate-reader/`."""
 
-    def __init__(self, *, model_dir: Path | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model_dir: Path | None = None,
+        threads: int | None = None,
+        max_pixels: int = MAX_IMAGE_PIXELS,
+    ) -> None:
         self._model_dir = model_dir
         self._threads = threads
+        self.max_pixels = max_pixels
         self._lock = threading.Lock()
         self._detector: onnxruntime.InferenceSession | None = None
         self._recognizer: onnxruntime.InferenceSession | None = None
@@ -190,7 +198,7 @@ class LocalEngine:
     ) -> dict[str, Any]:
         """Read every plate in `image` (JPEG or PNG bytes); `mmc` and `config` are accepted and ignored."""
         started = time.perf_counter()
-        picture = _decode(image)
+        picture = _decode(image, self.max_pixels)
         self.load()
         readings = self._read_plates(picture, tuple(region.lower() for region in regions))
         height, width = picture.shape[:2]
@@ -342,9 +350,12 @@ def _looks_like_date_or_time(text: str) -> bool:
     return bool(DATE_OR_TIME.search(text))
 
 
-def _decode(image: bytes) -> np.ndarray:
+def _decode(image: bytes, max_pixels: int) -> np.ndarray:
     if not isinstance(image, bytes | bytearray | memoryview) or len(image) == 0:
         raise PayloadNotImage("the payload is empty or not bytes")
+    # The header's size, checked before OpenCV allocates the picture: its own cap (CV_IO_MAX_IMAGE_PIXELS,
+    # 2^30) lets a 100 kB PNG claim 30000x30000 pixels and take 2.7 GB.
+    check_pixels(bytes(image), max_pixels)
     picture = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
     if picture is None:
         raise PayloadNotImage("the payload is not a decodable image (JPEG or PNG expected)")

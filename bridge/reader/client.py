@@ -259,6 +259,15 @@ class PlateReader:
                 message = f"TLS with {where} failed: {exc.reason}"
             else:
                 message = f"the connection to {where} failed: {exc.reason}"
+            if exc.sent and method == "POST":
+                # The service may have read this frame and billed it: whether to send it again is
+                # the guard's decision (reader.retry_ambiguous), so the error says so.
+                raise ReaderUnavailable(
+                    redact(message, [self._token]) + " after the request was sent",
+                    url=where,
+                    ambiguous=True,
+                    cloud=self.is_cloud,
+                ) from None
             raise ReaderUnavailable(redact(message, [self._token]), url=where) from None
         if response.status >= 400:
             raise self._status_error(response, where)

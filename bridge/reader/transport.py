@@ -39,10 +39,16 @@ class Failure(Enum):
 
 
 class TransportError(Exception):
-    def __init__(self, failure: Failure, reason: str) -> None:
+    """`sent`: the whole request went out before it failed, so the server may have acted on it (and,
+    for a paid API, billed it) even though no answer came back: a timeout waiting for the answer, a
+    connection closed or reset after the body was sent. False when it surely did not go out
+    (refused, unresolvable, connect timeout, TLS handshake)."""
+
+    def __init__(self, failure: Failure, reason: str, *, sent: bool = False) -> None:
         super().__init__(f"{failure.value}: {reason}")
         self.failure = failure
         self.reason = reason
+        self.sent = sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +137,12 @@ class _BodyReader:
     Once all is handed over it lets go of the body: the idle handle keeps this reader until its next
     request, and should not keep a frame of up to several MB alive with it."""
 
-    __slots__ = ("_body", "_offset")
+    __slots__ = ("_body", "_offset", "sent")
 
     def __init__(self, body: bytes) -> None:
         self._body = body
         self._offset = 0
+        self.sent = not body  # the whole body was handed to libcurl (so it may have reached the server)
 
     def read(self, size: int) -> bytes:
         body, offset = self._body, self._offset
@@ -144,6 +151,7 @@ class _BodyReader:
         if self._offset >= len(body):
             self._body = b""
             self._offset = 0
+            self.sent = True
         return chunk
 
 
@@ -196,6 +204,7 @@ class CurlTransport:
         except IndexError:
             curl = self._new_handle()
         chunks: list[bytes] = []
+        body_reader: _BodyReader | None = None
         # "Expect:" (empty) keeps libcurl from waiting for a "100 Continue" before large bodies.
         lines = [f"{name}: {value}" for name, value in headers.items()]
         lines.append("Expect:")
@@ -209,9 +218,10 @@ class CurlTransport:
                 # instead (error 65), and the reader's guard decides, as with urllib3.
                 # A connection found closed before sending is still replaced without a word.
                 payload = body or b""
+                body_reader = _BodyReader(payload)
                 curl.setopt(pycurl.POST, 1)
                 curl.setopt(pycurl.POSTFIELDSIZE_LARGE, len(payload))
-                curl.setopt(pycurl.READFUNCTION, _BodyReader(payload).read)
+                curl.setopt(pycurl.READFUNCTION, body_reader.read)
             else:
                 curl.setopt(pycurl.HTTPGET, 1)
             curl.setopt(pycurl.WRITEFUNCTION, chunks.append)
@@ -228,7 +238,10 @@ class CurlTransport:
             reason = _CURL_REASONS.get(number, text)
             # The host only: neither the path's query nor any header (the token) goes to the log.
             log.debug("%s to %s failed: libcurl error %s: %s", method, urlsplit(url).hostname, number, text)
-            raise TransportError(failure, f"{reason} (libcurl error {number})") from None
+            # Sent: libcurl took the whole body (a GET has none) and the failure is not one of
+            # connecting; a timeout or a drop after that leaves the server's side unknown.
+            sent = (body_reader is None or body_reader.sent) and failure in (Failure.TIMEOUT, Failure.DROPPED)
+            raise TransportError(failure, f"{reason} (libcurl error {number})", sent=sent) from None
         # The handle keeps this call's callbacks until its next call replaces them: the answer's chunks
         # (~1 kB) and a body reader that has let go of the body.
         if self._closed:
@@ -280,16 +293,20 @@ class Urllib3Transport:
                 redirect=False,
             )
         # Most specific first: urllib3's NewConnectionError is also a ConnectTimeoutError.
+        # urllib3 does not say how much of the body went out before a drop or a read timeout: those
+        # count as sent (the server may have acted on the request), only connecting as not.
         except exceptions.NewConnectionError as exc:
             raise TransportError(Failure.UNREACHABLE, _root_cause(exc)) from None
+        except exceptions.ConnectTimeoutError:
+            raise TransportError(Failure.TIMEOUT, f"no connection within {self.timeout:g} s") from None
         except exceptions.SSLError as exc:
             raise TransportError(Failure.TLS, _root_cause(exc)) from None
         except exceptions.ProtocolError as exc:
-            raise TransportError(Failure.DROPPED, _root_cause(exc)) from None
+            raise TransportError(Failure.DROPPED, _root_cause(exc), sent=True) from None
         except exceptions.TimeoutError:
-            raise TransportError(Failure.TIMEOUT, f"nothing within {self.timeout:g} s") from None
+            raise TransportError(Failure.TIMEOUT, f"nothing within {self.timeout:g} s", sent=True) from None
         except (OSError, exceptions.HTTPError) as exc:
-            raise TransportError(Failure.DROPPED, _root_cause(exc)) from None
+            raise TransportError(Failure.DROPPED, _root_cause(exc), sent=True) from None
         return HttpResponse(
             response.status, response.data, {name.lower(): value for name, value in response.headers.items()}
         )

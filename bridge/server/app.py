@@ -1,4 +1,14 @@
-"""`plate-bridge serve`: a Plate-Recognizer-compatible HTTP API (cloud and SDK endpoints) over an engine."""
+"""`plate-bridge serve`: a Plate-Recognizer-compatible HTTP API (cloud and SDK endpoints) over an engine.
+
+It answers as an on-premise SDK does, so the clients people already run can point at it: the SDK
+paths (`/v1/plate-reader/`, `/alpr`, `/info/`) take requests without an Authorization header, as
+the SDK does (the official `plate_recognition.py --sdk-url` sends none). `--token` is checked on
+every request that carries one (the cloud's way: this bridge, the Node-RED node) and guards the
+cloud-only `/v1/statistics/`; it does not keep token-less SDK clients out. What the offline engine
+cannot do is refused with a 400 naming the option: `mmc=true` (no make, model or colour),
+`config.detection_mode` other than "plate" (no vehicle detection), `upload_url` (fetching a URL for
+anyone who asks would be a request-forgery hole).
+"""
 
 from __future__ import annotations
 
@@ -21,8 +31,15 @@ from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from bridge import __version__, schemas
-from bridge.errors import BridgeError, ConfigError, PayloadError, PayloadNotImage, SchemaViolation
-from bridge.images import sniff_format
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    PayloadError,
+    PayloadNotImage,
+    PayloadTooLarge,
+    SchemaViolation,
+)
+from bridge.images import MAX_IMAGE_PIXELS, check_pixels, sniff_format
 from bridge.regions import normalize_region
 
 try:
@@ -42,7 +59,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extra
         " pip install 'plate-bridge[serve]'"
     ) from exc
 
-__all__ = ["Engine", "create_app", "serve"]
+__all__ = ["SERVE_HELP", "TOKEN_HELP", "Engine", "create_app", "serve", "startup_banner"]
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +87,39 @@ BAD_TIMESTAMP = (
     "Datetime has wrong format. Use one of these formats instead: "
     "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
 )
+NO_MMC = (
+    "mmc is not supported: plate-bridge serve's offline engine reads plates only, without make, model"
+    " or colour. Send mmc=false or leave it out."
+)
+NO_UPLOAD_URL = (
+    "upload_url is not supported: plate-bridge serve does not fetch images from URLs (it would fetch any"
+    " address for anyone who can reach it). Send the image itself as upload."
+)
+PLATE_DETECTION = "plate"
+
+# Text for `plate-bridge serve --help` (bridge/cli.py), kept beside what it describes.
+SERVE_HELP = (
+    "Answer the Plate Recognizer API (cloud paths and on-premise SDK paths) with the offline engine, so"
+    " clients written for the service or an SDK can use it: give the official plate_recognition.py"
+    " --sdk-url http://HOST:PORT, and clients that take a full URL (plate-bridge's reader.url, the"
+    " Node-RED node) http://HOST:PORT/v1/plate-reader/. Differences from the service: no make, model or"
+    " colour (mmc=true is a 400), no vehicle detection (config detection_mode 'vehicle' is a 400), no"
+    " upload_url (a 400)."
+)
+TOKEN_HELP = (
+    "a request that sends 'Authorization: Token ...' (the cloud's way) must send this token, and"
+    " /v1/statistics/ requires it; requests without the header are answered on the SDK paths"
+    " (/v1/plate-reader/, /alpr, /info/) as an on-premise SDK answers them, so the token does not keep"
+    " SDK clients out: listen on 127.0.0.1 (the default) or behind a firewall to do that"
+)
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 MAX_FORM_FIELDS = 256
 MAX_FORM_FILES = 4
 
 
 class Engine(Protocol):
-    """What the server needs of an engine: `LocalEngine`, or a test's stand-in (`load()` is optional)."""
+    """What the server needs of an engine: `LocalEngine`, or a test's stand-in (`load()` is optional;
+    an engine that reads make, model and colour says so with `supports_mmc = True`)."""
 
     def read(
         self,
@@ -149,6 +192,9 @@ class _State:
     max_upload_bytes: int
     engine_threads: int
     max_pending: int
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    supports_mmc: bool = False
+    open_sdk_paths: bool = True
     usage: _Usage = field(default_factory=_Usage)
     pending: int = 0  # requests running in or queued for the engine
     limiter: anyio.CapacityLimiter | None = None
@@ -230,11 +276,16 @@ def _content_length(scope: Scope) -> int | None:
 # --- reading the request ----------------------------------------------------------------------------
 
 
-def _check_token(request: Request, token: str | None) -> None:
-    """DRF TokenAuthentication's answers, in its order."""
+def _check_token(request: Request, state: _State, *, sdk_path: bool = True) -> None:
+    """DRF TokenAuthentication's answers, in its order; on an SDK path a request without an
+    Authorization header is an SDK client's, and the SDK asks for no token."""
+    token = state.token
     if token is None:
         return
-    words = request.headers.get("authorization", "").split()
+    header = request.headers.get("authorization")
+    if header is None and sdk_path and state.open_sdk_paths:
+        return
+    words = (header or "").split()
     if not words or words[0].lower() != "token":
         raise _Rejected(403, NO_CREDENTIALS)
     if len(words) == 1:
@@ -322,6 +373,9 @@ async def _parameters(request: Request, state: _State) -> _Parameters:
         mmc = BOOLEANS.get(mmc.strip().lower(), mmc)
     if mmc is not None and not isinstance(mmc, bool):
         errors["mmc"] = ["Must be a valid boolean."]
+    elif mmc and not state.supports_mmc:
+        # Answering without model_make and color would break clients that asked for them.
+        errors["mmc"] = [NO_MMC]
 
     config = last("config")
     if isinstance(config, str):
@@ -332,6 +386,14 @@ async def _parameters(request: Request, state: _State) -> _Parameters:
             config = None
     if config is not None and not isinstance(config, dict) and "config" not in errors:
         errors["config"] = ["Value must be a JSON object."]
+    if isinstance(config, dict) and config.get("detection_mode", PLATE_DETECTION) != PLATE_DETECTION:
+        # The vehicle mode answers in another shape; the plate shape would crash clients that asked.
+        errors["config"] = [
+            f"detection_mode {config['detection_mode']!r} is not supported: plate-bridge serve's offline"
+            f" engine detects plates only. Leave detection_mode out or set it to {PLATE_DETECTION!r}."
+        ]
+    if fields.get("upload_url"):
+        errors["upload_url"] = [NO_UPLOAD_URL]
 
     moment = None
     timestamp = last("timestamp")
@@ -349,7 +411,10 @@ async def _parameters(request: Request, state: _State) -> _Parameters:
     try:
         image, filename = await _upload(fields, upload)
     except _Rejected as rejected:
-        # DRF reports every field's errors together; a missing or empty upload is one of them.
+        # DRF reports every field's errors together; a missing or empty upload is one of them, unless
+        # the client sent upload_url in its place: then that is the one thing to say.
+        if "upload_url" in errors and "detail" not in rejected.body:
+            raise _Rejected(400, errors) from None
         if errors and "detail" not in rejected.body:
             raise _Rejected(400, {**rejected.body, **errors}) from None
         raise
@@ -359,6 +424,15 @@ async def _parameters(request: Request, state: _State) -> _Parameters:
         raise _Rejected(413, _too_large_body(len(image), state.max_upload_bytes, "Upload"))
     if sniff_format(image) is None:
         raise _Rejected(400, _error(400, NOT_AN_IMAGE))
+    # The pixels the header claims, before any engine decodes them: a small PNG can claim gigabytes.
+    try:
+        check_pixels(image, state.max_image_pixels)
+    except PayloadTooLarge as exc:
+        width, height = exc.context["width"], exc.context["height"]
+        detail = f"Image too large: {width}x{height} pixels, the limit is {state.max_image_pixels} pixels."
+        raise _Rejected(413, _error(413, detail)) from None
+    except PayloadNotImage:
+        raise _Rejected(400, _error(400, NOT_AN_IMAGE)) from None
     return _Parameters(
         image=image,
         filename=filename,
@@ -406,7 +480,7 @@ def _stored_filename(name: str | None, image: bytes, now: datetime) -> str:
 async def _plate_reader(request: Request, *, sdk_style: bool) -> Response:
     state: _State = request.app.state.serve
     try:
-        _check_token(request, state.token)
+        _check_token(request, state)
         parameters = await _parameters(request, state)
         body = await _recognize(state, parameters, sdk_style=sdk_style)
     except _Rejected as rejected:
@@ -488,7 +562,7 @@ async def _sdk_plate_reader(request: Request) -> Response:
 async def _info(request: Request) -> Response:
     state: _State = request.app.state.serve
     try:
-        _check_token(request, state.token)
+        _check_token(request, state)
     except _Rejected as rejected:
         return _json(rejected.status, rejected.body)
     return _json(
@@ -506,7 +580,7 @@ async def _info(request: Request) -> Response:
 async def _statistics(request: Request) -> Response:
     state: _State = request.app.state.serve
     try:
-        _check_token(request, state.token)
+        _check_token(request, state, sdk_path=False)  # a cloud-only path: the cloud wants the token
     except _Rejected as rejected:
         return _json(rejected.status, rejected.body)
     now = datetime.now(UTC)
@@ -559,13 +633,18 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     engine_threads: int = 1,
     max_pending: int = 32,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
+    open_sdk_paths: bool = True,
 ) -> Starlette:
     """The Plate Recognizer API over `engine` (anything with `read(image, *, regions, ...) -> dict`).
 
     `engine_threads` bounds the engine calls running at once (the engine is blocking and CPU-bound, so
     it runs in worker threads and the event loop keeps answering); `max_pending` (at least
     `engine_threads`) bounds the requests running in or queued for the engine, past which the answer
-    is 429. `engine.load()`, when present, runs once at start-up so no request pays for loading models.
+    is 429. `open_sdk_paths` (the SDK's way): requests without an Authorization header need no
+    `token` on the SDK paths; False requires it everywhere. An image whose header claims more than
+    `max_image_pixels` is refused (413) before the engine sees it. `engine.load()`, when present,
+    runs once at start-up so no request pays for loading models.
     """
     if engine_threads < 1:
         raise ValueError(f"engine_threads must be at least 1, not {engine_threads}")
@@ -577,6 +656,9 @@ def create_app(
         max_upload_bytes=max_upload_bytes,
         engine_threads=engine_threads,
         max_pending=max(engine_threads, max_pending),
+        max_image_pixels=max_image_pixels,
+        supports_mmc=bool(getattr(engine, "supports_mmc", False)),
+        open_sdk_paths=open_sdk_paths,
     )
 
     @contextlib.asynccontextmanager
@@ -623,6 +705,8 @@ def serve(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     engine_threads: int = 1,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
+    open_sdk_paths: bool = True,
     log_level: str = "info",
 ) -> None:
     """Serve the API with the offline `LocalEngine` under uvicorn until SIGINT/SIGTERM.
@@ -643,17 +727,14 @@ def serve(
     bound = listener.getsockname()[1]
     if port and bound != port:
         print(f"plate-bridge serve: port {port} on {host} is taken; using {bound} instead", flush=True)
-    shown = f"[{host}]" if ":" in host else host
-    print(
-        f"plate-bridge serve: loading the engine, then listening on http://{shown}:{bound}\n"
-        f"  SDK URL for clients: http://{shown}:{bound}{CLOUD_PATH} (SDK style: {SDK_PATH});"
-        f" {INFO_PATH} and {STATISTICS_PATH} report usage",
-        flush=True,
-    )
-    if token is None and not _is_loopback(host):
-        print(f"plate-bridge serve: no --token: anyone who can reach {host} can use the API", flush=True)
+    print(startup_banner(host, bound, token=token, open_sdk_paths=open_sdk_paths), flush=True)
     app = create_app(
-        LocalEngine(), token=token, max_upload_bytes=max_upload_bytes, engine_threads=engine_threads
+        LocalEngine(max_pixels=max_image_pixels),
+        token=token,
+        max_upload_bytes=max_upload_bytes,
+        engine_threads=engine_threads,
+        max_image_pixels=max_image_pixels,
+        open_sdk_paths=open_sdk_paths,
     )
     config = uvicorn.Config(
         app,
@@ -670,6 +751,28 @@ def serve(
     if not server.started:
         # uvicorn has logged why (most often the engine's models failed to load in the lifespan).
         raise BridgeError("plate-bridge serve did not start; see the log above")
+
+
+def startup_banner(host: str, port: int, *, token: str | None = None, open_sdk_paths: bool = True) -> str:
+    """What `serve` prints at start-up: the URL each kind of client needs, and who can get in."""
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    lines = [
+        f"plate-bridge serve: loading the engine, then listening on {base}",
+        f"  the official plate_recognition.py:  --sdk-url {base}   (it adds {CLOUD_PATH} itself)",
+        f"  clients that take the full URL (plate-bridge reader.url, Node-RED):  {base}{CLOUD_PATH}",
+        f"  SDK-style clients:  {base}{SDK_PATH};  usage:  {base}{INFO_PATH} and {base}{STATISTICS_PATH}",
+    ]
+    if token is not None:
+        kept_out = (
+            "requests without one are answered on the SDK paths, as an SDK does"
+            if open_sdk_paths
+            else "every request needs it"
+        )
+        lines.append(f"  --token: a request that sends 'Authorization: Token ...' must send it; {kept_out}")
+    if not _is_loopback(host) and (token is None or open_sdk_paths):
+        lines.append(f"plate-bridge serve: anyone who can reach {host} can read plates with this server")
+    return "\n".join(lines)
 
 
 def _listen(host: str, port: int) -> socket.socket:
