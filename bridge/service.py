@@ -130,14 +130,7 @@ class Bridge:
         reader = self._reader or build_reader(self.config.reader)
         reader_settings = self.config.reader
         self.guard = ReaderGuard(
-            ResiliencePolicy(
-                retries=reader_settings.retries,
-                backoff_initial=reader_settings.backoff_initial,
-                backoff_max=reader_settings.backoff_max,
-                forbidden_cooldown=reader_settings.forbidden_cooldown,
-                breaker_threshold=reader_settings.breaker_threshold,
-                breaker_reset=reader_settings.breaker_reset,
-            ),
+            ResiliencePolicy.from_config(reader_settings),
             CallLimiter(reader_settings.max_calls_per_second),
             on_state=self._reader_state_changed,
         )
