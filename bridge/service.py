@@ -14,7 +14,7 @@ from bridge.errors import ConfigError, FrameDropped, PayloadTooLarge
 from bridge.extensions import Extension, ExtensionContext, PublishedEvent, enabled_extensions
 from bridge.flows import Flow
 from bridge.flows.framequeue import DropCause, FrameQueue
-from bridge.messages import Message, TopicFilter, topic_level, utc_now
+from bridge.messages import Message, OwnTopics, TopicFilter, topic_level, utc_now
 from bridge.mqtt import InboundMessage, MqttClient
 from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from bridge.nodes import NodeContext, Reader
@@ -87,6 +87,7 @@ class BridgeStats:
     dropped: int = 0
     processed: int = 0
     too_large: int = 0
+    own_topics_ignored: int = 0
     dropped_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
 
 
@@ -103,6 +104,13 @@ class Bridge:
             config.queued_frames_per_camera,
             max_frames=config.max_queued_frames,
             max_bytes=config.max_queued_bytes,
+        )
+        settings = config.mqtt
+        self.own_topics = OwnTopics(
+            [settings.base_topic]
+            + ([config.homeassistant.discovery_prefix] if config.homeassistant.enabled else []),
+            [template for route in config.routes for template in (route.result_topic, route.error_topic)],
+            settings.base_topic,
         )
         self._workers: list[threading.Thread] = []
         self._routes: list[_Route] = []
@@ -164,6 +172,14 @@ class Bridge:
             submit=self.submit,
         )
         self.extensions = [kind(extension_context) for kind in enabled_extensions(self.config)]
+        for route in self.config.routes:
+            overlap = self.own_topics.overlapping(route.topic_filter)
+            if overlap:
+                log.warning(
+                    "route %r also matches its own topics (%s): the bridge ignores what arrives there",
+                    route.topic,
+                    ", ".join(overlap),
+                )
         subscriptions = [(route.topic_filter.subscription, route.qos) for route in self.config.routes]
         for extension in self.extensions:
             for topic, qos in extension.subscriptions():
@@ -211,6 +227,7 @@ class Bridge:
             "dropped": self.stats.dropped,
             "dropped_by": dict(self.stats.dropped_by),
             "too_large": self.stats.too_large,
+            "own_topics_ignored": self.stats.own_topics_ignored,
             "unrouted": self.stats.unrouted,
             "queued": len(self._queue),
             "queued_bytes": self._queue.queued_bytes,
@@ -257,6 +274,10 @@ class Bridge:
                 except Exception:
                     log.exception("extension %s failed on a message on %s", extension.name, inbound.topic)
                 return
+        if self.own_topics.match(inbound.topic):
+            # The bridge's own events (a route on '#'): reading them would make events about events.
+            self.stats.own_topics_ignored += 1
+            return
         if not self._route_frame(inbound.topic, inbound.payload):
             # Some brokers (amqtt) deliver retained messages the client never subscribed to.
             self.stats.unrouted += 1

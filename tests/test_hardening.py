@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
+from bridge.messages import filters_overlap
 from bridge.service import Bridge
 from tests.canned import READING
 from tests.conftest import BrokerAddress, Collector, Mosquitto
@@ -221,3 +223,95 @@ def test_memory_stays_bounded_by_configuration_under_thousands_of_cameras(
     assert len({event["camera_id"] for event in documents}) == cameras + 1, "one event per frame"
     assert {event["code"] for event in errors} == {"frame_dropped"}
     assert counters["dropped"] == counters["dropped_by"]["queue_full"] == dropped, counters
+
+
+# --- the bridge never reads its own output --------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_a_route_on_everything_does_not_read_the_bridges_own_events(
+    broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    start_bridge: Any,
+    collector_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+    protocol: str,
+) -> None:
+    if protocol == "5" and broker.kind == "amqtt":
+        pytest.skip("amqtt speaks MQTT 3.1.1 only")
+    config = bridge_config(broker, emulator, reader=one_worker(emulator.url), routes=[{"topic": "#"}])
+    config["mqtt"]["protocol"] = protocol
+    results_elsewhere = {"topic": "lot/+/image", "result_topic": "alpr/{camera_id}"}
+    config["routes"].append(results_elsewhere)
+    with caplog.at_level(logging.WARNING, logger="bridge.service"):
+        bridge = start_bridge(config)
+    overlaps = [record for record in caplog.records if "its own topics" in record.getMessage()]
+    assert len(overlaps) == 1 and "'#'" in overlaps[0].getMessage(), "one warning, for the '#' route"
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#", "alpr/#"])
+    collector.publish("cameras/drive/image", b"not an image")
+    [error] = collector.wait_for("plate-bridge/cameras/error")
+    assert error["code"] == "payload_not_image"
+    # The marker frame comes after the error event on the broker, hence also at the bridge: had the
+    # bridge read its own error event, that reading's event would be out before the marker's.
+    collector.publish("cameras/gate/image", FRAME)
+    collector.wait_for("plate-bridge/cameras/result")
+    assert bridge.wait_idle(10)
+    topics = [topic for topic, _, _ in collector.messages if topic != "plate-bridge/bridge/state"]
+    assert topics == ["plate-bridge/cameras/error", "plate-bridge/cameras/result"]
+    assert len(emulator.requests) == 1
+    ignored = bridge.health()["own_topics_ignored"]
+    if protocol == "5":
+        # no_local: the broker sends none of the bridge's events back, only (on subscribing) the
+        # retained bridge/state it had just published.
+        assert ignored == 1
+    else:
+        assert ignored >= 2, "bridge/state and the error event came back, and were ignored"
+
+
+def test_own_topics_cover_the_base_topic_discovery_and_events_published_elsewhere() -> None:
+    config = load_config(
+        reader={"url": "http://127.0.0.1:9/v1/plate-reader/"},
+        homeassistant={"enabled": True},
+        routes=[
+            {
+                "topic": "cameras/+/image",
+                "result_topic": "alpr/{camera_id}/plate",
+                "error_topic": "x/err-{route}",
+            }
+        ],
+    )
+    own = Bridge(config).own_topics
+    ours = [
+        "plate-bridge/drive/error",
+        "plate-bridge/bridge/state",
+        "homeassistant/sensor/x/config",
+        "alpr/drive/plate",
+        "x/err-anything",
+    ]
+    assert [topic for topic in ours if not own.match(topic)] == []
+    theirs = [
+        "cameras/drive/image",
+        "alpr/drive",
+        "alpr/drive/plate/more",
+        "x/other",
+        "plate-bridgeX/a",
+        "x/err",
+    ]
+    assert [topic for topic in theirs if own.match(topic)] == []
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "overlap"),
+    [
+        ("#", "plate-bridge/#", True),
+        ("+/+/image", "plate-bridge/+/result", False),
+        ("+/+/result", "plate-bridge/+/result", True),
+        ("plate-bridge", "plate-bridge/#", True),  # 'x/#' matches its parent 'x' too
+        ("plate-bridge/+", "plate-bridge", False),
+        ("cameras/+/image", "alpr/+/plate", False),
+        ("#", "$SYS/broker", False),  # wildcards at the first level skip '$' topics
+    ],
+)
+def test_filters_overlap_when_one_topic_could_match_both(first: str, second: str, overlap: bool) -> None:
+    assert filters_overlap(first, second) is overlap
+    assert filters_overlap(second, first) is overlap
