@@ -15,7 +15,7 @@ from bridge.extensions import Extension, ExtensionContext, PublishedEvent, enabl
 from bridge.flows import Flow
 from bridge.flows.framequeue import DropCause, FrameQueue
 from bridge.messages import Message, OwnTopics, TopicFilter, topic_level, utc_now
-from bridge.mqtt import InboundMessage, MqttClient
+from bridge.mqtt import InboundMessage, MqttClient, RetainedFrames
 from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from bridge.nodes import NodeContext, Reader
 from bridge.reader.ratelimit import CallLimiter
@@ -87,6 +87,7 @@ class BridgeStats:
     dropped: int = 0
     processed: int = 0
     too_large: int = 0
+    retained_skipped: int = 0
     own_topics_ignored: int = 0
     dropped_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
 
@@ -105,6 +106,7 @@ class Bridge:
             max_frames=config.max_queued_frames,
             max_bytes=config.max_queued_bytes,
         )
+        self._retained = RetainedFrames()
         settings = config.mqtt
         self.own_topics = OwnTopics(
             [settings.base_topic]
@@ -227,6 +229,7 @@ class Bridge:
             "dropped": self.stats.dropped,
             "dropped_by": dict(self.stats.dropped_by),
             "too_large": self.stats.too_large,
+            "retained_skipped": self.stats.retained_skipped,
             "own_topics_ignored": self.stats.own_topics_ignored,
             "unrouted": self.stats.unrouted,
             "queued": len(self._queue),
@@ -278,7 +281,7 @@ class Bridge:
             # The bridge's own events (a route on '#'): reading them would make events about events.
             self.stats.own_topics_ignored += 1
             return
-        if not self._route_frame(inbound.topic, inbound.payload):
+        if not self._route_frame(inbound.topic, inbound.payload, retained=inbound.retain):
             # Some brokers (amqtt) deliver retained messages the client never subscribed to.
             self.stats.unrouted += 1
             log.debug("ignoring %s: no route matches it", inbound.topic)
@@ -291,7 +294,9 @@ class Bridge:
         """
         return self._route_frame(topic, payload, metadata)
 
-    def _route_frame(self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
+    def _route_frame(
+        self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None, *, retained: bool = False
+    ) -> bool:
         for route in self._routes:
             captured = route.topic_filter.match(topic)
             if captured is None:
@@ -316,6 +321,11 @@ class Bridge:
                     f"payload of {len(payload):,} bytes is over the {limit:,}-byte limit", size=len(payload)
                 )
                 route.flow.report(msg.replace(payload=b""), too_large)
+                return True
+            if self._retained.seen_before(topic, payload, retained=retained):
+                # The broker sends a topic's retained frame again on every (re)subscription.
+                self.stats.retained_skipped += 1
+                log.debug("skipping the retained frame on %s: already seen", topic)
                 return True
             if not self._accepting:
                 # Already acknowledged to the broker by paho: report it rather than lose it silently.

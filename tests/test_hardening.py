@@ -8,6 +8,7 @@ import copy
 import json
 import logging
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 
 from bridge.config import load_config
 from bridge.messages import filters_overlap
+from bridge.mqtt import RetainedFrames
 from bridge.service import Bridge
 from tests.canned import READING
 from tests.conftest import BrokerAddress, Collector, Mosquitto
@@ -315,3 +317,77 @@ def test_own_topics_cover_the_base_topic_discovery_and_events_published_elsewher
 def test_filters_overlap_when_one_topic_could_match_both(first: str, second: str, overlap: bool) -> None:
     assert filters_overlap(first, second) is overlap
     assert filters_overlap(second, first) is overlap
+
+
+# --- retained frames are read at most once --------------------------------------------------------
+
+
+def _cut_connection(bridge: Bridge) -> None:
+    """Shut the bridge's broker connection down under it, as a network failure would: paho
+    reconnects and the bridge subscribes again, which makes the broker resend retained messages."""
+    assert bridge.mqtt is not None
+    connection = bridge.mqtt._client.socket()
+    assert connection is not None
+    connection.shutdown(socket.SHUT_RDWR)
+
+
+STATE = "plate-bridge/bridge/state"
+
+
+def _online_count(collector: Collector) -> int:
+    return sum(1 for state in collector.on(STATE) if state["state"] == "online")
+
+
+def wait_online(collector: Collector, count: int) -> None:
+    """Wait until the bridge has said `online` `count` times: once per connection."""
+    wait_for_document(collector, STATE, lambda _: _online_count(collector) >= count)
+
+
+def test_a_retained_frame_is_read_once_across_reconnects(
+    broker: BrokerAddress, emulator: ReaderEmulator, start_bridge: Any, collector_factory: Any
+) -> None:
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    # Frigate's snapshot topics are retained: the broker hands the last one to every new subscription.
+    collector.publish("cameras/gate/image", FRAME, retain=True)
+    config = bridge_config(broker, emulator, reader=one_worker(emulator.url))
+    # Not the repeat cache's business (a redelivery is not a repeat), and it must not hide one here.
+    config["routes"][0]["repeat_window"] = 0
+    bridge = start_bridge(config)
+    collector.wait_for("plate-bridge/gate/result")
+    assert emulator.calls == 1
+
+    def reconnect() -> None:
+        before = _online_count(collector)
+        _cut_connection(bridge)
+        wait_online(collector, before + 1)
+        assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+
+    reconnect()
+    # The broker sends the retained frame right after the SUBACK; the marker comes after it.
+    collector.publish("cameras/marker/image", FRAME)
+    collector.wait_for("plate-bridge/marker/result")
+    assert emulator.calls == 2, "the retained frame was not read a second time"
+    assert bridge.health()["retained_skipped"] == 1
+    # A new retained frame on the topic is a new frame: read (once).
+    collector.publish("cameras/gate/image", OTHER, retain=True)
+    collector.wait_for("plate-bridge/gate/result", 2)
+    reconnect()
+    collector.publish("cameras/marker/image", OTHER)
+    collector.wait_for("plate-bridge/marker/result", 2)
+    assert emulator.calls == 4
+    assert bridge.health()["retained_skipped"] == 2
+
+
+def test_retained_memory_is_bounded_per_topic_and_in_topics() -> None:
+    memory = RetainedFrames(topics=3, per_topic=2)
+    assert not memory.seen_before("a", b"1", retained=True), "never seen: a new frame"
+    assert not memory.seen_before("a", b"1", retained=False), "live frames are never skipped"
+    assert memory.seen_before("a", b"1", retained=True)
+    assert not memory.seen_before("b", b"1", retained=True), "by topic: the same frame elsewhere is new"
+    memory.seen_before("a", b"2", retained=False)
+    memory.seen_before("a", b"3", retained=False)
+    assert not memory.seen_before("a", b"1", retained=True), "two digests per topic: 1 was forgotten"
+    for topic in ("c", "d", "e"):
+        memory.seen_before(topic, b"x", retained=False)
+    assert len(memory) == 3
+    assert not memory.seen_before("a", b"3", retained=True), "topic a was the least recently used"
