@@ -343,15 +343,22 @@ def wait_online(collector: Collector, count: int) -> None:
     wait_for_document(collector, STATE, lambda _: _online_count(collector) >= count)
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_a_retained_frame_is_read_once_across_reconnects(
-    broker: BrokerAddress, emulator: ReaderEmulator, start_bridge: Any, collector_factory: Any
+    broker: BrokerAddress, emulator: ReaderEmulator, start_bridge: Any, collector_factory: Any, protocol: str
 ) -> None:
+    if protocol == "5" and broker.kind == "amqtt":
+        pytest.skip("amqtt speaks MQTT 3.1.1 only")
     collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
     # Frigate's snapshot topics are retained: the broker hands the last one to every new subscription.
     collector.publish("cameras/gate/image", FRAME, retain=True)
     config = bridge_config(broker, emulator, reader=one_worker(emulator.url))
     # Not the repeat cache's business (a redelivery is not a repeat), and it must not hide one here.
     config["routes"][0]["repeat_window"] = 0
+    config["mqtt"]["protocol"] = protocol
+    # MQTT 5: the session survives the cut and the subscription with it, and retain handling 1 asks
+    # for retained messages on new subscriptions only, so the broker does not even resend the frame.
+    resent = 1 if protocol == "3.1.1" else 0
     bridge = start_bridge(config)
     collector.wait_for("plate-bridge/gate/result")
     assert emulator.calls == 1
@@ -367,7 +374,7 @@ def test_a_retained_frame_is_read_once_across_reconnects(
     collector.publish("cameras/marker/image", FRAME)
     collector.wait_for("plate-bridge/marker/result")
     assert emulator.calls == 2, "the retained frame was not read a second time"
-    assert bridge.health()["retained_skipped"] == 1
+    assert bridge.health()["retained_skipped"] == resent
     # A new retained frame on the topic is a new frame: read (once).
     collector.publish("cameras/gate/image", OTHER, retain=True)
     collector.wait_for("plate-bridge/gate/result", 2)
@@ -375,7 +382,7 @@ def test_a_retained_frame_is_read_once_across_reconnects(
     collector.publish("cameras/marker/image", OTHER)
     collector.wait_for("plate-bridge/marker/result", 2)
     assert emulator.calls == 4
-    assert bridge.health()["retained_skipped"] == 2
+    assert bridge.health()["retained_skipped"] == 2 * resent
 
 
 def test_retained_memory_is_bounded_per_topic_and_in_topics() -> None:

@@ -4,6 +4,7 @@ so each reconnect would read the same frame again (and pay for it). This remembe
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 
 DIGEST_BYTES = 16
@@ -25,6 +26,8 @@ class RetainedFrames:
         self._topics = topics
         self._per_topic = per_topic
         self._digests: OrderedDict[str, OrderedDict[bytes, None]] = OrderedDict()
+        # paho's thread and sources (extensions) submitting frames from their own threads.
+        self._lock = threading.Lock()
 
     @staticmethod
     def digest(payload: bytes) -> bytes:
@@ -34,19 +37,20 @@ class RetainedFrames:
     def seen_before(self, topic: str, payload: bytes, *, retained: bool) -> bool:
         """Remember `payload` on `topic`; True when it arrived retained and was seen there before."""
         digest = self.digest(payload)
-        known = self._digests.get(topic)
-        if known is None:
-            known = self._digests[topic] = OrderedDict()
-            if len(self._digests) > self._topics:
-                self._digests.popitem(last=False)
-        else:
-            self._digests.move_to_end(topic)
-        seen = digest in known
-        known[digest] = None
-        known.move_to_end(digest)
-        if len(known) > self._per_topic:
-            known.popitem(last=False)
-        return retained and seen
+        with self._lock:
+            known = self._digests.get(topic)
+            if known is None:
+                known = self._digests[topic] = OrderedDict()
+                if len(self._digests) > self._topics:
+                    self._digests.popitem(last=False)
+            else:
+                self._digests.move_to_end(topic)
+            seen = digest in known
+            known[digest] = None
+            known.move_to_end(digest)
+            if len(known) > self._per_topic:
+                known.popitem(last=False)
+            return retained and seen
 
     def __len__(self) -> int:
         """Topics remembered."""
