@@ -178,7 +178,7 @@ class Bridge:
             overlap = self.own_topics.overlapping(route.topic_filter)
             if overlap:
                 log.warning(
-                    "route %r also matches its own topics (%s): the bridge ignores what arrives there",
+                    "route %r also matches the bridge's own topics (%s): what arrives there is ignored",
                     route.topic,
                     ", ".join(overlap),
                 )
@@ -268,7 +268,8 @@ class Bridge:
             self.mqtt.set_state(**state)
 
     def _accept(self, inbound: InboundMessage) -> None:
-        """Called on paho's network thread: match a route, queue the frame, return at once."""
+        """Called on paho's network thread: pass the message to an extension, or ignore it (the
+        bridge's own topics), or route and queue the frame; return at once."""
         self.stats.received += 1
         for topic_filter, extension in self._extension_topics:
             if topic_filter.match(inbound.topic) is not None:
@@ -289,14 +290,15 @@ class Bridge:
     def submit(self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
         """Hand a frame to the first route whose filter matches `topic`; False when none does.
 
-        The MQTT callback calls it for every frame; sources (extensions) call it for frames they
-        fetched themselves.
+        For sources (extensions) with frames they fetched themselves; MQTT frames take the same path.
         """
         return self._route_frame(topic, payload, metadata)
 
     def _route_frame(
         self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None, *, retained: bool = False
     ) -> bool:
+        """Refuse a frame over the size limit or a retained one already seen, else queue it (what the
+        queue pushes out is reported); False when no route takes `topic`."""
         for route in self._routes:
             captured = route.topic_filter.match(topic)
             if captured is None:
