@@ -21,6 +21,7 @@ import pytest
 from bridge.config import load_config
 from bridge.messages import filters_overlap
 from bridge.mqtt import RetainedFrames
+from bridge.mqtt.retained import blake2b_digest, default_digest
 from bridge.service import Bridge
 from tests.canned import READING
 from tests.conftest import BrokerAddress, Collector, Mosquitto
@@ -385,8 +386,9 @@ def test_a_retained_frame_is_read_once_across_reconnects(
     assert bridge.health()["retained_skipped"] == 2 * resent
 
 
-def test_retained_memory_is_bounded_per_topic_and_in_topics() -> None:
-    memory = RetainedFrames(topics=3, per_topic=2)
+@pytest.mark.parametrize("digest", [default_digest(), blake2b_digest], ids=["default", "blake2b"])
+def test_retained_memory_is_bounded_per_topic_and_in_topics(digest: Any) -> None:
+    memory = RetainedFrames(topics=3, per_topic=2, digest=digest)
     assert not memory.seen_before("a", b"1", retained=True), "never seen: a new frame"
     assert not memory.seen_before("a", b"1", retained=False), "live frames are never skipped"
     assert memory.seen_before("a", b"1", retained=True)
