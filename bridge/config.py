@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -328,14 +329,17 @@ class BridgeConfig(BaseSettings):
             return int(text)
         raise ValueError(f"{value!r} is not auto, all or a CPU number (0, 1, ...)")
 
-    @model_validator(mode="after")
-    def _a_frame_fits_the_queue(self) -> BridgeConfig:
-        if self.max_queued_bytes < self.max_payload_bytes:
+    @field_validator("max_queued_bytes")
+    @classmethod
+    def _a_frame_fits_the_queue(cls, value: int, info: ValidationInfo) -> int:
+        # Declared after max_payload_bytes, so that one is already checked (absent if it failed).
+        payload = info.data.get("max_payload_bytes")
+        if payload is not None and value < payload:
             raise ValueError(
-                f"max_queued_bytes ({self.max_queued_bytes:,}) must be at least max_payload_bytes "
-                f"({self.max_payload_bytes:,}): a frame the bridge accepts must fit in its queue"
+                f"{value:,} is less than max_payload_bytes ({payload:,}): a frame the bridge accepts "
+                "must fit in its queue"
             )
-        return self
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
+from bridge.errors import ConfigError
 from bridge.messages import filters_overlap
 from bridge.mqtt import RetainedFrames
 from bridge.mqtt.retained import blake2b_digest, default_digest
@@ -151,6 +152,18 @@ def test_the_queue_is_capped_as_a_whole_and_drops_its_oldest_frames_first(
     assert gate.calls == ["cam0", "cam4", "cam5", "cam6"], "the rest kept their arrival order"
     events = [topic for topic, _, _ in collector.messages]
     assert len(events) == 7, "every frame ended in exactly one event"
+
+
+def test_a_frame_the_bridge_accepts_must_fit_in_its_queue() -> None:
+    reader = {"url": "http://127.0.0.1:9/v1/plate-reader/"}
+    with pytest.raises(ConfigError) as refused:
+        load_config(reader=reader, max_payload_bytes=20_000_000, max_queued_bytes=10_000_000)
+    assert refused.value.problems == [
+        "max_queued_bytes: 10,000,000 is less than max_payload_bytes (20,000,000): "
+        "a frame the bridge accepts must fit in its queue"
+    ]
+    config = load_config(reader=reader)
+    assert (config.max_queued_frames, config.max_queued_bytes) == (100, 64 * 1024 * 1024)
 
 
 def _rss_kib(pid: int, field: str) -> int:
