@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,6 +29,10 @@ LOCAL_READER = "local"
 ENV_PREFIX = "PLATE_BRIDGE__"
 TOKEN_ENV = "PLATE_RECOGNIZER_TOKEN"
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# What a home's cameras have waiting at worst: a few dozen frames, far more than a reader working
+# through them at a few frames a second can catch up on before they are stale.
+DEFAULT_MAX_QUEUED_FRAMES = 100
+DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024
 
 
 class StrictModel(BaseModel):
@@ -303,6 +308,16 @@ class BridgeConfig(BaseSettings):
         ge=1,
         description="Frames a camera may have waiting for the reader; a newer frame pushes out the oldest.",
     )
+    max_queued_frames: int = Field(
+        DEFAULT_MAX_QUEUED_FRAMES,
+        ge=1,
+        description="Frames all cameras together may have waiting; a new frame pushes out the oldest.",
+    )
+    max_queued_bytes: int = Field(
+        DEFAULT_MAX_QUEUED_BYTES,
+        gt=0,
+        description="Bytes of frames all cameras together may have waiting; at least max_payload_bytes.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cpu_affinity: str | int = Field(
         "auto",
@@ -323,6 +338,18 @@ class BridgeConfig(BaseSettings):
         if isinstance(value, int | str) and not isinstance(value, bool) and text.isdigit():
             return int(text)
         raise ValueError(f"{value!r} is not auto, all or a CPU number (0, 1, ...)")
+
+    @field_validator("max_queued_bytes")
+    @classmethod
+    def _a_frame_fits_the_queue(cls, value: int, info: ValidationInfo) -> int:
+        # Declared after max_payload_bytes, so that one is already checked (absent if it failed).
+        payload = info.data.get("max_payload_bytes")
+        if payload is not None and value < payload:
+            raise ValueError(
+                f"{value:,} is less than max_payload_bytes ({payload:,}): a frame the bridge accepts "
+                "must fit in its queue"
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(

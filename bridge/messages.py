@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import string
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -76,6 +78,77 @@ class TopicFilter:
             elif part != levels[index]:
                 return None
         return tuple(captured) if len(levels) == len(pattern) else None
+
+
+def filters_overlap(first: str, second: str) -> bool:
+    """Whether some topic matches both MQTT filters (`+` and `#` in either; no `$share/` prefix)."""
+    a, b = first.split("/"), second.split("/")
+    # Wildcards at the first level do not match topics starting with '$' (MQTT 3.1.1 §4.7.2).
+    for mine, theirs in ((a[0], b[0]), (b[0], a[0])):
+        if mine in ("+", "#") and theirs.startswith("$"):
+            return False
+    for mine, theirs in zip(a, b, strict=False):
+        if "#" in (mine, theirs):
+            return True
+        if mine != theirs and "+" not in (mine, theirs):
+            return False
+    if len(a) == len(b):
+        return True
+    # 'x/#' also matches its parent 'x'.
+    longer = a if len(a) > len(b) else b
+    return len(longer) == min(len(a), len(b)) + 1 and longer[-1] == "#"
+
+
+class OwnTopics:
+    """The topics the bridge publishes on, to recognise its own messages when they come back.
+
+    `subtrees` are whole prefixes (`{base_topic}`, Home Assistant's discovery prefix); `templates` are
+    event topic templates (`alpr/{camera_id}/plate`), where `{camera_id}` and `{route}` stand for the
+    text of one level, as `route_topic` fills them.
+    """
+
+    def __init__(self, subtrees: Iterable[str], templates: Iterable[str], base_topic: str) -> None:
+        self.filters: list[str] = []
+        patterns: list[str] = []
+        for prefix in dict.fromkeys(subtrees):
+            self.filters.append(f"{prefix}/#")
+            patterns.append(re.escape(prefix) + "(?:/.*)?")
+        subtree_filters = list(self.filters)
+        for template in dict.fromkeys(templates):
+            topic_filter, pattern = self._template(template, base_topic)
+            if not any(self._covers(subtree, topic_filter) for subtree in subtree_filters):
+                self.filters.append(topic_filter)
+                patterns.append(pattern)
+        self._pattern = re.compile("|".join(f"(?:{pattern})" for pattern in patterns), re.DOTALL)
+
+    @staticmethod
+    def _template(template: str, base_topic: str) -> tuple[str, str]:
+        """The template as an MQTT filter (a level with a placeholder becomes `+`) and as a regex."""
+        pattern = []
+        for literal, field_name, _, _ in string.Formatter().parse(template):
+            pattern.append(re.escape(literal))
+            if field_name == "base_topic":
+                pattern.append(re.escape(base_topic))
+            elif field_name is not None:
+                pattern.append("[^/]+")
+        # NUL cannot be in a topic: it marks the levels a placeholder fills.
+        filled = template.format(base_topic=base_topic, camera_id="\x00", route="\x00")
+        levels = ["+" if "\x00" in level else level for level in filled.split("/")]
+        return "/".join(levels), "".join(pattern)
+
+    @staticmethod
+    def _covers(subtree: str, topic_filter: str) -> bool:
+        """Whether every topic of `topic_filter` lies under `subtree` (a `prefix/#` filter)."""
+        prefix = subtree.removesuffix("/#")
+        return topic_filter == prefix or topic_filter.startswith(prefix + "/")
+
+    def match(self, topic: str) -> bool:
+        """Whether the bridge itself may have published `topic`."""
+        return self._pattern.fullmatch(topic) is not None
+
+    def overlapping(self, topic_filter: TopicFilter) -> list[str]:
+        """The bridge's own topics (as filters) that a route's filter also matches."""
+        return [own for own in self.filters if filters_overlap(topic_filter.filter, own)]
 
 
 def check_publish_topic(topic: str) -> str:

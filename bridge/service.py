@@ -6,16 +6,16 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
-from bridge.errors import ConfigError, FrameDropped
+from bridge.errors import ConfigError, FrameDropped, PayloadTooLarge
 from bridge.extensions import Extension, ExtensionContext, PublishedEvent, enabled_extensions
 from bridge.flows import Flow
-from bridge.flows.framequeue import FrameQueue
-from bridge.messages import Message, TopicFilter, topic_level, utc_now
-from bridge.mqtt import InboundMessage, MqttClient
+from bridge.flows.framequeue import DropCause, FrameQueue
+from bridge.messages import Message, OwnTopics, TopicFilter, topic_level, utc_now
+from bridge.mqtt import InboundMessage, MqttClient, RetainedFrames
 from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from bridge.nodes import NodeContext, Reader
 from bridge.reader.ratelimit import CallLimiter
@@ -73,12 +73,23 @@ class _Route:
         return topic_level(topic.rsplit("/", 1)[-1])
 
 
+DROP_REASONS: dict[DropCause, str] = {
+    "camera_queue": "a newer frame of the same camera arrived first",
+    "queue_full": "the queue of frames waiting for the reader is full (max_queued_frames/max_queued_bytes)",
+    "shutdown": "the bridge is shutting down",
+}
+
+
 @dataclass
 class BridgeStats:
     received: int = 0
     unrouted: int = 0
     dropped: int = 0
     processed: int = 0
+    too_large: int = 0
+    retained_skipped: int = 0
+    own_topics_ignored: int = 0
+    dropped_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
 
 
 class Bridge:
@@ -87,14 +98,26 @@ class Bridge:
     def __init__(self, config: BridgeConfig, *, reader: Reader | None = None) -> None:
         self.config = config
         self.stats = BridgeStats()
+        # Workers, paho's thread and stop() all count.
+        self._stats_lock = threading.Lock()
         self._reader = reader
-        self._queue: FrameQueue[tuple[_Route, Message]] = FrameQueue(config.queued_frames_per_camera)
+        self._queue: FrameQueue[tuple[_Route, Message]] = FrameQueue(
+            config.queued_frames_per_camera,
+            max_frames=config.max_queued_frames,
+            max_bytes=config.max_queued_bytes,
+        )
+        self._retained = RetainedFrames()
+        settings = config.mqtt
+        self.own_topics = OwnTopics(
+            [settings.base_topic]
+            + ([config.homeassistant.discovery_prefix] if config.homeassistant.enabled else []),
+            [template for route in config.routes for template in (route.result_topic, route.error_topic)],
+            settings.base_topic,
+        )
         self._workers: list[threading.Thread] = []
         self._routes: list[_Route] = []
         self._accepting = False
         self._stopped = threading.Event()
-        self._busy = 0
-        self._busy_lock = threading.Lock()
         self.broker: EmbeddedBroker | None = None
         self.mqtt: MqttClient | None = None
         self.guard: ReaderGuard | None = None
@@ -144,6 +167,14 @@ class Bridge:
             submit=self.submit,
         )
         self.extensions = [kind(extension_context) for kind in enabled_extensions(self.config)]
+        for route in self.config.routes:
+            overlap = self.own_topics.overlapping(route.topic_filter)
+            if overlap:
+                log.warning(
+                    "route %r also matches the bridge's own topics (%s): what arrives there is ignored",
+                    route.topic,
+                    ", ".join(overlap),
+                )
         subscriptions = [(route.topic_filter.subscription, route.qos) for route in self.config.routes]
         for extension in self.extensions:
             for topic, qos in extension.subscriptions():
@@ -190,8 +221,13 @@ class Bridge:
             "received": self.stats.received,
             "processed": self.stats.processed,
             "dropped": self.stats.dropped,
+            "dropped_by": dict(self.stats.dropped_by),
+            "too_large": self.stats.too_large,
+            "retained_skipped": self.stats.retained_skipped,
+            "own_topics_ignored": self.stats.own_topics_ignored,
             "unrouted": self.stats.unrouted,
             "queued": len(self._queue),
+            "queued_bytes": self._queue.queued_bytes,
             "reader": guard.state if guard else None,
             "reader_calls": guard.calls if guard else 0,
             "reader_retries": guard.retries if guard else 0,
@@ -226,7 +262,8 @@ class Bridge:
             self.mqtt.set_state(**state)
 
     def _accept(self, inbound: InboundMessage) -> None:
-        """Called on paho's network thread: match a route, queue the frame, return at once."""
+        """Called on paho's network thread: pass the message to an extension, or ignore it (the
+        bridge's own topics), or route and queue the frame; return at once."""
         self.stats.received += 1
         for topic_filter, extension in self._extension_topics:
             if topic_filter.match(inbound.topic) is not None:
@@ -235,7 +272,11 @@ class Bridge:
                 except Exception:
                     log.exception("extension %s failed on a message on %s", extension.name, inbound.topic)
                 return
-        if not self.submit(inbound.topic, inbound.payload):
+        if self.own_topics.match(inbound.topic):
+            # The bridge's own events (a route on '#'): reading them would make events about events.
+            self.stats.own_topics_ignored += 1
+            return
+        if not self._route_frame(inbound.topic, inbound.payload, retained=inbound.retain):
             # Some brokers (amqtt) deliver retained messages the client never subscribed to.
             self.stats.unrouted += 1
             log.debug("ignoring %s: no route matches it", inbound.topic)
@@ -243,9 +284,15 @@ class Bridge:
     def submit(self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
         """Hand a frame to the first route whose filter matches `topic`; False when none does.
 
-        The MQTT callback calls it for every frame; sources (extensions) call it for frames they
-        fetched themselves.
+        For sources (extensions) with frames they fetched themselves; MQTT frames take the same path.
         """
+        return self._route_frame(topic, payload, metadata)
+
+    def _route_frame(
+        self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None, *, retained: bool = False
+    ) -> bool:
+        """Refuse a frame over the size limit or a retained one already seen, else queue it (what the
+        queue pushes out is reported); False when no route takes `topic`."""
         for route in self._routes:
             captured = route.topic_filter.match(topic)
             if captured is None:
@@ -261,24 +308,40 @@ class Bridge:
                 engine_config=route.config.config or None,
                 metadata=metadata or {},
             )
+            limit = self.config.max_payload_bytes
+            if len(payload) > limit:
+                # Refused here, before it is queued: memory is bounded by configuration, not by
+                # what publishers send. The event keeps nothing of the payload.
+                self.stats.too_large += 1
+                too_large = PayloadTooLarge(
+                    f"payload of {len(payload):,} bytes is over the {limit:,}-byte limit", size=len(payload)
+                )
+                route.flow.report(msg.replace(payload=b""), too_large)
+                return True
+            if self._retained.seen_before(topic, payload, retained=retained):
+                # The broker sends a topic's retained frame again on every (re)subscription.
+                self.stats.retained_skipped += 1
+                log.debug("skipping the retained frame on %s: already seen", topic)
+                return True
             if not self._accepting:
                 # Already acknowledged to the broker by paho: report it rather than lose it silently.
-                self._drop(route, msg, reason="the bridge is shutting down")
+                self._drop(route, msg, "shutdown")
                 return True
             for extension in self.extensions:
                 try:
                     extension.on_frame(msg)
                 except Exception:
                     log.exception("extension %s failed on a frame on %s", extension.name, topic)
-            pushed_out = self._queue.put((id(route), msg.camera_id), (route, msg))
-            if pushed_out is not None:
-                self._drop(*pushed_out, reason="a newer frame of the same camera arrived first")
+            for evicted in self._queue.put((id(route), msg.camera_id), (route, msg), len(payload)):
+                self._drop(*evicted.item, evicted.cause)
             return True
         return False
 
-    def _drop(self, route: _Route, msg: Message, *, reason: str) -> None:
-        self.stats.dropped += 1
-        route.flow.report(msg, FrameDropped(f"frame dropped unread: {reason}"))
+    def _drop(self, route: _Route, msg: Message, cause: DropCause) -> None:
+        with self._stats_lock:
+            self.stats.dropped += 1
+            self.stats.dropped_by[cause] += 1
+        route.flow.report(msg, FrameDropped(f"frame dropped unread: {DROP_REASONS[cause]}"))
 
     def _work(self) -> None:
         while True:
@@ -286,20 +349,22 @@ class Bridge:
             if item is None:
                 return
             route, msg = item
-            with self._busy_lock:
-                self._busy += 1
             try:
                 route.flow.run(msg)
             except Exception:
                 log.exception("route %s: flow failed", route.config.label)
             finally:
-                with self._busy_lock:
-                    self._busy -= 1
+                with self._stats_lock:
                     self.stats.processed += 1
+                self._queue.task_done()
 
     def idle(self) -> bool:
-        with self._busy_lock:
-            return self._busy == 0 and len(self._queue) == 0
+        """Nothing waiting for the reader and nothing being read."""
+        return self._queue.idle()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every frame taken so far has been handled; False on timeout."""
+        return self._queue.join(timeout)
 
     def stop(self, deadline: float = 10.0) -> None:
         """Stop taking frames, let queued and in-flight ones finish within `deadline` seconds, report
@@ -307,10 +372,9 @@ class Bridge:
         self._accepting = False
         self._stopped.set()
         give_up = time.monotonic() + deadline
-        while not self.idle() and time.monotonic() < give_up:
-            time.sleep(0.02)
+        self.wait_idle(deadline)
         for route, msg in self._queue.close():
-            self._drop(route, msg, reason="the bridge is shutting down")
+            self._drop(route, msg, "shutdown")
         for worker in self._workers:
             worker.join(max(0.0, give_up - time.monotonic()) + 0.5)
         if self.mqtt is not None:

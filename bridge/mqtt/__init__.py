@@ -4,5 +4,6 @@ It knows topics and payloads, nothing of plates or Plate Recognizer.
 """
 
 from bridge.mqtt.client import InboundMessage, MqttClient, SimpleClient
+from bridge.mqtt.retained import RetainedFrames
 
-__all__ = ["InboundMessage", "MqttClient", "SimpleClient"]
+__all__ = ["InboundMessage", "MqttClient", "RetainedFrames", "SimpleClient"]

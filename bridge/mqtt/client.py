@@ -17,10 +17,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.config import MQTTConfig, TLSConfig
 from bridge.errors import BrokerError, PublishError
-from bridge.messages import check_publish_topic
+from bridge.messages import SHARE_PREFIX, check_publish_topic
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class MqttClient:
         self.settings = settings
         self.host = host or settings.host
         self.port = port if port is not None else settings.port
-        self.subscriptions = list(subscriptions)
+        self.subscriptions = [self._subscription(topic, qos) for topic, qos in subscriptions]
         self.state_topic = f"{settings.base_topic}/{STATE_TOPIC}"
         self._on_message = on_message
         self._on_connected = on_connected
@@ -98,6 +99,22 @@ class MqttClient:
         self._stopping = False
         self._ever_connected = False
         self._client = self._make_client()
+
+    def _subscription(self, topic: str, qos: int) -> tuple[str, int | SubscribeOptions]:
+        """What to subscribe with: the QoS, and with MQTT 5 the options that keep the bridge's own
+        messages and known retained messages away."""
+        if self.settings.protocol != "5":
+            return topic, qos
+        return topic, SubscribeOptions(
+            qos=qos,
+            # The broker does not send the bridge what it published itself (a route on '#' would
+            # otherwise read its own events). A protocol error on a shared subscription (MQTT 5
+            # §3.8.3.1), where it would make no sense anyway: the group shares what it receives.
+            noLocal=not topic.startswith(SHARE_PREFIX),
+            # Retained messages only for a subscription the session did not have yet: resuming a
+            # session does not hand the bridge the frames it has already read.
+            retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,
+        )
 
     @property
     def connected(self) -> bool:

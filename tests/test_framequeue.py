@@ -1,0 +1,100 @@
+"""FrameQueue: per-camera latest-frame-wins, round robin, and one cap on frames and bytes for all."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bridge.flows.framequeue import Evicted, FrameQueue
+
+
+def drain(queue: FrameQueue[str]) -> list[str]:
+    taken = []
+    while (item := queue.get(timeout=0)) is not None:
+        taken.append(item)
+        queue.task_done()
+    return taken
+
+
+def test_a_camera_keeps_its_newest_frames_and_its_place_in_line() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=1)
+    assert queue.put("a", "a1") == []
+    assert queue.put("b", "b1") == []
+    assert queue.put("a", "a2") == [Evicted("a1", "camera_queue")]
+    assert drain(queue) == ["a2", "b1"]
+
+
+def test_cameras_are_served_round_robin() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=3)
+    for item in ("a1", "a2", "a3", "b1", "c1", "c2"):
+        queue.put(item[0], item)
+    assert drain(queue) == ["a1", "b1", "c1", "a2", "c2", "a3"]
+
+
+def test_the_global_frame_cap_drops_the_oldest_frame_of_any_camera() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=2, max_frames=3)
+    for item in ("a1", "b1", "a2"):
+        assert queue.put(item[0], item) == []
+    assert queue.put("c", "c1") == [Evicted("a1", "queue_full")]
+    assert queue.put("d", "d1") == [Evicted("b1", "queue_full")]
+    assert len(queue) == 3
+    # b lost its only frame and left the line; a keeps its place with the frame it has left.
+    assert drain(queue) == ["a2", "c1", "d1"]
+    assert queue.dropped == 2
+
+
+def test_the_global_byte_cap_drops_as_many_old_frames_as_a_new_one_needs() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=5, max_bytes=100)
+    for camera in "abcd":
+        queue.put(camera, f"{camera}1", size=25)
+    assert queue.queued_bytes == 100
+    assert queue.put("e", "e1", size=60) == [
+        Evicted("a1", "queue_full"),
+        Evicted("b1", "queue_full"),
+        Evicted("c1", "queue_full"),
+    ]
+    assert queue.queued_bytes == 85 and len(queue) == 2
+    assert queue.put("f", "too big", size=101) == [Evicted("too big", "queue_full")]
+    assert drain(queue) == ["d1", "e1"]
+    assert queue.queued_bytes == 0
+
+
+def test_memory_is_bounded_however_many_cameras_there_are() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=2, max_frames=50, max_bytes=10_000)
+    evicted = 0
+    for index in range(5_000):
+        evicted += len(queue.put(f"camera-{index}", f"frame-{index}", size=400))
+        assert len(queue) <= 50 and queue.queued_bytes <= 10_000
+    assert len(queue) + evicted == 5_000
+    assert len(queue._queues) == len(queue) == 25, "no trace is kept of cameras without frames"
+    assert drain(queue) == [f"frame-{index}" for index in range(4_975, 5_000)]
+
+
+def test_join_waits_for_frames_being_worked_on() -> None:
+    queue: FrameQueue[str] = FrameQueue()
+    queue.put("a", "a1")
+    assert not queue.idle()
+    assert queue.get() == "a1"
+    assert not queue.idle() and not queue.join(timeout=0), "taken, not finished"
+    finished = threading.Thread(target=queue.task_done)
+    finished.start()
+    assert queue.join(timeout=10)
+    finished.join()
+    assert queue.idle()
+
+
+def test_close_hands_back_what_waits_and_refuses_more() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=2, max_frames=10)
+    queue.put("a", "a1", size=3)
+    queue.put("b", "b1", size=3)
+    assert sorted(queue.close()) == ["a1", "b1"]
+    assert len(queue) == 0 and queue.queued_bytes == 0 and queue.join(timeout=0)
+    assert queue.put("a", "a2") == [Evicted("a2", "shutdown")]
+    assert queue.get(timeout=0) is None
+
+
+@pytest.mark.parametrize("settings", [{"per_camera": 0}, {"max_frames": 0}, {"max_bytes": 0}])
+def test_caps_must_allow_a_frame(settings: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        FrameQueue(**settings)
