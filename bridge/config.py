@@ -265,6 +265,20 @@ class HomeAssistantConfig(StrictModel):
         return check_publish_topic(value.rstrip("/"))
 
 
+class RequestsConfig(StrictModel):
+    """MQTT 5 request/response: a frame that names a response topic gets its event there too."""
+
+    enabled: bool = Field(
+        False,
+        description="Answer a frame published with an MQTT 5 response_topic on that topic (with its "
+        "correlation_data); needs mqtt.protocol '5'.",
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of the answers.")
+    message_expiry: int | None = Field(
+        60, ge=1, description="Seconds the broker keeps an answer nobody has taken yet; null: forever."
+    )
+
+
 class BridgeConfig(BaseSettings):
     """The whole configuration. Sources, strongest first: arguments, environment, YAML file."""
 
@@ -280,6 +294,7 @@ class BridgeConfig(BaseSettings):
     mqtt: MQTTConfig = Field(default={})  # type: ignore[assignment]
     reader: ReaderConfig = Field(default={})  # type: ignore[assignment]
     homeassistant: HomeAssistantConfig = Field(default={})  # type: ignore[assignment]
+    requests: RequestsConfig = Field(default={})  # type: ignore[assignment]
     routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
     watchlists: dict[str, WatchListConfig] = Field(
         default_factory=dict,
@@ -303,6 +318,12 @@ class BridgeConfig(BaseSettings):
             "all: never pin; N: CPU number N."
         ),
     )
+
+    @model_validator(mode="after")
+    def _requests_need_mqtt5(self) -> BridgeConfig:
+        if self.requests.enabled and self.mqtt.protocol != "5":
+            raise ValueError("requests.enabled needs mqtt.protocol '5' (response topics are MQTT 5)")
+        return self
 
     @field_validator("cpu_affinity", mode="before")
     @classmethod

@@ -143,8 +143,8 @@ class Bridge:
         )
         extension_context = ExtensionContext(
             config=self.config,
-            publish=lambda topic, payload, qos, retain: self._publisher().publish(
-                topic, payload, qos=qos, retain=retain
+            publish=lambda topic, payload, qos, retain, properties=None: self._publisher().publish(
+                topic, payload, qos=qos, retain=retain, properties=properties
             ),
             health=self.health,
             reader=reader,
@@ -241,7 +241,14 @@ class Bridge:
                 except Exception:
                     log.exception("extension %s failed on a message on %s", extension.name, inbound.topic)
                 return
-        if not self.submit(inbound.topic, inbound.payload):
+        # MQTT 5 request/response: the frame carries where its answer goes (the requests extension).
+        metadata = None
+        if inbound.response_topic is not None:
+            metadata = {
+                "response_topic": inbound.response_topic,
+                "correlation_data": inbound.correlation_data,
+            }
+        if not self.submit(inbound.topic, inbound.payload, metadata):
             # Some brokers (amqtt) deliver retained messages the client never subscribed to.
             self.stats.unrouted += 1
             log.debug("ignoring %s: no route matches it", inbound.topic)
