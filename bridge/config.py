@@ -279,6 +279,21 @@ class RequestsConfig(StrictModel):
     )
 
 
+class MetricsConfig(StrictModel):
+    """Prometheus `/metrics` and an orchestrator's `/health`, served over HTTP by the bridge."""
+
+    enabled: bool = Field(False, description="Serve /metrics (Prometheus) and /health over HTTP.")
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Address to listen on; 0.0.0.0 to be scraped from elsewhere."
+    )
+    port: int = Field(9108, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    latency_buckets: tuple[float, ...] = Field(
+        (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        min_length=1,
+        description="Upper bounds (seconds) of the frame-to-event latency histogram's buckets.",
+    )
+
+
 class BridgeConfig(BaseSettings):
     """The whole configuration. Sources, strongest first: arguments, environment, YAML file."""
 
@@ -295,6 +310,7 @@ class BridgeConfig(BaseSettings):
     reader: ReaderConfig = Field(default={})  # type: ignore[assignment]
     homeassistant: HomeAssistantConfig = Field(default={})  # type: ignore[assignment]
     requests: RequestsConfig = Field(default={})  # type: ignore[assignment]
+    metrics: MetricsConfig = Field(default={})  # type: ignore[assignment]
     routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
     watchlists: dict[str, WatchListConfig] = Field(
         default_factory=dict,

@@ -201,6 +201,7 @@ class Bridge:
             "reader": guard.state if guard else None,
             "reader_calls": guard.calls if guard else 0,
             "reader_retries": guard.retries if guard else 0,
+            "connected": self.mqtt.connected if self.mqtt else False,
         }
 
     def _report_health(self) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 EXTENSIONS: tuple[str, ...] = (
     "bridge.extensions.homeassistant:HomeAssistantExtension",
     "bridge.extensions.requests:RequestsExtension",
+    "bridge.extensions.metrics:MetricsExtension",
 )
 
 
