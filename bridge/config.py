@@ -294,6 +294,59 @@ class MetricsConfig(StrictModel):
     )
 
 
+class FrigateConfig(StrictModel):
+    """Frigate as a source: follow `frigate/events`, read each tracked vehicle's snapshot once."""
+
+    enabled: bool = Field(False, description="Follow Frigate's events and read the plates of its vehicles.")
+    url: str = Field(
+        "http://frigate:5000",
+        description="Frigate's HTTP API (the internal, unauthenticated port 5000), without /api.",
+    )
+    topic_prefix: str = Field("frigate", min_length=1, description="Frigate's mqtt.topic_prefix.")
+    labels: tuple[str, ...] = Field(("car", "motorcycle"), min_length=1, description="Object labels read.")
+    cameras: tuple[str, ...] = Field((), description="Frigate cameras followed; empty: all.")
+    zones: tuple[str, ...] = Field(
+        (), description="Only objects in (or having entered) one of these zones; empty: anywhere."
+    )
+    min_score: float = Field(0.0, ge=0, le=1, description="Smallest top_score of an object worth reading.")
+    crop: bool = Field(True, description="Ask Frigate for the snapshot cropped to the object.")
+    height: int | None = Field(None, ge=16, description="Ask Frigate to resize the snapshot to this height.")
+    quality: int = Field(95, ge=1, le=100, description="JPEG quality asked of Frigate (plates need detail).")
+    max_reads_per_event: int = Field(
+        2,
+        ge=1,
+        le=20,
+        description="Reader calls per Frigate event at most: the first snapshot, then only a better one.",
+    )
+    topic: str = Field(
+        "frigate/{camera}/{label}/event_snapshot",
+        description="Topic the fetched snapshots are handed to the routes on ({camera}, {label}); a route "
+        "must match it (they are not published to the broker).",
+    )
+    sub_label: bool = Field(
+        False, description="Write the plate (or its watch-list label) back as the Frigate event's sub label."
+    )
+    timeout: float = Field(10.0, gt=0, le=120, description="Seconds to wait for one Frigate HTTP call.")
+    tracked_events: int = Field(1000, ge=10, description="Frigate events remembered at most (oldest go).")
+    queue_size: int = Field(32, ge=1, description="Frigate HTTP calls waiting at most; more are dropped.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"frigate.url {value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_placeholders(cls, value: str) -> str:
+        try:
+            check_publish_topic(value.format(camera="c", label="l"))
+        except (KeyError, IndexError) as exc:
+            raise ValueError(f"{value!r}: only {{camera}} and {{label}} may be used ({exc})") from None
+        return value
+
+
 class BridgeConfig(BaseSettings):
     """The whole configuration. Sources, strongest first: arguments, environment, YAML file."""
 
@@ -311,6 +364,7 @@ class BridgeConfig(BaseSettings):
     homeassistant: HomeAssistantConfig = Field(default={})  # type: ignore[assignment]
     requests: RequestsConfig = Field(default={})  # type: ignore[assignment]
     metrics: MetricsConfig = Field(default={})  # type: ignore[assignment]
+    frigate: FrigateConfig = Field(default={})  # type: ignore[assignment]
     routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
     watchlists: dict[str, WatchListConfig] = Field(
         default_factory=dict,
@@ -339,6 +393,19 @@ class BridgeConfig(BaseSettings):
     def _requests_need_mqtt5(self) -> BridgeConfig:
         if self.requests.enabled and self.mqtt.protocol != "5":
             raise ValueError("requests.enabled needs mqtt.protocol '5' (response topics are MQTT 5)")
+        return self
+
+    @model_validator(mode="after")
+    def _frigate_topic_routed(self) -> BridgeConfig:
+        if not self.frigate.enabled:
+            return self
+        camera = self.frigate.cameras[0] if self.frigate.cameras else "camera"
+        topic = self.frigate.topic.format(camera=camera, label=self.frigate.labels[0])
+        if not any(route.topic_filter.match(topic) is not None for route in self.routes):
+            raise ValueError(
+                f"frigate.topic: no route takes {topic!r}; add a route such as "
+                f"{{topic: {self.frigate.topic.format(camera='+', label='+')!r}}}"
+            )
         return self
 
     @field_validator("cpu_affinity", mode="before")

@@ -21,6 +21,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bridge.extensions.homeassistant:HomeAssistantExtension",
     "bridge.extensions.requests:RequestsExtension",
     "bridge.extensions.metrics:MetricsExtension",
+    "bridge.extensions.frigate:FrigateExtension",
 )
 
 
