@@ -347,6 +347,70 @@ class FrigateConfig(StrictModel):
         return value
 
 
+class WebhookListenConfig(StrictModel):
+    """Receive Plate Recognizer webhooks (SDK, Stream) and publish them as plate events."""
+
+    enabled: bool = Field(False, description="Listen for Plate Recognizer webhooks over HTTP.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on; 0.0.0.0 for others.")
+    port: int = Field(8081, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    path: str = Field("/plate-recognizer", description="URL path the webhook is POSTed to.")
+    token: SecretStr | None = Field(
+        None,
+        description="Shared secret a sender must give (?token= or `Authorization: Token ...`); never logged.",
+    )
+    topic: str = Field(
+        "plate-recognizer/webhook/{camera_id}",
+        description="Topic the readings are handed to the routes on ({camera_id}); a route must match it.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with /")
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_placeholders(cls, value: str) -> str:
+        try:
+            check_publish_topic(value.format(camera_id="c"))
+        except (KeyError, IndexError) as exc:
+            raise ValueError(f"{value!r}: only {{camera_id}} may be used ({exc})") from None
+        return value
+
+
+class WebhookTarget(StrictModel):
+    url: str = Field(description="Where plate events are POSTed as JSON.")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Headers sent with each POST (Authorization, ...); never logged."
+    )
+    events: tuple[Literal["plate", "error"], ...] = Field(("plate",), min_length=1, description="Kinds sent.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a webhook URL must start with http:// or https://")
+        return value
+
+
+class WebhooksConfig(StrictModel):
+    """Webhooks in (Plate Recognizer to the bridge) and out (plate events to your URLs)."""
+
+    listen: WebhookListenConfig = Field(default={}, description="Receiving Plate Recognizer webhooks.")  # type: ignore[assignment]
+    targets: list[WebhookTarget] = Field(default_factory=list, description="URLs plate events are sent to.")
+    timeout: float = Field(10.0, gt=0, le=120, description="Seconds to wait for one delivery.")
+    retries: int = Field(
+        5, ge=0, le=20, description="Retries of a delivery that failed (5xx, 429, no answer)."
+    )
+    backoff_initial: float = Field(1.0, ge=0, description="First retry's backoff ceiling, seconds.")
+    backoff_max: float = Field(60.0, ge=0, description="Largest backoff, seconds (full jitter below it).")
+    queue_size: int = Field(
+        100, ge=1, description="Deliveries waiting at most; the oldest is dropped beyond."
+    )
+
+
 class BridgeConfig(BaseSettings):
     """The whole configuration. Sources, strongest first: arguments, environment, YAML file."""
 
@@ -365,6 +429,7 @@ class BridgeConfig(BaseSettings):
     requests: RequestsConfig = Field(default={})  # type: ignore[assignment]
     metrics: MetricsConfig = Field(default={})  # type: ignore[assignment]
     frigate: FrigateConfig = Field(default={})  # type: ignore[assignment]
+    webhooks: WebhooksConfig = Field(default={})  # type: ignore[assignment]
     routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
     watchlists: dict[str, WatchListConfig] = Field(
         default_factory=dict,
@@ -405,6 +470,17 @@ class BridgeConfig(BaseSettings):
             raise ValueError(
                 f"frigate.topic: no route takes {topic!r}; add a route such as "
                 f"{{topic: {self.frigate.topic.format(camera='+', label='+')!r}}}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_topic_routed(self) -> BridgeConfig:
+        listen = self.webhooks.listen
+        topic = listen.topic.format(camera_id="camera")
+        if listen.enabled and not any(route.topic_filter.match(topic) is not None for route in self.routes):
+            raise ValueError(
+                f"webhooks.listen.topic: no route takes {topic!r}; add a route such as "
+                f"{{topic: {listen.topic.format(camera_id='+')!r}}}"
             )
         return self
 

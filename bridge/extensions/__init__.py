@@ -22,6 +22,8 @@ EXTENSIONS: tuple[str, ...] = (
     "bridge.extensions.requests:RequestsExtension",
     "bridge.extensions.metrics:MetricsExtension",
     "bridge.extensions.frigate:FrigateExtension",
+    "bridge.extensions.webhooks:WebhookReceiver",
+    "bridge.extensions.webhooks:WebhookSender",
 )
 
 
