@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ import requests
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
-from bridge.extensions.webhooks import WebhookReceiver, where
+from bridge.extensions.webhooks import CONCURRENT_REQUESTS, WebhookReceiver, where
 from bridge.service import Bridge
 from tests.conftest import RESPONSES, BrokerAddress, Collector, free_port, needs_shared
 from tests.emulator import ReaderEmulator
@@ -130,6 +131,29 @@ def test_bad_webhooks_are_refused_with_the_reason_and_the_token_is_never_logged(
     no_json_field = requests.post(url, files={"upload": ("a.jpg", jpeg(), "image/jpeg")}, headers=auth)
     assert no_json_field.status_code == 400
     assert TOKEN not in caplog.text
+
+
+def test_senders_beyond_the_concurrent_limit_are_told_to_come_back(receiving_bridge: Bridge) -> None:
+    url = receiver_url(receiving_bridge)
+    port = int(url.split(":")[2].split("/")[0])
+    stalled = []
+    try:
+        # Senders that announce a body and never send it hold every slot ...
+        for _ in range(CONCURRENT_REQUESTS):
+            sender = socket.create_connection(("127.0.0.1", port))
+            sender.sendall(
+                f"POST /plate-recognizer?token={TOKEN} HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode()
+            )
+            stalled.append(sender)
+        # ... so the next one is answered 503 at once, its body not read into memory.
+        busy = requests.post(
+            url, json=webhook_body(), headers={"Authorization": f"Token {TOKEN}"}, timeout=10
+        )
+        assert busy.status_code == 503
+    finally:
+        for sender in stalled:
+            sender.close()
 
 
 @needs_shared

@@ -184,6 +184,8 @@ class MetricsExtension(Extension):
         extension = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10.0  # a stalled client does not hold its thread
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":

@@ -12,6 +12,7 @@ with retries and jittered exponential backoff; the targets' headers (tokens) are
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -41,6 +42,11 @@ log = logging.getLogger(__name__)
 
 # Room for the JSON and the multipart framing beside the largest image the bridge accepts.
 BODY_MARGIN_BYTES = 256 * 1024
+# Webhooks read at the same time; more get 503 (and the sender retries), so memory stays bounded by
+# this times the largest body, whatever arrives.
+CONCURRENT_REQUESTS = 4
+# Seconds a sender may take to send its request: a stalled one does not hold a slot forever.
+REQUEST_TIMEOUT = 30.0
 
 
 class WebhookBodyError(ValueError):
@@ -95,6 +101,42 @@ def _taken_at(data: Mapping[str, Any]) -> datetime | None:
     return moment if moment is None or moment.tzinfo is not None else None
 
 
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b'Connection: close\r\nContent-Length: 30\r\n\r\n{"detail": "busy: try again"}\n'
+)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most CONCURRENT_REQUESTS connections at once and
+    answers any more 503 from its accepting thread, before reading anything of them."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(CONCURRENT_REQUESTS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Called in the accepting thread, one connection after the other.
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY)
+                # What already arrived of the request, so closing does not reset the connection
+                # before the sender reads the answer (never blocks: the socket is non-blocking).
+                request.setblocking(False)
+                request.recv(BODY_MARGIN_BYTES)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class WebhookReceiver(Extension):
     """An HTTP endpoint (standard library server, a thread of its own) for Plate Recognizer webhooks."""
 
@@ -120,10 +162,9 @@ class WebhookReceiver(Extension):
     def start(self) -> None:
         where = f"{self.settings.host}:{self.settings.port}"
         try:
-            self._server = ThreadingHTTPServer((self.settings.host, self.settings.port), self._handler())
+            self._server = _BoundedServer((self.settings.host, self.settings.port), self._handler())
         except OSError as exc:
             raise ConfigError(f"webhooks.listen: cannot listen on {where}: {exc.strerror or exc}") from None
-        self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhook-receiver", daemon=True
         )
@@ -159,6 +200,8 @@ class WebhookReceiver(Extension):
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = REQUEST_TIMEOUT
+
             def do_POST(self) -> None:
                 path, _, query = self.path.partition("?")
                 if path != receiver.settings.path:
