@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from bridge.events import decode_json
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class FrigateObject:
     def parse(cls, payload: bytes) -> tuple[str, FrigateObject]:
         """The message's type and object; ValueError saying what is wrong with it."""
         try:
-            document = json.loads(payload)
+            document = decode_json(payload)
         except ValueError as exc:
             raise ValueError(f"not JSON ({exc})") from None
         if not isinstance(document, dict) or not isinstance(document.get("after"), dict):
