@@ -280,6 +280,152 @@ class HomeAssistantConfig(StrictModel):
         return check_publish_topic(value.rstrip("/"))
 
 
+class RequestsConfig(StrictModel):
+    """MQTT 5 request/response: a frame that names a response topic gets its event there too."""
+
+    enabled: bool = Field(
+        False,
+        description="Answer a frame published with an MQTT 5 response_topic on that topic (with its "
+        "correlation_data); needs mqtt.protocol '5'.",
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of the answers.")
+    message_expiry: int | None = Field(
+        60, ge=1, description="Seconds the broker keeps an answer nobody has taken yet; null: forever."
+    )
+
+
+class MetricsConfig(StrictModel):
+    """Prometheus `/metrics` and an orchestrator's `/health`, served over HTTP by the bridge."""
+
+    enabled: bool = Field(False, description="Serve /metrics (Prometheus) and /health over HTTP.")
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Address to listen on; 0.0.0.0 to be scraped from elsewhere."
+    )
+    port: int = Field(9108, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    latency_buckets: tuple[float, ...] = Field(
+        (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        min_length=1,
+        description="Upper bounds (seconds) of the frame-to-event latency histogram's buckets.",
+    )
+
+
+class FrigateConfig(StrictModel):
+    """Frigate as a source: follow `frigate/events`, read each tracked vehicle's snapshot once."""
+
+    enabled: bool = Field(False, description="Follow Frigate's events and read the plates of its vehicles.")
+    url: str = Field(
+        "http://frigate:5000",
+        description="Frigate's HTTP API (the internal, unauthenticated port 5000), without /api.",
+    )
+    topic_prefix: str = Field("frigate", min_length=1, description="Frigate's mqtt.topic_prefix.")
+    labels: tuple[str, ...] = Field(("car", "motorcycle"), min_length=1, description="Object labels read.")
+    cameras: tuple[str, ...] = Field((), description="Frigate cameras followed; empty: all.")
+    zones: tuple[str, ...] = Field(
+        (), description="Only objects in (or having entered) one of these zones; empty: anywhere."
+    )
+    min_score: float = Field(0.0, ge=0, le=1, description="Smallest top_score of an object worth reading.")
+    crop: bool = Field(True, description="Ask Frigate for the snapshot cropped to the object.")
+    height: int | None = Field(None, ge=16, description="Ask Frigate to resize the snapshot to this height.")
+    quality: int = Field(95, ge=1, le=100, description="JPEG quality asked of Frigate (plates need detail).")
+    max_reads_per_event: int = Field(
+        2,
+        ge=1,
+        le=20,
+        description="Reader calls per Frigate event at most: the first snapshot, then only a better one.",
+    )
+    topic: str = Field(
+        "frigate/{camera}/{label}/event_snapshot",
+        description="Topic the fetched snapshots are handed to the routes on ({camera}, {label}); a route "
+        "must match it (they are not published to the broker).",
+    )
+    sub_label: bool = Field(
+        False, description="Write the plate (or its watch-list label) back as the Frigate event's sub label."
+    )
+    timeout: float = Field(10.0, gt=0, le=120, description="Seconds to wait for one Frigate HTTP call.")
+    tracked_events: int = Field(1000, ge=10, description="Frigate events remembered at most (oldest go).")
+    queue_size: int = Field(32, ge=1, description="Frigate HTTP calls waiting at most; more are dropped.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"frigate.url {value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_placeholders(cls, value: str) -> str:
+        try:
+            check_publish_topic(value.format(camera="c", label="l"))
+        except (KeyError, IndexError) as exc:
+            raise ValueError(f"{value!r}: only {{camera}} and {{label}} may be used ({exc})") from None
+        return value
+
+
+class WebhookListenConfig(StrictModel):
+    """Receive Plate Recognizer webhooks (SDK, Stream) and publish them as plate events."""
+
+    enabled: bool = Field(False, description="Listen for Plate Recognizer webhooks over HTTP.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on; 0.0.0.0 for others.")
+    port: int = Field(8081, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    path: str = Field("/plate-recognizer", description="URL path the webhook is POSTed to.")
+    token: SecretStr | None = Field(
+        None,
+        description="Shared secret a sender must give (?token= or `Authorization: Token ...`); never logged.",
+    )
+    topic: str = Field(
+        "plate-recognizer/webhook/{camera_id}",
+        description="Topic the readings are handed to the routes on ({camera_id}); a route must match it.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with /")
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_placeholders(cls, value: str) -> str:
+        try:
+            check_publish_topic(value.format(camera_id="c"))
+        except (KeyError, IndexError) as exc:
+            raise ValueError(f"{value!r}: only {{camera_id}} may be used ({exc})") from None
+        return value
+
+
+class WebhookTarget(StrictModel):
+    url: str = Field(description="Where plate events are POSTed as JSON.")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Headers sent with each POST (Authorization, ...); never logged."
+    )
+    events: tuple[Literal["plate", "error"], ...] = Field(("plate",), min_length=1, description="Kinds sent.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a webhook URL must start with http:// or https://")
+        return value
+
+
+class WebhooksConfig(StrictModel):
+    """Webhooks in (Plate Recognizer to the bridge) and out (plate events to your URLs)."""
+
+    listen: WebhookListenConfig = Field(default={}, description="Receiving Plate Recognizer webhooks.")  # type: ignore[assignment]
+    targets: list[WebhookTarget] = Field(default_factory=list, description="URLs plate events are sent to.")
+    timeout: float = Field(10.0, gt=0, le=120, description="Seconds to wait for one delivery.")
+    retries: int = Field(
+        5, ge=0, le=20, description="Retries of a delivery that failed (5xx, 429, no answer)."
+    )
+    backoff_initial: float = Field(1.0, ge=0, description="First retry's backoff ceiling, seconds.")
+    backoff_max: float = Field(60.0, ge=0, description="Largest backoff, seconds (full jitter below it).")
+    queue_size: int = Field(
+        100, ge=1, description="Deliveries waiting at most; the oldest is dropped beyond."
+    )
+
+
 class BridgeConfig(BaseSettings):
     """The whole configuration. Sources, strongest first: arguments, environment, YAML file."""
 
@@ -295,6 +441,10 @@ class BridgeConfig(BaseSettings):
     mqtt: MQTTConfig = Field(default={})  # type: ignore[assignment]
     reader: ReaderConfig = Field(default={})  # type: ignore[assignment]
     homeassistant: HomeAssistantConfig = Field(default={})  # type: ignore[assignment]
+    requests: RequestsConfig = Field(default={})  # type: ignore[assignment]
+    metrics: MetricsConfig = Field(default={})  # type: ignore[assignment]
+    frigate: FrigateConfig = Field(default={})  # type: ignore[assignment]
+    webhooks: WebhooksConfig = Field(default={})  # type: ignore[assignment]
     routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
     watchlists: dict[str, WatchListConfig] = Field(
         default_factory=dict,
@@ -328,6 +478,36 @@ class BridgeConfig(BaseSettings):
             "all: never pin; N: CPU number N."
         ),
     )
+
+    @model_validator(mode="after")
+    def _requests_need_mqtt5(self) -> BridgeConfig:
+        if self.requests.enabled and self.mqtt.protocol != "5":
+            raise ValueError("requests.enabled needs mqtt.protocol '5' (response topics are MQTT 5)")
+        return self
+
+    @model_validator(mode="after")
+    def _frigate_topic_routed(self) -> BridgeConfig:
+        if not self.frigate.enabled:
+            return self
+        camera = self.frigate.cameras[0] if self.frigate.cameras else "camera"
+        topic = self.frigate.topic.format(camera=camera, label=self.frigate.labels[0])
+        if not any(route.topic_filter.match(topic) is not None for route in self.routes):
+            raise ValueError(
+                f"frigate.topic: no route takes {topic!r}; add a route such as "
+                f"{{topic: {self.frigate.topic.format(camera='+', label='+')!r}}}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_topic_routed(self) -> BridgeConfig:
+        listen = self.webhooks.listen
+        topic = listen.topic.format(camera_id="camera")
+        if listen.enabled and not any(route.topic_filter.match(topic) is not None for route in self.routes):
+            raise ValueError(
+                f"webhooks.listen.topic: no route takes {topic!r}; add a route such as "
+                f"{{topic: {listen.topic.format(camera_id='+')!r}}}"
+            )
+        return self
 
     @field_validator("cpu_affinity", mode="before")
     @classmethod

@@ -24,6 +24,9 @@ def plate_event(msg: Message) -> dict[str, Any]:
         event["scale"] = msg.scale
     if msg.metadata.get("cached"):
         event["cached"] = True
+    frigate = msg.metadata.get("frigate")
+    if frigate:
+        event["frigate"] = dict(frigate)
     results = event.get("results")
     if isinstance(results, list) and len(results) == 1 and msg.metadata.get("split"):
         event["plate"] = results[0].get("plate")

@@ -159,8 +159,8 @@ class Bridge:
         )
         extension_context = ExtensionContext(
             config=self.config,
-            publish=lambda topic, payload, qos, retain: self._publisher().publish(
-                topic, payload, qos=qos, retain=retain
+            publish=lambda topic, payload, qos, retain, properties=None: self._publisher().publish(
+                topic, payload, qos=qos, retain=retain, properties=properties
             ),
             health=self.health,
             reader=reader,
@@ -231,6 +231,7 @@ class Bridge:
             "reader": guard.state if guard else None,
             "reader_calls": guard.calls if guard else 0,
             "reader_retries": guard.retries if guard else 0,
+            "connected": self.mqtt.connected if self.mqtt else False,
         }
 
     def _report_health(self) -> None:
@@ -276,7 +277,14 @@ class Bridge:
             # The bridge's own events (a route on '#'): reading them would make events about events.
             self.stats.own_topics_ignored += 1
             return
-        if not self._route_frame(inbound.topic, inbound.payload, retained=inbound.retain):
+        # MQTT 5 request/response: the frame carries where its answer goes (the requests extension).
+        metadata = None
+        if inbound.response_topic is not None:
+            metadata = {
+                "response_topic": inbound.response_topic,
+                "correlation_data": inbound.correlation_data,
+            }
+        if not self._route_frame(inbound.topic, inbound.payload, metadata, retained=inbound.retain):
             # Some brokers (amqtt) deliver retained messages the client never subscribed to.
             self.stats.unrouted += 1
             log.debug("ignoring %s: no route matches it", inbound.topic)

@@ -17,7 +17,14 @@ if TYPE_CHECKING:
     from bridge.config import BridgeConfig
 
 # module:class, in start-up order.
-EXTENSIONS: tuple[str, ...] = ("bridge.extensions.homeassistant:HomeAssistantExtension",)
+EXTENSIONS: tuple[str, ...] = (
+    "bridge.extensions.homeassistant:HomeAssistantExtension",
+    "bridge.extensions.requests:RequestsExtension",
+    "bridge.extensions.metrics:MetricsExtension",
+    "bridge.extensions.frigate:FrigateExtension",
+    "bridge.extensions.webhooks:WebhookReceiver",
+    "bridge.extensions.webhooks:WebhookSender",
+)
 
 
 def extension_types() -> list[type[Extension]]:

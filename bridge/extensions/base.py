@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -31,13 +31,23 @@ class PublishedEvent:
     msg: Message
 
 
+class Publish(Protocol):
+    """`publish(topic, payload, qos, retain, properties=None)`: queued by the MQTT client, safe from any
+    thread; `properties` are MQTT 5 publish properties by snake_case name (`correlation_data`, ...)."""
+
+    def __call__(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ExtensionContext:
     """The bridge as an extension sees it: configuration, a publisher and read-only views."""
 
     config: BridgeConfig
-    publish: Callable[[str, bytes, int, bool], None]
-    """`publish(topic, payload, qos, retain)`: queued by the MQTT client, safe from any thread."""
+    publish: Publish
+    """`publish(topic, payload, qos, retain, properties=None)`: queued by the MQTT client, safe from any
+    thread."""
     health: Callable[[], dict[str, Any]]
     """The bridge's counters (what `bridge/health` carries)."""
     reader: Reader | None = None

@@ -8,14 +8,14 @@ import socket
 import ssl
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import MQTTException, Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -36,6 +36,22 @@ class InboundMessage:
     payload: bytes
     qos: int
     retain: bool
+    # MQTT 5 request/response: where the sender awaits an answer, and what ties the answer to it.
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+def publish_properties(values: Mapping[str, Any]) -> Properties:
+    """paho's PUBLISH `Properties` from snake_case names (`correlation_data` -> CorrelationData).
+
+    Raises ValueError for a name MQTT 5 does not define for PUBLISH (paho's own check)."""
+    properties = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        try:
+            setattr(properties, "".join(part.title() for part in name.split("_")), value)
+        except (AttributeError, MQTTException) as exc:
+            raise ValueError(f"{name!r} is not an MQTT 5 publish property ({exc})") from None
+    return properties
 
 
 class RecentDeliveries:
@@ -223,10 +239,25 @@ class MqttClient:
         if self.connected:
             self.publish(self.state_topic, json.dumps(self._state).encode(), qos=1, retain=True)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
-        """Queue a publish; paho keeps QoS 1/2 messages in flight across reconnects."""
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Queue a publish; paho keeps QoS 1/2 messages in flight across reconnects.
+
+        `properties`: MQTT 5 publish properties by snake_case name (`correlation_data`,
+        `content_type`, `user_property`, ...); ignored on an MQTT 3.1.1 connection.
+        """
         check_publish_topic(topic)
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        options = {}
+        if properties and self.settings.protocol == "5":
+            options["properties"] = publish_properties(properties)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, **options)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             # NO_CONN: paho has queued the message and sends it after reconnecting.
             raise PublishError(f"cannot publish on {topic}: {paho.error_string(info.rc)}", topic=topic)
@@ -316,7 +347,15 @@ class MqttClient:
             log.debug("dropping a redelivered duplicate on %s (mid %s)", message.topic, message.mid)
             return
         self._recent.remember(message)
-        inbound = InboundMessage(message.topic, message.payload, message.qos, bool(message.retain))
+        properties = message.properties
+        inbound = InboundMessage(
+            message.topic,
+            message.payload,
+            message.qos,
+            bool(message.retain),
+            response_topic=getattr(properties, "ResponseTopic", None),
+            correlation_data=getattr(properties, "CorrelationData", None),
+        )
         try:
             self._on_message(inbound)
         except Exception:

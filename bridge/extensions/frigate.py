@@ -1,0 +1,307 @@
+"""Frigate as a source: follow `frigate/events`, read each tracked vehicle's snapshot once.
+
+Frigate (the NVR) publishes on `frigate/events` a `{"type": "new"|"update"|"end", "before": {...},
+"after": {...}}` document whenever a tracked object appears, changes zones, gets a better snapshot or
+ends (docs.frigate.video, integrations/mqtt). For a vehicle in the configured cameras and zones, this
+extension fetches the event's snapshot from Frigate's HTTP API (`GET /api/events/<id>/snapshot.jpg`,
+cropped to the object), hands it to the routes like a camera frame with the event in its metadata, and
+reads it again only when Frigate reports a better snapshot, up to `max_reads_per_event`. Optionally it
+writes the plate back to Frigate as the event's sub label (`POST /api/events/<id>/sub_label`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from bridge.events import decode_json
+from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+
+if TYPE_CHECKING:
+    import urllib3
+
+    from bridge.config import BridgeConfig, FrigateConfig
+    from bridge.mqtt import InboundMessage
+
+log = logging.getLogger(__name__)
+
+# Frigate's EventsSubLabelBody: subLabel at most 100 characters, subLabelScore in (0, 1].
+SUB_LABEL_MAX_CHARS = 100
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """What the bridge remembers of one Frigate event."""
+
+    reads: int = 0
+    top_score: float = -1.0
+    snapshot: object = None  # the marker of the snapshot last read (its frame time)
+    sub_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrigateObject:
+    """The `after` part of a frigate/events message, the fields the bridge uses."""
+
+    event_id: str
+    camera: str
+    label: str
+    zones: frozenset[str]
+    has_snapshot: bool
+    top_score: float
+    snapshot: object
+    frame_time: float | None
+
+    @classmethod
+    def parse(cls, payload: bytes) -> tuple[str, FrigateObject]:
+        """The message's type and object; ValueError saying what is wrong with it."""
+        try:
+            document = decode_json(payload)
+        except ValueError as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+        if not isinstance(document, dict) or not isinstance(document.get("after"), dict):
+            raise ValueError("no 'after' object")
+        after = document["after"]
+        event_id, camera, label = after.get("id"), after.get("camera"), after.get("label")
+        if not all(isinstance(value, str) and value for value in (event_id, camera, label)):
+            raise ValueError("'after' needs id, camera and label strings")
+        zones = [
+            zone
+            for key in ("current_zones", "entered_zones")
+            for zone in (after.get(key) or [])
+            if isinstance(zone, str)
+        ]
+        scores = [after.get(key) for key in ("top_score", "score")]
+        top_score = next(
+            (float(s) for s in scores if isinstance(s, int | float) and not isinstance(s, bool)), 0.0
+        )
+        # A better snapshot shows as a new snapshot frame time: `after.snapshot.frame_time` since
+        # Frigate 0.14, `after.snapshot_time` before.
+        snapshot = after.get("snapshot")
+        marker = snapshot.get("frame_time") if isinstance(snapshot, dict) else after.get("snapshot_time")
+        frame_time = marker if isinstance(marker, int | float) and not isinstance(marker, bool) else None
+        if frame_time is None and isinstance(after.get("frame_time"), int | float):
+            frame_time = after["frame_time"]
+        kind = document.get("type")
+        return str(kind), cls(
+            event_id,  # type: ignore[arg-type]
+            camera,  # type: ignore[arg-type]
+            label,  # type: ignore[arg-type]
+            frozenset(zones),
+            bool(after.get("has_snapshot")),
+            top_score,
+            marker,
+            frame_time,
+        )
+
+
+def sub_label_for(event: Mapping[str, Any]) -> tuple[str, float | None] | None:
+    """The sub label a plate event gives its Frigate event: the watch-list label of a watched plate,
+    else the best plate in capitals; with the reading's score. None when no plate was read."""
+    results = event.get("results") or []
+    best = max(results, key=lambda result: result.get("score") or 0, default=None)
+    if best is None or not best.get("plate"):
+        return None
+    score = best.get("score")
+    score = float(score) if isinstance(score, int | float) and 0 < score <= 1 else None
+    for match in event.get("watched") or []:
+        if isinstance(match, dict) and (match.get("label") or match.get("entry")):
+            return str(match.get("label") or match.get("entry"))[:SUB_LABEL_MAX_CHARS], score
+    return str(best["plate"]).upper()[:SUB_LABEL_MAX_CHARS], score
+
+
+class FrigateClient:
+    """Frigate's HTTP API, the two calls the bridge makes (urllib3, with timeouts, no retries)."""
+
+    def __init__(self, settings: FrigateConfig) -> None:
+        import urllib3
+
+        self.settings = settings
+        self._http = urllib3.PoolManager(
+            num_pools=1, maxsize=1, timeout=urllib3.Timeout(settings.timeout), retries=False
+        )
+
+    def _url(self, event_id: str, leaf: str) -> str:
+        # The id comes off the wire: quoted, so it cannot walk to another path of the API.
+        return f"{self.settings.url}/api/events/{quote(event_id, safe='')}/{leaf}"
+
+    def snapshot(self, event_id: str) -> bytes:
+        """The event's snapshot as JPEG; ValueError saying why not."""
+        settings = self.settings
+        query: dict[str, int] = {
+            "bbox": 0,
+            "timestamp": 0,
+            "crop": int(settings.crop),
+            "quality": settings.quality,
+        }
+        if settings.height:
+            query["height"] = settings.height
+        response = self._request("GET", self._url(event_id, f"snapshot.jpg?{urlencode(query)}"))
+        if not response.data.startswith(b"\xff\xd8"):
+            raise ValueError("Frigate's snapshot is not a JPEG")
+        return response.data
+
+    def set_sub_label(self, event_id: str, sub_label: str, score: float | None) -> None:
+        body: dict[str, Any] = {"subLabel": sub_label}
+        if score is not None:
+            body["subLabelScore"] = round(score, 3)
+        self._request("POST", self._url(event_id, "sub_label"), body=json.dumps(body).encode())
+
+    def _request(self, method: str, url: str, body: bytes | None = None) -> urllib3.BaseHTTPResponse:
+        import urllib3
+
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        try:
+            response = self._http.request(method, url, body=body, headers=headers)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ValueError(
+                f"Frigate at {self.settings.url} cannot be reached ({type(exc).__name__})"
+            ) from None
+        if response.status >= 300:
+            detail = response.data[:200].decode("utf-8", "replace")
+            raise ValueError(f"Frigate answered {response.status} ({detail})")
+        return response
+
+    def close(self) -> None:
+        self._http.clear()
+
+
+class FrigateExtension(Extension):
+    """Follows `{topic_prefix}/events`; fetches snapshots and writes sub labels on a thread of its own."""
+
+    name = "frigate"
+
+    def __init__(self, context: ExtensionContext) -> None:
+        super().__init__(context)
+        self.settings = context.config.frigate
+        self._tracked: OrderedDict[str, _Tracked] = OrderedDict()
+        self._lock = threading.Lock()
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(self.settings.queue_size)
+        self._thread: threading.Thread | None = None
+        self._client: FrigateClient | None = None
+
+    @classmethod
+    def enabled(cls, config: BridgeConfig) -> bool:
+        return config.frigate.enabled
+
+    def subscriptions(self) -> Sequence[tuple[str, int]]:
+        return [(f"{self.settings.topic_prefix}/events", 0)]
+
+    def start(self) -> None:
+        self._client = FrigateClient(self.settings)
+        self._thread = threading.Thread(target=self._work, name="frigate", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            try:
+                self._jobs.put(None, timeout=self.settings.timeout)
+            except queue.Full:
+                log.warning("frigate: the HTTP queue did not drain before shutdown")
+            self._thread.join(self.settings.timeout + 1)
+        if self._client is not None:
+            self._client.close()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("frigate: a job failed")
+
+    def _enqueue(self, job: Callable[[], None], what: str) -> None:
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            log.warning("frigate: %d calls already waiting; dropping %s", self.settings.queue_size, what)
+
+    def wanted(self, obj: FrigateObject) -> bool:
+        settings = self.settings
+        return (
+            obj.label in settings.labels
+            and (not settings.cameras or obj.camera in settings.cameras)
+            and (not settings.zones or not obj.zones.isdisjoint(settings.zones))
+            and obj.top_score >= settings.min_score
+            and obj.has_snapshot
+        )
+
+    def on_message(self, inbound: InboundMessage) -> None:
+        try:
+            kind, obj = FrigateObject.parse(inbound.payload)
+        except ValueError as exc:
+            log.warning("frigate: ignoring a message on %s: %s", inbound.topic, exc)
+            return
+        if not self.wanted(obj):
+            return
+        with self._lock:
+            tracked = self._tracked.get(obj.event_id)
+            if tracked is None:
+                tracked = self._tracked[obj.event_id] = _Tracked()
+                if len(self._tracked) > self.settings.tracked_events:
+                    self._tracked.popitem(last=False)
+            else:
+                self._tracked.move_to_end(obj.event_id)
+            if tracked.reads >= self.settings.max_reads_per_event:
+                return
+            # Read the first snapshot; after that only a better one (Frigate found a higher-scoring
+            # frame: a new snapshot with a higher top score).
+            if tracked.reads and (obj.top_score <= tracked.top_score or obj.snapshot == tracked.snapshot):
+                return
+            # Counted now, so the updates Frigate sends while the fetch runs do not fetch again.
+            tracked.reads += 1
+            tracked.top_score, tracked.snapshot = obj.top_score, obj.snapshot
+        log.debug("frigate: reading %s event %s (%s, read %d)", obj.label, obj.event_id, kind, tracked.reads)
+        self._enqueue(lambda: self._read(obj, tracked), f"the snapshot of event {obj.event_id}")
+
+    def _read(self, obj: FrigateObject, tracked: _Tracked) -> None:
+        assert self._client is not None and self.context.submit is not None
+        try:
+            image = self._client.snapshot(obj.event_id)
+        except ValueError as exc:
+            log.warning("frigate: no snapshot of event %s: %s", obj.event_id, exc)
+            with self._lock:
+                tracked.reads -= 1  # not read: the next update may try again
+                tracked.snapshot = None
+            return
+        envelope: dict[str, Any] = {"image": base64.b64encode(image).decode("ascii"), "camera_id": obj.camera}
+        if obj.frame_time is not None:
+            envelope["timestamp"] = obj.frame_time
+        topic = self.settings.topic.format(camera=obj.camera, label=obj.label)
+        metadata = {"frigate": {"event_id": obj.event_id, "camera": obj.camera, "label": obj.label}}
+        if not self.context.submit(topic, json.dumps(envelope).encode(), metadata):
+            log.warning(
+                "frigate: no route takes %s; the snapshot of event %s is not read", topic, obj.event_id
+            )
+
+    def on_event(self, published: PublishedEvent) -> None:
+        frigate = published.msg.metadata.get("frigate")
+        if not self.settings.sub_label or published.kind != "plate" or not frigate:
+            return
+        chosen = sub_label_for(published.event)
+        if chosen is None:
+            return
+        event_id = frigate["event_id"]
+        with self._lock:
+            tracked = self._tracked.get(event_id)
+            if tracked is not None:
+                if tracked.sub_label == chosen[0]:
+                    return
+                tracked.sub_label = chosen[0]
+        self._enqueue(lambda: self._write_sub_label(event_id, *chosen), f"the sub label of event {event_id}")
+
+    def _write_sub_label(self, event_id: str, sub_label: str, score: float | None) -> None:
+        assert self._client is not None
+        try:
+            self._client.set_sub_label(event_id, sub_label, score)
+        except ValueError as exc:
+            log.warning("frigate: cannot set the sub label of event %s: %s", event_id, exc)
+            return
+        log.info("frigate: event %s sub label set to %s", event_id, sub_label)

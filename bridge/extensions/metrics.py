@@ -1,0 +1,212 @@
+"""Observability: Prometheus `/metrics` and a `/health` for container orchestrators, over HTTP.
+
+Counters come from the extension hooks (`on_frame`, `on_event`); gauges are read from the bridge's
+health document when Prometheus scrapes, so nothing runs between scrapes. The registry is the
+extension's own (not prometheus_client's global one), so two bridges in one process never mix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from bridge.errors import ConfigError
+from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.messages import utc_now
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+    from bridge.config import BridgeConfig
+    from bridge.messages import Message
+
+log = logging.getLogger(__name__)
+
+# The reader's states (bridge/reader/resilience.py); "unavailable" is the open circuit.
+READER_STATES = ("ok", "forbidden", "unavailable")
+CIRCUIT_OPEN = "unavailable"
+# Frames whose repeat-cache hit was already counted, so a split frame's events count once.
+_SEEN_CACHED = 1024
+
+
+def health_status(health: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body of `/health`: 200 when connected to the broker and the reader's
+    circuit is not open, else 503. A refused token (`forbidden`) stays 200: restarting the container
+    would not heal it, and the body says so."""
+    problems = []
+    if not health.get("connected"):
+        problems.append("not connected to the MQTT broker")
+    if health.get("reader") == CIRCUIT_OPEN:
+        problems.append("the reader's circuit is open (the service keeps failing)")
+    body = {"status": "unhealthy" if problems else "healthy", "problems": problems, **health}
+    return (HTTPStatus.SERVICE_UNAVAILABLE if problems else HTTPStatus.OK), body
+
+
+class _HealthCollector:
+    """Gauges read from the bridge's health document at scrape time."""
+
+    def __init__(self, extension: MetricsExtension) -> None:
+        self._extension = extension
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        health = self._extension.context.health()
+        yield GaugeMetricFamily(
+            "plate_bridge_queue_depth", "Frames waiting for a reader worker.", value=health.get("queued", 0)
+        )
+        yield GaugeMetricFamily(
+            "plate_bridge_mqtt_connected",
+            "1 while connected to the MQTT broker.",
+            value=1 if health.get("connected") else 0,
+        )
+        state = GaugeMetricFamily(
+            "plate_bridge_reader_state",
+            "1 for the reader's current state: ok, forbidden (after a 403) or unavailable (circuit open).",
+            labels=["state"],
+        )
+        for name in READER_STATES:
+            state.add_metric([name], 1 if health.get("reader") == name else 0)
+        yield state
+        yield CounterMetricFamily(
+            "plate_bridge_reader_calls",
+            "Calls made to the reader, retries included.",
+            health.get("reader_calls", 0),
+        )
+        yield CounterMetricFamily(
+            "plate_bridge_reader_retries", "Reader calls that were retries.", health.get("reader_retries", 0)
+        )
+        yield CounterMetricFamily(
+            "plate_bridge_frames_dropped",
+            "Frames dropped unread (pushed out or at shutdown).",
+            health.get("dropped", 0),
+        )
+
+
+class MetricsExtension(Extension):
+    """Serves `/metrics` and `/health` on `metrics.host:metrics.port` from a thread of its own."""
+
+    name = "metrics"
+
+    def __init__(self, context: ExtensionContext) -> None:
+        super().__init__(context)
+        self.settings = context.config.metrics
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._cached_seen: OrderedDict[tuple[str, object], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def enabled(cls, config: BridgeConfig) -> bool:
+        return config.metrics.enabled
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the chosen one when `metrics.port` is 0)."""
+        if self._server is None:
+            raise RuntimeError("the metrics server is not started")
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
+        self._frames = Counter(
+            "plate_bridge_frames", "Frames a route accepted.", ["route"], registry=self.registry
+        )
+        self._events = Counter(
+            "plate_bridge_events",
+            "Events published, by route and kind (plate, error).",
+            ["route", "kind"],
+            registry=self.registry,
+        )
+        self._errors = Counter(
+            "plate_bridge_errors", "Error events, by their stable code.", ["code"], registry=self.registry
+        )
+        self._saved = Counter(
+            "plate_bridge_reader_calls_saved",
+            "Frames answered from the repeat cache (routes[].repeat_window) instead of a reader call.",
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "plate_bridge_event_latency_seconds",
+            "From a frame's arrival to its plate event (queue wait and the reader call), cached ones aside.",
+            ["route"],
+            buckets=self.settings.latency_buckets,
+            registry=self.registry,
+        )
+        self.registry.register(_HealthCollector(self))
+        where = f"{self.settings.host}:{self.settings.port}"
+        try:
+            self._server = ThreadingHTTPServer((self.settings.host, self.settings.port), self._handler())
+        except OSError as exc:
+            raise ConfigError(f"metrics: cannot listen on {where}: {exc.strerror or exc}") from None
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics, health on /health", self.settings.host, self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def on_frame(self, msg: Message) -> None:
+        self._frames.labels(msg.route).inc()
+
+    def on_event(self, published: PublishedEvent) -> None:
+        msg = published.msg
+        self._events.labels(msg.route, published.kind).inc()
+        if published.kind == "error":
+            self._errors.labels(str(published.event.get("code", "unknown"))).inc()
+            return
+        if not msg.metadata.get("cached"):
+            self._latency.labels(msg.route).observe((utc_now() - msg.received_at).total_seconds())
+            return
+        key = (msg.topic, msg.received_at)
+        with self._lock:
+            if key in self._cached_seen:
+                return
+            self._cached_seen[key] = None
+            if len(self._cached_seen) > _SEEN_CACHED:
+                self._cached_seen.popitem(last=False)
+        self._saved.inc()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        extension = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 10.0  # a stalled client does not hold its thread
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    from prometheus_client.exposition import choose_encoder
+
+                    encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                    self._send(HTTPStatus.OK, content_type, encoder(extension.registry))
+                elif path == "/health":
+                    status, body = health_status(extension.context.health())
+                    self._send(status, "application/json", json.dumps(body).encode())
+                else:
+                    self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found: try /metrics or /health\n")
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("metrics http: " + format, *args)
+
+        return Handler

@@ -1,0 +1,362 @@
+"""Webhooks: in, Plate Recognizer's webhooks become plate events; out, plate events go to your URLs.
+
+In: the SDK and Stream POST each reading to a webhook target — JSON (`{"hook": {...}, "data": {...}}`,
+`schemas/webhook.schema.json`), or multipart with that JSON in a `json` field and the image in `upload`.
+The receiver validates the body and hands the reading to the routes with the frame's metadata carrying
+it (`reading`), so the flow skips decode and the reader call — the reading is already made — and runs
+validate, the route's nodes (watch lists, dedupe) and publish as for any camera frame.
+
+Out: each plate (or error) event is POSTed as JSON to the configured targets, from a bounded queue,
+with retries and jittered exponential backoff; the targets' headers (tokens) are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Mapping
+from datetime import datetime
+from email.parser import BytesParser
+from email.policy import HTTP
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from bridge import schemas
+from bridge.errors import ConfigError
+from bridge.events import decode_json, encode
+from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.flows.flow import READING_KEY, TAKEN_AT_KEY
+from bridge.messages import topic_level
+
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig, WebhookTarget
+
+log = logging.getLogger(__name__)
+
+# Room for the JSON and the multipart framing beside the largest image the bridge accepts.
+BODY_MARGIN_BYTES = 256 * 1024
+# Webhooks read at the same time; more get 503 (and the sender retries), so memory stays bounded by
+# this times the largest body, whatever arrives.
+CONCURRENT_REQUESTS = 4
+# Seconds a sender may take to send its request: a stalled one does not hold a slot forever.
+REQUEST_TIMEOUT = 30.0
+
+
+class WebhookBodyError(ValueError):
+    """Raised when a webhook body cannot be used; carries the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problems = problems or []
+
+
+def parse_webhook(content_type: str, body: bytes) -> tuple[dict[str, Any], bytes | None]:
+    """The webhook document and, for the multipart variant, the image; WebhookBodyError otherwise."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    image = None
+    if media == "application/json":
+        text: bytes | str = body
+    elif media == "multipart/form-data":
+        # The stdlib's MIME parser, on a body already bounded in size.
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        if not message.is_multipart():
+            raise WebhookBodyError(HTTPStatus.BAD_REQUEST, "the multipart body has no parts")
+        fields = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+        if "json" not in fields:
+            raise WebhookBodyError(HTTPStatus.BAD_REQUEST, "the multipart body has no 'json' field")
+        text = fields["json"].get_payload(decode=True) or b""
+        if "upload" in fields:
+            image = fields["upload"].get_payload(decode=True) or None
+    else:
+        raise WebhookBodyError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            f"{media or 'no content type'}: send JSON or multipart/form-data",
+        )
+    try:
+        document = decode_json(text)
+    except ValueError as exc:
+        raise WebhookBodyError(HTTPStatus.BAD_REQUEST, f"the body is not JSON ({exc})") from None
+    problems = schemas.problems("webhook", document)
+    if problems:
+        raise WebhookBodyError(
+            HTTPStatus.UNPROCESSABLE_ENTITY, "the body is not a Plate Recognizer webhook", problems[:10]
+        )
+    return document, image
+
+
+def _taken_at(data: Mapping[str, Any]) -> datetime | None:
+    value = data.get("timestamp")
+    try:
+        moment = datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo is not None else None
+
+
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b'Connection: close\r\nContent-Length: 30\r\n\r\n{"detail": "busy: try again"}\n'
+)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most CONCURRENT_REQUESTS connections at once and
+    answers any more 503 from its accepting thread, before reading anything of them."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(CONCURRENT_REQUESTS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Called in the accepting thread, one connection after the other.
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY)
+                # What already arrived of the request, so closing does not reset the connection
+                # before the sender reads the answer (never blocks: the socket is non-blocking).
+                request.setblocking(False)
+                request.recv(BODY_MARGIN_BYTES)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class WebhookReceiver(Extension):
+    """An HTTP endpoint (standard library server, a thread of its own) for Plate Recognizer webhooks."""
+
+    name = "webhook-receiver"
+
+    def __init__(self, context: ExtensionContext) -> None:
+        super().__init__(context)
+        self.settings = context.config.webhooks.listen
+        self.max_body = context.config.max_payload_bytes + BODY_MARGIN_BYTES
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def enabled(cls, config: BridgeConfig) -> bool:
+        return config.webhooks.listen.enabled
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the webhook receiver is not started")
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        where = f"{self.settings.host}:{self.settings.port}"
+        try:
+            self._server = _BoundedServer((self.settings.host, self.settings.port), self._handler())
+        except OSError as exc:
+            raise ConfigError(f"webhooks.listen: cannot listen on {where}: {exc.strerror or exc}") from None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        )
+        self._thread.start()
+        log.info("receiving webhooks on http://%s:%d%s", self.settings.host, self.port, self.settings.path)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def authorized(self, query: str, authorization: str | None) -> bool:
+        if self.settings.token is None:
+            return True
+        expected = self.settings.token.get_secret_value().encode()
+        given = [value.encode() for value in parse_qs(query).get("token", [])]
+        if authorization and authorization.startswith("Token "):
+            given.append(authorization.removeprefix("Token ").strip().encode())
+        return any(hmac.compare_digest(expected, value) for value in given)
+
+    def accept(self, document: dict[str, Any], image: bytes | None) -> bool:
+        """Hand the webhook's reading to the routes; False when none takes it."""
+        assert self.context.submit is not None
+        data = document["data"]
+        camera_id = topic_level(str(data.get("camera_id") or "webhook"))
+        topic = self.settings.topic.format(camera_id=camera_id)
+        metadata = {READING_KEY: data, TAKEN_AT_KEY: _taken_at(data)}
+        return self.context.submit(topic, image or b"", metadata)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = REQUEST_TIMEOUT
+
+            def do_POST(self) -> None:
+                path, _, query = self.path.partition("?")
+                if path != receiver.settings.path:
+                    self._answer(HTTPStatus.NOT_FOUND, {"detail": "not found"})
+                    return
+                if not receiver.authorized(query, self.headers.get("Authorization")):
+                    log.warning("webhook from %s refused: wrong or missing token", self.client_address[0])
+                    self._answer(HTTPStatus.FORBIDDEN, {"detail": "wrong or missing token"})
+                    return
+                length = self.headers.get("Content-Length")
+                if length is None or not length.isdigit():
+                    self._answer(HTTPStatus.LENGTH_REQUIRED, {"detail": "Content-Length is required"})
+                    return
+                if int(length) > receiver.max_body:
+                    self.close_connection = True  # the unread body must not be taken for a request
+                    self._answer(
+                        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                        {"detail": f"bodies above {receiver.max_body} bytes"},
+                    )
+                    return
+                body = self.rfile.read(int(length))
+                try:
+                    document, image = parse_webhook(self.headers.get("Content-Type", ""), body)
+                except WebhookBodyError as exc:
+                    log.warning("webhook refused: %s %s", exc, "; ".join(exc.problems[:3]))
+                    self._answer(exc.status, {"detail": str(exc), "problems": exc.problems})
+                    return
+                if not receiver.accept(document, image):
+                    self._answer(HTTPStatus.SERVICE_UNAVAILABLE, {"detail": "no route takes webhooks"})
+                    return
+                self._answer(HTTPStatus.OK, {"accepted": True})
+
+            def do_GET(self) -> None:
+                self._answer(HTTPStatus.METHOD_NOT_ALLOWED, {"detail": "POST a webhook here"})
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                # The request line may carry ?token=: log nothing of it.
+                pass
+
+        return Handler
+
+
+def where(url: str) -> str:
+    """A URL as logs may show it: scheme, host and port; never user info, path or query (tokens)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+class WebhookSender(Extension):
+    """POSTs events to `webhooks.targets` from one thread: bounded queue, retries, jittered backoff."""
+
+    name = "webhook-sender"
+
+    def __init__(self, context: ExtensionContext) -> None:
+        super().__init__(context)
+        self.settings = context.config.webhooks
+        self._queue: deque[tuple[WebhookTarget, bytes]] = deque()
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = 0
+
+    @classmethod
+    def enabled(cls, config: BridgeConfig) -> bool:
+        return bool(config.webhooks.targets)
+
+    def start(self) -> None:
+        import urllib3
+
+        self._http = urllib3.PoolManager(timeout=urllib3.Timeout(self.settings.timeout), retries=False)
+        self._thread = threading.Thread(target=self._work, name="webhook-sender", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(self.settings.timeout + 1)
+        with self._changed:
+            left = len(self._queue)
+        if left:
+            log.warning("webhooks: %d event(s) not delivered before shutdown", left)
+
+    def on_event(self, published: PublishedEvent) -> None:
+        body: bytes | None = None
+        for target in self.settings.targets:
+            if published.kind not in target.events:
+                continue
+            body = body or encode(dict(published.event))
+            with self._changed:
+                if len(self._queue) >= self.settings.queue_size:
+                    dropped_target, _ = self._queue.popleft()
+                    self.dropped += 1
+                    log.warning(
+                        "webhooks: %d deliveries waiting; dropped the oldest (to %s)",
+                        self.settings.queue_size,
+                        where(dropped_target.url),
+                    )
+                self._queue.append((target, body))
+                self._changed.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._queue or self._stopping.is_set())
+                if self._stopping.is_set():
+                    return
+                target, body = self._queue.popleft()
+            if self._deliver(target, body):
+                self.delivered += 1
+            else:
+                self.failed += 1
+
+    def _deliver(self, target: WebhookTarget, body: bytes) -> bool:
+        import urllib3
+
+        headers = {"Content-Type": "application/json", "User-Agent": "plate-bridge"}
+        headers.update({name: value.get_secret_value() for name, value in target.headers.items()})
+        attempt = 0
+        while True:
+            wait: float | None = None
+            try:
+                response = self._http.request("POST", target.url, body=body, headers=headers)
+            except urllib3.exceptions.HTTPError as exc:
+                problem = f"no answer ({type(exc).__name__})"
+            else:
+                if response.status < 300:
+                    return True
+                problem = f"answered {response.status}"
+                if response.status != 429 and response.status < 500:
+                    log.warning("webhooks: %s %s; not retried", where(target.url), problem)
+                    return False
+                retry_after = response.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    wait = float(retry_after)
+            if attempt >= self.settings.retries:
+                log.warning(
+                    "webhooks: %s %s; gave up after %d attempt(s)", where(target.url), problem, attempt + 1
+                )
+                return False
+            ceiling = min(self.settings.backoff_max, self.settings.backoff_initial * 2**attempt)
+            wait = min(self.settings.backoff_max, wait) if wait is not None else random.uniform(0, ceiling)
+            attempt += 1
+            log.info("webhooks: %s %s; retry %d in %.1f s", where(target.url), problem, attempt, wait)
+            if self._stopping.wait(wait):
+                return False

@@ -1,0 +1,131 @@
+"""Prometheus /metrics and /health over real HTTP on 127.0.0.1, with a bridge on a real broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.config import load_config
+from bridge.errors import ConfigError
+from bridge.extensions.metrics import MetricsExtension
+from bridge.service import Bridge
+from tests.conftest import BrokerAddress, Collector, free_port
+from tests.emulator import ReaderEmulator
+from tests.images import jpeg
+
+ROUTE = "cameras/+/image"
+
+
+def samples(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics by (name, sorted labels)."""
+    response = requests.get(f"{base}/metrics", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    found = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def metrics_of(bridge: Bridge) -> MetricsExtension:
+    [extension] = [e for e in bridge.extensions if isinstance(e, MetricsExtension)]
+    return extension
+
+
+def test_metrics_count_frames_events_errors_and_saved_calls(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any
+) -> None:
+    config = load_config(
+        mqtt={"host": broker.host, "port": broker.port, "health_interval": 0},
+        reader={
+            "url": emulator.url,
+            "max_calls_per_second": None,
+            "concurrency": 1,
+            "retries": 0,
+            "breaker_threshold": 1,
+            "breaker_reset": 300,
+        },
+        metrics={"enabled": True, "port": free_port()},
+    )
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+        base = f"http://127.0.0.1:{metrics_of(bridge).port}"
+        health = requests.get(f"{base}/health", timeout=5)
+        assert health.status_code == 200
+        assert health.json()["status"] == "healthy" and health.json()["connected"] is True
+
+        collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+        frame = jpeg()
+        collector.publish("cameras/drive/image", frame)
+        collector.wait_for("plate-bridge/drive/result")
+        collector.publish("cameras/drive/image", frame)  # the same frame again: the repeat cache answers
+        collector.wait_for("plate-bridge/drive/result", 2)
+        collector.publish("cameras/drive/image", b"not an image")
+        collector.wait_for("plate-bridge/drive/error")
+
+        found = samples(base)
+        assert found[("plate_bridge_frames_total", (("route", ROUTE),))] == 3
+        assert found[("plate_bridge_events_total", (("kind", "plate"), ("route", ROUTE)))] == 2
+        assert found[("plate_bridge_events_total", (("kind", "error"), ("route", ROUTE)))] == 1
+        assert found[("plate_bridge_errors_total", (("code", "payload_not_image"),))] == 1
+        assert found[("plate_bridge_reader_calls_saved_total", ())] == 1
+        assert found[("plate_bridge_reader_calls_total", ())] == emulator.calls == 1
+        assert found[("plate_bridge_event_latency_seconds_count", (("route", ROUTE),))] == 1
+        assert found[("plate_bridge_queue_depth", ())] == 0
+        assert found[("plate_bridge_mqtt_connected", ())] == 1
+        assert found[("plate_bridge_reader_state", (("state", "ok"),))] == 1
+
+        # The service fails once: with breaker_threshold 1 the circuit opens, and /health says 503.
+        emulator.fail_next(503)
+        collector.publish("cameras/drive/image", jpeg(text="XY99ZZZ"))
+        collector.wait_for("plate-bridge/drive/error", 2)
+        health = requests.get(f"{base}/health", timeout=5)
+        assert health.status_code == 503
+        assert health.json()["status"] == "unhealthy"
+        assert any("circuit" in problem for problem in health.json()["problems"])
+        found = samples(base)
+        assert found[("plate_bridge_reader_state", (("state", "unavailable"),))] == 1
+        assert found[("plate_bridge_reader_state", (("state", "ok"),))] == 0
+        assert found[("plate_bridge_errors_total", (("code", "reader_unavailable"),))] == 1
+
+        assert requests.get(f"{base}/other", timeout=5).status_code == 404
+    finally:
+        bridge.stop(deadline=5)
+
+
+def test_health_is_503_while_the_broker_cannot_be_reached(emulator: ReaderEmulator) -> None:
+    config = load_config(
+        mqtt={"host": "127.0.0.1", "port": free_port(), "health_interval": 0},  # nothing listens there
+        reader={"url": emulator.url},
+        metrics={"enabled": True, "port": free_port()},
+    )
+    bridge = Bridge(config)
+    bridge.start(connect_wait=0.5)
+    try:
+        health = requests.get(f"http://127.0.0.1:{metrics_of(bridge).port}/health", timeout=5)
+        assert health.status_code == 503
+        assert health.json()["problems"] == ["not connected to the MQTT broker"]
+    finally:
+        bridge.stop(deadline=1)
+
+
+def test_a_taken_port_is_a_clear_error(emulator: ReaderEmulator) -> None:
+    taken = int(emulator.base_url.rsplit(":", 1)[1])
+    config = load_config(
+        mqtt={"host": "127.0.0.1", "port": free_port()},
+        reader={"url": emulator.url},
+        metrics={"enabled": True, "port": taken},
+    )
+    with pytest.raises(ConfigError, match=f"metrics: cannot listen on 127.0.0.1:{taken}"):
+        Bridge(config).start(connect_wait=0.5)
+
+
+def test_metrics_are_off_by_default() -> None:
+    config = load_config(reader={"url": "http://127.0.0.1:1/alpr"})
+    assert not config.metrics.enabled and not MetricsExtension.enabled(config)
