@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,6 +24,9 @@ def plate_event(msg: Message) -> dict[str, Any]:
         event["scale"] = msg.scale
     if msg.metadata.get("cached"):
         event["cached"] = True
+        event["cached_reason"] = msg.metadata.get("cached_reason", "identical")
+        if isinstance(cached_from := msg.metadata.get("cached_from"), datetime):
+            event["cached_from"] = iso_utc(cached_from)
     results = event.get("results")
     if isinstance(results, list) and len(results) == 1 and msg.metadata.get("split"):
         event["plate"] = results[0].get("plate")
