@@ -3,16 +3,20 @@ multi-frame consensus, and the scenarios of benchmarks/credits.py counted in cal
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bridge import schemas
 from bridge.config import RouteConfig
 from bridge.messages import Message
-from bridge.nodes import NodeContext, RecognizeNode
+from bridge.nodes import ConsensusNode, DedupeNode, NodeContext, RecognizeNode
+from bridge.nodes.consensus import vote
 from tests.canned import READING, CannedReader, RecordingPublisher
 from tests.images import jpeg, noisy_jpeg
 
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+IMAGE = jpeg()
 
 
 def context(route: RouteConfig, reader: Any = None) -> NodeContext:
@@ -91,3 +95,149 @@ def test_repeat_window_0_reads_every_frame() -> None:
         node.process(frame(jpeg()))
     assert len(reader.calls) == 3
     assert len(node.cache) == 0
+
+
+# --- plate dedupe -------------------------------------------------------------------------------------
+
+
+def reading(*plates: str, score: float = 0.9) -> dict[str, Any]:
+    return {
+        "processing_time": 10.0,
+        "results": [
+            {
+                "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 12},
+                "plate": plate,
+                "score": score,
+                "candidates": [{"plate": plate, "score": score}],
+            }
+            for plate in plates
+        ],
+    }
+
+
+def read_frame(result: dict[str, Any], at: float, camera: str = "drive", cached: bool = False) -> Message:
+    return frame(IMAGE, camera=camera, at=at, result=result, metadata={"cached": True} if cached else {})
+
+
+def dedupe(**settings: Any) -> DedupeNode:
+    return DedupeNode.from_settings(settings, context(RouteConfig(topic="cameras/+/image")))
+
+
+def test_a_parked_car_is_reported_once_then_again_after_it_left_and_came_back() -> None:
+    node = dedupe(min_interval=60)
+    passed = []
+    # Two minutes parked at 2 frames/s, one frame in ten misread by a character.
+    for index in range(240):
+        plate = "ab12cdf" if index % 10 == 5 else "ab12cde"
+        passed.append(node.process(read_frame(reading(plate), at=index / 2, cached=index % 3 != 0)))
+    assert sum(msg is not None for msg in passed) == 1
+    # Gone for 61 s (frames without plates pass untouched), then back: reported again.
+    empty = node.process(read_frame(reading(), at=150))
+    assert empty is not None and empty.result == reading()
+    assert node.process(read_frame(reading("ab12cde"), at=181)) is not None
+    # Away for less than min_interval: the same visit.
+    assert node.process(read_frame(reading("ab12cde"), at=230)) is None
+    assert node.stats()["plates_reported"] == 2
+
+
+def test_dedupe_keeps_the_new_plate_of_a_frame_and_each_camera_apart() -> None:
+    node = dedupe(min_interval=30)
+    assert node.process(read_frame(reading("ab12cde"), at=0)) is not None
+    both = node.process(read_frame(reading("ab12cde", "xy99zzz"), at=1))
+    assert both is not None and [item["plate"] for item in both.result["results"]] == ["xy99zzz"]
+    assert node.process(read_frame(reading("ab12cde"), at=2, camera="gate")) is not None
+    assert node.process(read_frame(reading("ab12cde", "xy99zzz"), at=3)) is None
+
+
+def test_dedupe_state_is_bounded() -> None:
+    node = dedupe(cameras=16, plates_per_camera=4)
+    for number in range(500):
+        node.process(read_frame(reading(f"cam{number}"), at=number, camera=f"cam-{number}"))
+        node.process(read_frame(reading(f"p{number}x"), at=number))
+    assert node.stats()["dedupe_cameras"] == 16
+    assert len(node._cameras["drive"]) <= 4
+
+
+# --- multi-frame consensus ----------------------------------------------------------------------------
+
+
+class WaitingPublisher(RecordingPublisher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
+        with self.changed:
+            super().publish(topic, payload, qos=qos, retain=retain)
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.raw) >= count, timeout)
+        assert len(self.raw) >= count, f"{len(self.raw)} event(s), wanted {count}"
+        return [event for _, event, _, _ in self.sent]
+
+
+def consensus(publisher: RecordingPublisher | None = None, **settings: Any) -> ConsensusNode:
+    route = RouteConfig(topic="cameras/+/image", name="street")
+    ctx = NodeContext(route=route, base_topic="plate-bridge", publisher=publisher or RecordingPublisher())
+    return ConsensusNode.from_settings(settings, ctx)
+
+
+def test_the_vote_is_per_character_position_so_three_different_misreads_lose() -> None:
+    readings = [[("AB12CDE", 0.9)], [("A812CDE", 0.9)], [("AB12C0E", 0.9)], [("AB17CDE", 0.9)]]
+    assert vote(readings) == "AB12CDE"  # as whole strings, each of the four has one vote
+    # A second candidate counts with its score; a reading of another length loses the length vote.
+    assert vote([[("AB12CDF", 0.8), ("AB12CDE", 0.7)], [("AB12CDE", 0.6)], [("AB12CD", 0.9)]]) == "AB12CDE"
+
+
+def test_a_passing_car_becomes_one_event_with_the_voted_plate_when_it_leaves() -> None:
+    publisher = RecordingPublisher()
+    node = consensus(publisher, gap=2.0, per_frame=False)
+    plates = ["ab12cde", "a812cde", "ab12cde", "ab12c0e", "ab12cde", "ab12cde", "ab17cde", "ab12cde"]
+    for index, plate in enumerate(plates):
+        assert node.process(read_frame(reading(plate), at=index / 2, cached=index in (2, 5))) is None
+    assert publisher.raw == []
+    node.process(read_frame(reading(), at=10))  # the next frame, 6.5 s later: the car has gone
+    [(topic, event, _, _)] = publisher.sent
+    schemas.validate("plate-event", event)
+    assert topic == "plate-bridge/drive/vehicle"
+    assert event["plate"] == event["results"][0]["plate"] == "ab12cde"
+    assert (event["frames"], event["calls"], event["closed"]) == (8, 6, "left")
+    assert [reading["plate"] for reading in event["readings"]] == [
+        p for i, p in enumerate(plates) if i not in (2, 5)
+    ]
+    assert node.stats() == {"vehicle_events": 1, "vehicle_frames": 8, "vehicle_calls": 6}
+
+
+def test_a_vehicle_goes_out_on_the_timer_after_gap_and_a_parked_one_once_after_max_wait() -> None:
+    publisher = WaitingPublisher()
+    node = consensus(publisher, gap=0.3, max_wait=30)
+    node.start()
+    try:
+        assert node.process(read_frame(reading("ab12cde"), at=0)) is not None  # per_frame: passed on
+        [event] = publisher.wait_for(1)
+        assert (event["plate"], event["closed"], event["frames"]) == ("ab12cde", "left", 1)
+    finally:
+        node.stop()
+    publisher = WaitingPublisher()
+    node = consensus(publisher, gap=5, max_wait=30)
+    for index in range(200):  # 100 s parked (the camera's clock)
+        node.process(read_frame(reading("xy99zzz"), at=index / 2))
+    [event] = publisher.wait_for(1)
+    assert (event["closed"], event["frames"]) == ("max_wait", 61)
+    node.stop()  # reported already: nothing more
+    assert len(publisher.raw) == 1
+
+
+def test_consensus_state_is_bounded_and_flushed_not_lost() -> None:
+    publisher = RecordingPublisher()
+    node = consensus(publisher, cameras=4, vehicles_per_camera=2)
+    for number in range(20):
+        node.process(read_frame(reading("ab12cde"), at=0, camera=f"cam-{number}"))
+    for number in range(5):
+        node.process(read_frame(reading(f"zz{number}{number}xx"), at=1))
+    assert len(node._cameras) <= 4 and all(len(vehicles) <= 2 for vehicles in node._cameras.values())
+    node.stop()
+    assert sorted(event["closed"] for _, event, _, _ in publisher.sent).count("evicted") == 20
+    assert len(publisher.sent) == 25

@@ -13,7 +13,9 @@ from bridge.events import encode, error_event
 from bridge.extensions.base import PublishedEvent
 from bridge.messages import Message, route_topic
 from bridge.nodes import (
+    ConsensusNode,
     DecodeNode,
+    DedupeNode,
     FilterNode,
     Node,
     NodeContext,
@@ -30,7 +32,17 @@ ENTRY_POINT_GROUP = "plate_bridge.nodes"
 # The built-in nodes by name; third-party nodes join through the entry-point group above or are
 # named as `module:attribute` in a route's `nodes:` list.
 BUILTIN_NODES: dict[str, type[Node]] = {
-    node.type: node for node in (DecodeNode, RecognizeNode, ValidateNode, FilterNode, SplitNode, PublishNode)
+    node.type: node
+    for node in (
+        DecodeNode,
+        RecognizeNode,
+        ValidateNode,
+        FilterNode,
+        SplitNode,
+        PublishNode,
+        DedupeNode,
+        ConsensusNode,
+    )
 }
 HEAD_NODES = ("decode", "recognize", "validate")
 TAIL_NODES = ("publish",)
