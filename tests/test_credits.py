@@ -3,16 +3,27 @@ multi-frame consensus, and the scenarios of benchmarks/credits.py counted in cal
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from benchmarks import credits
 from bridge import schemas
-from bridge.config import RouteConfig
+from bridge.config import RouteConfig, load_config
 from bridge.messages import Message
+from bridge.mqtt.broker import EmbeddedBroker
 from bridge.nodes import ConsensusNode, DedupeNode, NodeContext, RecognizeNode
 from bridge.nodes.consensus import vote
+from bridge.service import Bridge
 from tests.canned import READING, CannedReader, RecordingPublisher
+from tests.conftest import BrokerAddress, Collector, Mosquitto, free_port
+from tests.emulator import ReaderEmulator
 from tests.images import jpeg, noisy_jpeg
 
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -241,3 +252,162 @@ def test_consensus_state_is_bounded_and_flushed_not_lost() -> None:
     node.stop()
     assert sorted(event["closed"] for _, event, _, _ in publisher.sent).count("evicted") == 20
     assert len(publisher.sent) == 25
+
+
+# --- the scenarios end to end: a real broker, the bridge, the emulator over HTTP ----------------------
+
+# 640x360 frames: the same decisions as the benchmark's 1280x720 ones (tests/test_signature.py checks
+# the harder, smaller size), made in a third of the time.
+HEIGHT = 360
+# The vehicle events go out `gap` s of the bridge's clock after a vehicle's last frame; generous, so a
+# busy machine processing one vehicle's frames slowly does not split it in two.
+GAP = 3.0
+
+
+@pytest.fixture(scope="module")
+def street() -> dict[str, credits.Scenario]:
+    return {scenario.name: scenario for scenario in credits.scenarios(height=HEIGHT)}
+
+
+@pytest.fixture
+def amqtt_broker() -> Iterator[BrokerAddress]:
+    embedded = EmbeddedBroker("127.0.0.1", free_port())
+    embedded.start()
+    try:
+        yield BrokerAddress("amqtt", "127.0.0.1", embedded.port)
+    finally:
+        embedded.stop()
+
+
+def teach(emulator: ReaderEmulator, scenario: credits.Scenario) -> None:
+    """The emulator answers each frame with the plate it shows, or the scenario's misread of it."""
+    for item in scenario.frames:
+        right = item.plate if item.reading else None
+        emulator.set_response(item.jpeg, credits.reader_response(item.read_as, right), verbatim=False)
+
+
+def bridge_settings(
+    broker: BrokerAddress, emulator: ReaderEmulator, route: dict[str, Any], **mqtt: Any
+) -> Any:
+    return load_config(
+        mqtt={"host": broker.host, "port": broker.port, "client_id": f"credits-{os.getpid()}", **mqtt},
+        reader={"url": emulator.url, "max_calls_per_second": None, "concurrency": 2},
+        routes=[{"topic": "cameras/+/image", **route}],
+        queued_frames_per_camera=500,  # every frame is decided, none pushed out
+    )
+
+
+def play(
+    broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    scenario: credits.Scenario,
+    route: dict[str, Any],
+    collector_factory: Any,
+    vehicles: int = 0,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Publish the scenario's frames as fast as the bridge takes them (each with its camera timestamp);
+    the per-frame events and the vehicle events once they are all there."""
+    teach(emulator, scenario)
+    bridge = Bridge(bridge_settings(broker, emulator, route))
+    bridge.start()
+    try:
+        assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+        collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+        for item in scenario.frames:
+            collector.publish("cameras/street/image", item.envelope("street"))
+        results = collector.wait_for("plate-bridge/street/result", len(scenario.frames), timeout=60)
+        if vehicles:
+            collector.wait_for("plate-bridge/street/vehicle", vehicles, timeout=30)
+    finally:
+        bridge.stop(deadline=5)
+    assert collector.on("plate-bridge/street/error") == []
+    # Counted once the bridge has stopped: a vehicle reported twice would show.
+    return results, collector.on("plate-bridge/street/vehicle")
+
+
+def test_a_parked_car_costs_at_most_two_calls_instead_of_120(
+    amqtt_broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    street: dict[str, credits.Scenario],
+    collector_factory: Any,
+) -> None:
+    scenario = street["parked_car"]
+    assert len(scenario.frames) == 120
+    results, _ = play(amqtt_broker, emulator, scenario, {}, collector_factory)
+    assert emulator.calls <= 2
+    reasons = [event.get("cached_reason") for event in results]
+    assert reasons.count("similar") >= 118, reasons
+    for event in results:
+        schemas.validate("plate-event", event)
+        assert event["results"][0]["plate"] == scenario.frames[0].plate.lower()
+
+
+def test_a_passing_car_misread_three_times_is_one_event_with_the_right_plate_for_four_calls(
+    amqtt_broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    street: dict[str, credits.Scenario],
+    collector_factory: Any,
+) -> None:
+    scenario = street["passing_car"]
+    route = {"reuse": {"vehicle_interval": 1.5}, "nodes": [{"type": "consensus", "gap": GAP}]}
+    results, vehicles = play(amqtt_broker, emulator, scenario, route, collector_factory, vehicles=1)
+    assert emulator.calls <= 4
+    right = scenario.frames[0].plate.lower()
+    # The per-frame events carry the misreads a naive integration would publish...
+    assert {event["results"][0]["plate"] for event in results} - {right}
+    # ...the vehicle event the voted plate, and what it cost.
+    [vehicle] = vehicles
+    schemas.validate("plate-event", vehicle)
+    assert vehicle["plate"] == right
+    assert (vehicle["frames"], vehicle["calls"]) == (10, emulator.calls)
+
+
+def test_a_busy_street_misses_no_vehicle(
+    amqtt_broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    street: dict[str, credits.Scenario],
+    collector_factory: Any,
+) -> None:
+    scenario = street["busy_street"]
+    passing = [plate for index, plate in enumerate(f.plate for f in scenario.frames) if index % 4 == 0]
+    assert len(passing) == 10
+    route = {"reuse": {"vehicle_interval": 1.5}, "nodes": [{"type": "consensus", "gap": GAP}]}
+    _, vehicles = play(amqtt_broker, emulator, scenario, route, collector_factory, vehicles=len(passing))
+    assert [event["plate"] for event in vehicles] == [plate.lower() for plate in passing]
+    assert emulator.calls < len(scenario.frames)
+
+
+@pytest.mark.mosquitto
+def test_replicas_on_a_round_robin_shared_subscription_each_pay_for_the_parked_car_once(
+    emulator: ReaderEmulator, street: dict[str, credits.Scenario], collector_factory: Any, tmp_path: Path
+) -> None:
+    """mosquitto hands a shared subscription's messages to its members in turn, so every replica sees
+    the parked car and reads it once: the bound the README gives is one call per replica."""
+    if shutil.which("mosquitto") is None:
+        pytest.skip("the mosquitto binary is not installed")
+    scenario = credits.Scenario("parked", "", street["parked_car"].frames[:20])
+    teach(emulator, scenario)
+    mosquitto = Mosquitto(tmp_path).start()
+    address = BrokerAddress("mosquitto", "127.0.0.1", mosquitto.port)
+    replicas = []
+    try:
+        for index in range(2):
+            replica = Bridge(
+                bridge_settings(
+                    address, emulator, {"share_group": "alpr"}, protocol="5", client_id=f"replica-{index}"
+                )
+            )
+            replica.start()
+            assert replica.mqtt is not None and replica.mqtt.wait_connected(10)
+            replicas.append(replica)
+        collector: Collector = collector_factory(address.host, address.port, ["plate-bridge/+/result"])
+        for item in scenario.frames:
+            collector.publish("cameras/street/image", item.envelope("street"))
+        events = collector.wait_for_total(len(scenario.frames), timeout=60)
+        received = [replica.stats.received for replica in replicas]
+    finally:
+        for replica in replicas:
+            replica.stop(deadline=5)
+        mosquitto.stop()
+    assert len(events) == len(scenario.frames) and all(count > 0 for count in received), received
+    assert emulator.calls == len(replicas)  # one replica alone: 1 (the test above); two: 2
