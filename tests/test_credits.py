@@ -16,10 +16,12 @@ import pytest
 from benchmarks import credits
 from bridge import schemas
 from bridge.config import RouteConfig, load_config
+from bridge.flows import Flow
 from bridge.messages import Message
 from bridge.mqtt.broker import EmbeddedBroker
 from bridge.nodes import ConsensusNode, DedupeNode, NodeContext, RecognizeNode
 from bridge.nodes.consensus import vote
+from bridge.nodes.savings import credit_stats
 from bridge.service import Bridge
 from tests.canned import READING, CannedReader, RecordingPublisher
 from tests.conftest import BrokerAddress, Collector, Mosquitto, free_port
@@ -411,3 +413,21 @@ def test_replicas_on_a_round_robin_shared_subscription_each_pay_for_the_parked_c
         mosquitto.stop()
     assert len(events) == len(scenario.frames) and all(count > 0 for count in received), received
     assert emulator.calls == len(replicas)  # one replica alone: 1 (the test above); two: 2
+
+
+def test_credit_stats_add_up_every_route_for_the_health_document() -> None:
+    route = RouteConfig(topic="cameras/+/image", nodes=["dedupe"])
+    nodes = [
+        node for _ in range(2) for node in Flow.build(route, context(route, CannedReader(READING))).nodes
+    ]
+    for node in nodes[1::7]:  # each route's recognize node
+        for _ in range(3):
+            node.process(frame(IMAGE))
+    totals = credit_stats(nodes)
+    assert (totals["frames"], totals["calls"], totals["calls_saved"], totals["saved_identical"]) == (
+        6,
+        2,
+        4,
+        4,
+    )
+    assert totals["plates_suppressed"] == 0 and totals["cache_cameras"] == 2
