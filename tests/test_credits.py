@@ -420,14 +420,11 @@ def test_credit_stats_add_up_every_route_for_the_health_document() -> None:
     nodes = [
         node for _ in range(2) for node in Flow.build(route, context(route, CannedReader(READING))).nodes
     ]
-    for node in nodes[1::7]:  # each route's recognize node
-        for _ in range(3):
-            node.process(frame(IMAGE))
+    for node in nodes:
+        if isinstance(node, RecognizeNode):
+            for _ in range(3):
+                node.process(frame(IMAGE))
     totals = credit_stats(nodes)
-    assert (totals["frames"], totals["calls"], totals["calls_saved"], totals["saved_identical"]) == (
-        6,
-        2,
-        4,
-        4,
-    )
+    assert (totals["frames"], totals["calls"], totals["calls_saved"]) == (6, 2, 4)
+    assert totals["saved_identical"] == 4
     assert totals["plates_suppressed"] == 0 and totals["cache_cameras"] == 2
