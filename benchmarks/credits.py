@@ -15,11 +15,15 @@ misread), so the counts are the bridge's decisions only. tests/test_credits.py c
 
 from __future__ import annotations
 
+import argparse
 import base64
 import csv
 import io
 import json
 import random
+import sys
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -267,3 +271,176 @@ def scenarios(height: int = FRAME_SIZE[1], folder: Path | None = None) -> list[S
         passing_car(pictures[1], height=height),
         busy_street(pictures[2:], height=height),
     ]
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    # The defaults: identical and similar frames reuse a reading (repeat_window 60 s).
+    "defaults": {},
+    # The gate/driveway recipe of the README: a vehicle in view is read every 1.5 s, and its readings
+    # are voted into one vehicle event.
+    "vehicle_interval 1.5 + consensus": {
+        "reuse": {"vehicle_interval": 1.5},
+        "nodes": [{"type": "consensus", "gap": 3.0}],
+    },
+}
+
+
+@dataclass
+class Outcome:
+    frames: int
+    calls: int
+    vehicles: list[str]
+    reported: list[str]
+
+    @property
+    def ratio(self) -> float:
+        return self.calls / self.frames
+
+
+def _play(scenario: Scenario, route: dict[str, Any], *, fast: bool) -> Outcome:
+    from bridge.config import load_config
+    from bridge.mqtt.broker import EmbeddedBroker, pick_port
+    from bridge.service import Bridge
+    from tests.conftest import Collector
+    from tests.emulator import ReaderEmulator
+
+    # A broker of its own per run: amqtt's session bookkeeping trips over clients of earlier runs.
+    broker = EmbeddedBroker("127.0.0.1", pick_port("127.0.0.1", 0))
+    broker.start()
+    broker_port = broker.port
+    with ReaderEmulator() as emulator:
+        for item in scenario.frames:
+            emulator.set_response(
+                item.jpeg, reader_response(item.read_as, item.plate if item.reading else None)
+            )
+        config = load_config(
+            mqtt={"host": "127.0.0.1", "port": broker_port, "client_id": "credits-bench"},
+            reader={"url": emulator.url, "max_calls_per_second": None, "concurrency": 2},
+            routes=[{"topic": "cameras/+/image", **route}],
+            queued_frames_per_camera=500,
+        )
+        bridge = Bridge(config)
+        bridge.start()
+        collector = Collector("127.0.0.1", broker_port, ["plate-bridge/#"])
+        try:
+            started = time.monotonic()
+            for item in scenario.frames:
+                if not fast:
+                    time.sleep(max(0.0, started + item.at - time.monotonic()))
+                collector.publish("cameras/street/image", item.envelope("street"))
+            collector.wait_for("plate-bridge/street/result", len(scenario.frames), timeout=120)
+            if route.get("nodes") and scenario.vehicles:
+                # The last vehicle goes out `gap` s after its last frame.
+                give_up = time.monotonic() + 30
+                while time.monotonic() < give_up and len(collector.on("plate-bridge/street/vehicle")) < len(
+                    _visits(scenario)
+                ):
+                    time.sleep(0.1)
+        finally:
+            bridge.stop(deadline=5)
+            collector.close()
+            broker.stop()
+        reported = [event["plate"] for event in collector.on("plate-bridge/street/vehicle")]
+        return Outcome(len(scenario.frames), emulator.calls, _visits(scenario), reported)
+
+
+def _visits(scenario: Scenario) -> list[str]:
+    """The plate of each vehicle that passes, in order (a plate coming back later counts again)."""
+    visits: list[str] = []
+    previous = None
+    for item in scenario.frames:
+        if item.plate and item.plate != previous:
+            visits.append(item.plate.lower())
+        previous = item.plate
+    return visits
+
+
+def signature_cost(scenario: Scenario) -> float:
+    """Median CPU time of one frame's signature, in milliseconds."""
+    from bridge.signature import signature
+
+    costs = []
+    for item in scenario.frames[:40]:
+        started = time.process_time()
+        signature(item.jpeg)
+        costs.append(time.process_time() - started)
+    return sorted(costs)[len(costs) // 2] * 1000
+
+
+def report(results: dict[str, dict[str, Outcome]], notes: list[str]) -> str:
+    names = list(CONFIGURATIONS)
+    lines = [
+        SECTION,
+        "",
+        "Measured with `python -m benchmarks.credits` (`tests/test_credits.py` checks the same counts). "
+        "A naive integration makes one call per frame; the ratio is the bridge's calls over those. "
+        + " ".join(notes),
+        "",
+        "| scenario | frames (naive calls) | " + " | ".join(f"bridge, {name}" for name in names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for scenario, outcomes in results.items():
+        cells = []
+        for name in names:
+            outcome = outcomes[name]
+            cell = f"{outcome.calls} calls, **{outcome.ratio:.2f}x**"
+            if outcome.reported:
+                right = sum((Counter(outcome.vehicles) & Counter(outcome.reported)).values())
+                found = f"{right}/{len(outcome.vehicles)} vehicles right"
+                cell += f"; {len(outcome.reported)} vehicle events, {found}"
+            cells.append(cell)
+        frames = next(iter(outcomes.values())).frames
+        lines.append(f"| {scenario} | {frames} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
+    """Put `text` in BENCHMARKS.md in place of its credits section (or at the end)."""
+    document = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
+    start = document.find(SECTION)
+    if start < 0:
+        document = document.rstrip("\n") + "\n\n" + text
+    else:
+        end = document.find("\n## ", start + len(SECTION))
+        document = document[:start] + text + (document[end + 1 :] if end >= 0 else "")
+    path.write_text(document, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="publish as fast as taken, camera timestamps")
+    parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    parser.add_argument("--photos", type=Path, default=None, help="a folder of photos with labels.tsv")
+    parser.add_argument("--height", type=int, default=FRAME_SIZE[1], help="frame height (16:9)")
+    options = parser.parse_args(argv)
+
+    made = time.monotonic()
+    chosen = scenarios(options.height, options.photos)
+    source = chosen[0].frames and photos(folder=options.photos)[0].source
+    width = round(options.height * 16 / 9)
+    costs = {scenario.name: signature_cost(scenario) for scenario in chosen}
+    notes = [
+        f"Frames: {width}x{options.height} JPEGs made from the photos of `{source}` in "
+        f"{time.monotonic() - made:.0f} s; published {'as fast as taken' if options.fast else 'in real time'}"
+        f" at {FPS:g} frames/s of camera time, against the emulator and an embedded broker (amqtt). A frame's"
+        f" signature took {min(costs.values()):.1f}-{max(costs.values()):.1f} ms of CPU (median), on"
+        f" {datetime.now(UTC):%Y-%m-%d}.",
+    ]
+    results: dict[str, dict[str, Outcome]] = {}
+    for scenario in chosen:
+        results[scenario.name] = {}
+        for name, route in CONFIGURATIONS.items():
+            outcome = _play(scenario, route, fast=options.fast)
+            results[scenario.name][name] = outcome
+            print(f"{scenario.name:12} {name:34} {outcome}", file=sys.stderr, flush=True)
+    text = report(results, notes)
+    print(text)
+    if options.write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -112,7 +112,8 @@ class RecognizeNode(Node):
                     return self._reuse(msg, recent[index], "similar")
         if reuse.vehicle_interval and recent:
             last = recent[-1]
-            if last.has_plate and 0 <= frame_time - last.frame_time < reuse.vehicle_interval:
+            # Either side: two workers may take a camera's frames a moment out of order.
+            if last.has_plate and abs(frame_time - last.frame_time) < reuse.vehicle_interval:
                 return self._reuse(msg, last, "interval")
         self._count("frames", "calls")
         read = self._recognize(msg)
