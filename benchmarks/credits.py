@@ -20,6 +20,7 @@ import base64
 import csv
 import io
 import json
+import os
 import random
 import sys
 import time
@@ -369,27 +370,33 @@ def signature_cost(scenario: Scenario) -> float:
     return sorted(costs)[len(costs) // 2] * 1000
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
 def report(results: dict[str, dict[str, Outcome]], notes: list[str]) -> str:
     names = list(CONFIGURATIONS)
     lines = [
         SECTION,
         "",
-        "Measured with `python -m benchmarks.credits` (`tests/test_credits.py` checks the same counts). "
-        "A naive integration makes one call per frame; the ratio is the bridge's calls over those. "
-        + " ".join(notes),
+        "Measured with `python -m benchmarks.credits` (`tests/test_credits.py` checks the same counts at "
+        "640x360). A naive integration makes one reader call per frame; the ratio is the bridge's calls "
+        "over those. " + " ".join(notes),
         "",
-        "| scenario | frames (naive calls) | " + " | ".join(f"bridge, {name}" for name in names) + " |",
+        "| scenario | frames = naive calls | " + " | ".join(f"bridge, {name}" for name in names) + " |",
         "|---|---:|" + "---:|" * len(names),
     ]
     for scenario, outcomes in results.items():
         cells = []
         for name in names:
             outcome = outcomes[name]
-            cell = f"{outcome.calls} calls, **{outcome.ratio:.2f}x**"
+            cell = f"{_plural(outcome.calls, 'call')}, **{outcome.ratio:.2f}x**"
             if outcome.reported:
                 right = sum((Counter(outcome.vehicles) & Counter(outcome.reported)).values())
-                found = f"{right}/{len(outcome.vehicles)} vehicles right"
-                cell += f"; {len(outcome.reported)} vehicle events, {found}"
+                cell += (
+                    f"; {_plural(len(outcome.reported), 'vehicle event')}, "
+                    f"{right} of {len(outcome.vehicles)} vehicles with the right plate"
+                )
             cells.append(cell)
         frames = next(iter(outcomes.values())).frames
         lines.append(f"| {scenario} | {frames} | " + " | ".join(cells) + " |")
@@ -408,6 +415,13 @@ def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
     path.write_text(document, encoding="utf-8")
 
 
+def _shown(folder: str) -> str:
+    """A folder as the report shows it: as the repo sees it, not as this machine does."""
+    return {str(PLATES_DIR): "../shared/data/plates", str(EXAMPLES_DIR): "examples/images"}.get(
+        folder, folder
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="publish as fast as taken, camera timestamps")
@@ -422,11 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     width = round(options.height * 16 / 9)
     costs = {scenario.name: signature_cost(scenario) for scenario in chosen}
     notes = [
-        f"Frames: {width}x{options.height} JPEGs made from the photos of `{source}` in "
+        f"Frames: {width}x{options.height} JPEGs made from the photos of `{_shown(source)}` in "
         f"{time.monotonic() - made:.0f} s; published {'as fast as taken' if options.fast else 'in real time'}"
         f" at {FPS:g} frames/s of camera time, against the emulator and an embedded broker (amqtt). A frame's"
-        f" signature took {min(costs.values()):.1f}-{max(costs.values()):.1f} ms of CPU (median), on"
-        f" {datetime.now(UTC):%Y-%m-%d}.",
+        f" signature took {min(costs.values()):.1f}-{max(costs.values()):.1f} ms of CPU (median; load"
+        f" average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs), on {datetime.now(UTC):%Y-%m-%d}.",
     ]
     results: dict[str, dict[str, Outcome]] = {}
     for scenario in chosen:
