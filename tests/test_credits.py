@@ -101,6 +101,20 @@ def test_a_reading_expires_after_the_window_on_either_clock() -> None:
     assert len(reader.calls) == 3
 
 
+def test_similar_frames_reuse_a_reading_unless_turned_off_or_asked_differently() -> None:
+    frames = credits.parked_car(credits.photos()[0], seconds=2, height=HEIGHT).frames
+    reader = CannedReader(READING)
+    node = recognize(reader, regions=["gb"])
+    reasons = [
+        node.process(frame(item.jpeg, regions=("gb",))).metadata.get("cached_reason") for item in frames
+    ]
+    assert reasons == [None, "similar", "similar", "similar"]
+    node.process(frame(frames[1].jpeg, regions=("fr",)))  # other parameters: another reading
+    assert len(reader.calls) == 2
+    strict = recognize(CannedReader(READING), reuse={"similar": False})
+    assert not any(strict.process(frame(item.jpeg)).metadata.get("cached") for item in frames)
+
+
 def test_repeat_window_0_reads_every_frame() -> None:
     reader = CannedReader(READING)
     node = recognize(reader, repeat_window=0)
