@@ -33,6 +33,8 @@ LONG_SIDE = 64
 BLOCK = 8
 """Signature pixels on a block's side: blocks are an eighth of the frame's long side."""
 MIN_BLOCK_COVERAGE = 0.25
+_HALF = BLOCK // 2
+_OFFSETS = ((0, 0), (_HALF, 0), (0, _HALF), (_HALF, _HALF))
 """A block mostly masked out is not compared: its few pixels left would weigh like a whole block."""
 
 Region = tuple[float, float, float, float]
@@ -71,9 +73,11 @@ class Mask:
         """The regions as boxes of signature pixels, grown outwards so each covers its region fully."""
         return _boxes(self.regions, frame_size, size)
 
-    def coverage(self, frame_size: tuple[int, int], size: tuple[int, int]) -> tuple[float, ...]:
-        """The share of each block that is not masked (1.0 everywhere without regions)."""
-        return _coverage(self.regions, frame_size, size)
+    def coverage(
+        self, frame_size: tuple[int, int], size: tuple[int, int], offset: tuple[int, int] = (0, 0)
+    ) -> tuple[float, ...]:
+        """The share of each block (of the grid shifted by `offset`) that is not masked."""
+        return _coverage(self.regions, frame_size, size, offset)
 
 
 @lru_cache(maxsize=64)
@@ -97,12 +101,12 @@ def _boxes(
 
 @lru_cache(maxsize=64)
 def _coverage(
-    regions: tuple[Region, ...], frame_size: tuple[int, int], size: tuple[int, int]
+    regions: tuple[Region, ...], frame_size: tuple[int, int], size: tuple[int, int], offset: tuple[int, int]
 ) -> tuple[float, ...]:
     kept = Image.new("F", size, 1.0)
     for box in _boxes(regions, frame_size, size):
         kept.paste(0.0, box)
-    return _values(kept.resize(_blocks(size), Image.Resampling.BOX))
+    return _block_means(kept, offset)
 
 
 def _values(picture: Image.Image) -> tuple[float, ...]:
@@ -118,8 +122,15 @@ def _grid(frame_size: tuple[int, int]) -> tuple[int, int]:
     return max(BLOCK, round(LONG_SIDE * width / height)), LONG_SIDE
 
 
-def _blocks(size: tuple[int, int]) -> tuple[int, int]:
-    return math.ceil(size[0] / BLOCK), math.ceil(size[1] / BLOCK)
+def _block_means(picture: Image.Image, offset: tuple[int, int]) -> tuple[float, ...]:
+    """The mean of each whole BLOCK x BLOCK block of the grid starting at `offset` (the rest of the
+    picture, less than a block, is covered by the grid shifted by half a block)."""
+    left, top = offset
+    across, down = (picture.width - left) // BLOCK, (picture.height - top) // BLOCK
+    if not across or not down:
+        return ()
+    window = picture.crop((left, top, left + across * BLOCK, top + down * BLOCK))
+    return _values(window.resize((across, down), Image.Resampling.BOX))
 
 
 def signature(image: bytes, mask: Mask | None = None) -> Signature | None:
@@ -162,11 +173,17 @@ def difference(a: Signature, b: Signature, mask: Mask | None = None) -> float:
         gain = a.mean / b.mean
         second = second.point([min(255, round(level * gain)) for level in range(256)])
     changed = ImageChops.difference(first, second).convert("F")
-    blocks = _values(changed.resize(_blocks(a.size), Image.Resampling.BOX))
-    if not mask:
-        return float(max(blocks))
-    coverage = mask.coverage(a.frame_size, a.size)
-    compared = [
-        level / kept for level, kept in zip(blocks, coverage, strict=True) if kept >= MIN_BLOCK_COVERAGE
-    ]
-    return float(max(compared, default=0.0))
+    worst = 0.0
+    # Blocks on a grid and on the grid shifted by half a block each way: a vehicle straddling four
+    # blocks of one grid fills most of one block of another.
+    for offset in _OFFSETS:
+        blocks = _block_means(changed, offset)
+        if mask:
+            coverage = mask.coverage(a.frame_size, a.size, offset)
+            blocks = tuple(
+                level / kept
+                for level, kept in zip(blocks, coverage, strict=True)
+                if kept >= MIN_BLOCK_COVERAGE
+            )
+        worst = max(worst, max(blocks, default=0.0))
+    return worst
