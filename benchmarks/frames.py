@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 # The repo sits beside shared/ (…/main and …/shared); the photos are read in place, never copied.
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
@@ -74,13 +74,26 @@ def _jpeg_near(image: Image.Image, target_bytes: int) -> bytes:
 
 
 def _synthetic(count: int, target_bytes: int) -> list[bytes]:
-    """Noisy gradients: they compress like photos do (badly), so sizes can be hit like real frames."""
+    """Noisy gradients: they compress like photos do (badly), so sizes can be hit like real frames.
+    Each has boxes of its own, so no two look like the same scene to the bridge's similar-frame check
+    (noise alone averages out to the same grey picture), as no two photos do."""
     rng = random.Random(6)
     frames = []
+    width, height = SYNTHETIC_SIZE
     for _ in range(count):
         noise = Image.effect_noise(SYNTHETIC_SIZE, rng.uniform(40, 80))
         gradient = Image.linear_gradient("L").resize(SYNTHETIC_SIZE)
         picture = Image.merge("RGB", (noise, gradient, Image.blend(noise, gradient, 0.5)))
+        draw = ImageDraw.Draw(picture)
+        for _ in range(6):
+            left, top = rng.randrange(width - width // 4), rng.randrange(height - height // 4)
+            box = (
+                left,
+                top,
+                left + rng.randrange(width // 10, width // 4),
+                top + rng.randrange(height // 10, height // 4),
+            )
+            draw.rectangle(box, fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)))
         frames.append(_jpeg_near(picture, target_bytes))
     return frames
 

@@ -169,6 +169,49 @@ def _node_spec(value: object) -> object:
     return {"type": value} if isinstance(value, str) else value
 
 
+Region = tuple[float, float, float, float]
+
+
+class ReuseConfig(StrictModel):
+    """When a camera's frame reuses a recent reading instead of a reader call (bridge/signature.py)."""
+
+    similar: bool = Field(
+        True,
+        description="Reuse the reading of a similar frame (same scene re-encoded, brighter, clock changed); "
+        "false: only byte-identical frames.",
+    )
+    threshold: float = Field(
+        12.0,
+        ge=0,
+        le=255,
+        description="Largest change of the frame's most changed block (mean absolute grey-level difference, "
+        "0-255, brightness evened out) for it to count as similar.",
+    )
+    mask: list[Region] = Field(
+        default_factory=list,
+        description="Regions left out of the comparison (the camera's clock or name overlay): [x, y, w, h], "
+        "fractions of the frame when all four are at most 1, else pixels.",
+    )
+    vehicle_interval: float = Field(
+        0.0,
+        ge=0,
+        description="While the camera's last reading has a plate, read at most one changed frame every this "
+        "many seconds (frame time); the frames between reuse that reading. 0: read every changed frame.",
+    )
+    history: int = Field(4, ge=1, le=64, description="Recent readings per camera a frame is compared with.")
+    cameras: int = Field(
+        64, ge=1, description="Cameras whose readings are kept; the least recently seen is forgotten first."
+    )
+
+    @field_validator("mask")
+    @classmethod
+    def _regions_are_boxes(cls, value: list[Region]) -> list[Region]:
+        for x, y, w, h in value:
+            if min(x, y) < 0 or min(w, h) <= 0:
+                raise ValueError(f"mask region {[x, y, w, h]}: x and y must be >= 0, w and h > 0")
+        return value
+
+
 class RouteConfig(StrictModel):
     topic: str = Field(description="MQTT filter the frames arrive on; + and # allowed.")
     name: str | None = Field(None, description="Route name in logs and events (default: the topic).")
@@ -184,8 +227,12 @@ class RouteConfig(StrictModel):
     repeat_window: float = Field(
         60.0,
         ge=0,
-        description="Seconds during which a frame identical to the camera's previous one reuses its "
-        "reading instead of a new (paid) reader call; 0: always call.",
+        description="Seconds during which a frame identical or similar to one recently read on the same "
+        "camera reuses that reading instead of a new (paid) reader call; 0: always call.",
+    )
+    reuse: ReuseConfig = Field(
+        default_factory=ReuseConfig,
+        description="How a frame is found to be the same scene as one recently read (see repeat_window).",
     )
     nodes: list[Annotated[NodeSpec, Field()]] = Field(
         default_factory=list, description="Extra nodes between validate and publish."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -24,6 +25,9 @@ def plate_event(msg: Message) -> dict[str, Any]:
         event["scale"] = msg.scale
     if msg.metadata.get("cached"):
         event["cached"] = True
+        event["cached_reason"] = msg.metadata.get("cached_reason", "identical")
+        if isinstance(cached_from := msg.metadata.get("cached_from"), datetime):
+            event["cached_from"] = iso_utc(cached_from)
     frigate = msg.metadata.get("frigate")
     if frigate:
         event["frigate"] = dict(frigate)

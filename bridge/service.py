@@ -18,6 +18,7 @@ from bridge.messages import Message, OwnTopics, TopicFilter, topic_level, utc_no
 from bridge.mqtt import InboundMessage, MqttClient, RetainedFrames
 from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from bridge.nodes import NodeContext, Reader
+from bridge.nodes.savings import credit_stats
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
 
@@ -232,6 +233,7 @@ class Bridge:
             "reader_calls": guard.calls if guard else 0,
             "reader_retries": guard.retries if guard else 0,
             "connected": self.mqtt.connected if self.mqtt else False,
+            "credits": credit_stats(node for route in self._routes for node in route.flow.nodes),
         }
 
     def _report_health(self) -> None:
@@ -385,8 +387,8 @@ class Bridge:
             self._drop(route, msg, "shutdown")
         for worker in self._workers:
             worker.join(max(0.0, give_up - time.monotonic()) + 0.5)
-        if self.mqtt is not None:
-            self.mqtt.stop()
+        # Flows first (a consensus node publishes the vehicles still open), then the extensions that
+        # listen to their events, and the broker connection last, so nothing is published into it closed.
         for route in self._routes:
             route.flow.stop()
         for extension in reversed(self.extensions):
@@ -394,5 +396,7 @@ class Bridge:
                 extension.stop()
             except Exception:
                 log.exception("extension %s failed to stop", extension.name)
+        if self.mqtt is not None:
+            self.mqtt.stop()
         if self.broker is not None:
             self.broker.stop()

@@ -219,13 +219,22 @@ def test_an_identical_frame_reuses_the_reading_without_a_call(
     collector.wait_for("plate-bridge/gate/result")
     for event in events:
         schemas.validate("plate-event", event)
-    assert [event.get("cached", False) for event in events] == [False, True, True, False, False]
+    # The last frame is the first one again: it reuses that reading (the camera's recent readings are
+    # kept, not only its last one).
+    assert [event.get("cached", False) for event in events] == [False, True, True, False, True]
+    assert [event.get("cached_reason") for event in events] == [
+        None,
+        "identical",
+        "identical",
+        None,
+        "identical",
+    ]
     assert events[1]["results"] == events[0]["results"]
     # Cameras are served round-robin, so the gate's call may come anywhere among the drive's.
     by_camera: dict[str, list[bytes | None]] = {}
     for request in emulator.requests:
         by_camera.setdefault(request.fields["camera_id"][0], []).append(request.upload)
-    assert by_camera == {"drive": [FRAME, other, FRAME], "gate": [FRAME]}
+    assert by_camera == {"drive": [FRAME, other], "gate": [FRAME]}
 
 
 def test_a_413_is_downscaled_once_and_the_event_reports_the_scale(

@@ -13,7 +13,9 @@ from bridge.events import encode, error_event
 from bridge.extensions.base import PublishedEvent
 from bridge.messages import Message, route_topic
 from bridge.nodes import (
+    ConsensusNode,
     DecodeNode,
+    DedupeNode,
     FilterNode,
     Node,
     NodeContext,
@@ -32,7 +34,17 @@ ENTRY_POINT_GROUP = "plate_bridge.nodes"
 # named as `module:attribute` in a route's `nodes:` list.
 BUILTIN_NODES: dict[str, type[Node]] = {
     node.type: node
-    for node in (DecodeNode, RecognizeNode, ValidateNode, FilterNode, SplitNode, WatchlistNode, PublishNode)
+    for node in (
+        DecodeNode,
+        RecognizeNode,
+        ValidateNode,
+        FilterNode,
+        SplitNode,
+        WatchlistNode,
+        DedupeNode,
+        ConsensusNode,
+        PublishNode,
+    )
 }
 HEAD_NODES = ("decode", "recognize", "validate")
 TAIL_NODES = ("publish",)
