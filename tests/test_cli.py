@@ -91,7 +91,10 @@ def test_recognize_csv_with_every_parameter(secured: ReaderEmulator, tmp_path: P
     ("args", "message"),
     [
         (["recognize", "missing.jpg", "--url", "http://127.0.0.1:9/"], "missing.jpg: no such file or folder"),
-        (["recognize", "."], "the cloud API needs a token"),
+        (
+            ["recognize", ".", "--url", "https://api.platerecognizer.com/v1/plate-reader/"],
+            "the cloud URL needs a token",
+        ),
         (["recognize", "README.md", "--url", "http://127.0.0.1:9/", "--regions", "zz"], "unknown region"),
         (["check-config", "nope.yaml"], "cannot read nope.yaml"),
     ],
@@ -115,7 +118,10 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
 
 def test_check_config_lists_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("mqtt: {prot: 1}\nroutes: [{topic: 'a/#/b', regions: [no]}]\n")
+    path.write_text(
+        "mqtt: {prot: 1}\nreader: {url: 'https://api.platerecognizer.com/v1/plate-reader/'}\n"
+        "routes: [{topic: 'a/#/b', regions: [no]}]\n"
+    )
     done = plate_bridge("check-config", str(path))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
