@@ -116,6 +116,13 @@ def _reader_settings(url: str | None, token: str | None, **settings: Any) -> Rea
     return reader
 
 
+def _quiet_one_shot(args: argparse.Namespace) -> None:
+    """A one-shot command's output is its result: the bridge's INFO narration (which reader, over
+    which transport) is for -v."""
+    if not args.verbose:
+        logging.getLogger("bridge").setLevel(logging.WARNING)
+
+
 def _split_commas(value: str) -> list[str]:
     """`--regions gb,fr` as well as `--regions gb --regions fr`."""
     return [code.strip() for code in value.split(",") if code.strip()]
@@ -136,6 +143,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--regions: {exc}") from None
     paths = _image_paths(args.paths)
+    _quiet_one_shot(args)
     settings = _reader_settings(
         args.url, args.token or os.environ.get(TOKEN_ENV) or None, timeout=args.timeout
     )
@@ -343,6 +351,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     labels = Path(args.labels)
     if not labels.is_file():
         raise ConfigError(f"{labels}: no such file")
+    _quiet_one_shot(args)
     settings = _reader_settings(args.url, args.token or os.environ.get(TOKEN_ENV) or None)
     reader = build_reader(settings, validate=True)
 

@@ -72,7 +72,7 @@ def _decode_base64(text: bytes, what: str) -> tuple[bytes, bytes]:
     try:
         return pybase64.b64decode(stripped, validate=True), stripped
     except (binascii.Error, ValueError) as exc:
-        raise _not_base64(stripped, what, exc) from None
+        raise _not_base64(text, what, exc) from None
 
 
 def _not_base64(text: bytes, what: str, exc: Exception) -> PayloadNotImage:
