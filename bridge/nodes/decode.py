@@ -54,7 +54,7 @@ def describe(data: bytes) -> str:
     return f"{len(data):,} bytes of {kind} starting {head!r}"
 
 
-def _decode_base64(text: bytes, what: str) -> tuple[bytes, bytes]:
+def _decode_base64(text: bytes, what: str, *, arrived: bytes | None = None) -> tuple[bytes, bytes]:
     """Strict base64 (standard alphabet, padding required), line breaks and spaces aside; returns the
     image and the base64 text without whitespace.
 
@@ -68,11 +68,11 @@ def _decode_base64(text: bytes, what: str) -> tuple[bytes, bytes]:
     except (binascii.Error, ValueError) as exc:
         stripped = text.translate(None, _WHITESPACE)
         if len(stripped) == len(text):
-            raise _not_base64(text, what, exc) from None
+            raise _not_base64(arrived or text, what, exc) from None
     try:
         return pybase64.b64decode(stripped, validate=True), stripped
     except (binascii.Error, ValueError) as exc:
-        raise _not_base64(text, what, exc) from None
+        raise _not_base64(arrived or text, what, exc) from None
 
 
 def _not_base64(text: bytes, what: str, exc: Exception) -> PayloadNotImage:
@@ -136,7 +136,7 @@ class DecodeNode(Node):
             return self._with_image(msg, image, data)
         if not stripped:
             raise PayloadNotImage("empty payload")
-        image, data = _decode_base64(stripped, "the payload")
+        image, data = _decode_base64(stripped, "the payload", arrived=payload)
         return self._with_image(msg, image, data)
 
     def _with_image(self, msg: Message, image: bytes, encoded: bytes | None, **changes: Any) -> Message:
