@@ -539,7 +539,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--set-regions", action="append", default=[], metavar="SET=CODES", help="hints for one set: us=us"
     )
-    evaluate.add_argument("--url", help=reader_url)
+    evaluate.add_argument(
+        "--url",
+        default=LOCAL_READER,
+        help="'local' (the offline reader), an on-premise SDK URL or the cloud URL (with a token); "
+        "local even when a token is set, so an evaluation never spends paid calls unasked",
+    )
     evaluate.add_argument("--token", help=token_help)
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
