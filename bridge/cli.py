@@ -5,7 +5,8 @@ Start with `plate-bridge demo` (no broker, no account, no network needed), then
 `plate-bridge check-config examples/config.yaml` and `plate-bridge run --config examples/config.yaml`.
 """
 
-# The `plate-bridge` command: arguments and exit codes over the library, nothing more.
+# (The docstring above is `plate-bridge --help`. This module: arguments and exit codes over the
+# library, nothing more.)
 
 from __future__ import annotations
 
@@ -129,7 +130,6 @@ def _split_commas(value: str) -> list[str]:
 
 
 def cmd_recognize(args: argparse.Namespace) -> int:
-    from bridge.nodes.decode import describe
     from bridge.service import build_reader
 
     try:
@@ -149,43 +149,33 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     )
     reader = build_reader(settings, validate=True)
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
     failed = 0
     progress = _progress(len(paths), "image")
-    # Rows and messages go out with the bar cleared first, so a row never shares the bar's line.
+    # Rows go out with the bar cleared first, so a row never shares the bar's line; log lines and
+    # messages go through tqdm for the same reason.
     writing = progress.external_write_mode if out is sys.stdout else contextlib.nullcontext
     try:
-        writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
-        if writer:
-            with writing():
-                writer.writeheader()
-        for path in paths:
-            image = path.read_bytes()
-            try:
-                if sniff_format(image) is None:
-                    # Checked before any call: the reader would refuse it too, after charging for it.
-                    raise PayloadNotImage(f"not a JPEG or PNG image: it is {describe(image)}")
-                body = reader.read(
-                    image,
-                    regions=regions,
-                    camera_id=args.camera_id,
-                    mmc=True if args.mmc else None,
-                    config=config,
-                    filename=path.name,
-                )
-            except BridgeError as error:
-                if error.code in ("reader_forbidden", "reader_unavailable"):
-                    raise  # every other image would fail the same way
-                failed += 1
-                progress.write(f"{path}: {error.code}: {error}", file=sys.stderr)
-                progress.update()
-                continue
-            with writing():
-                if writer:
-                    writer.writerows(_csv_rows(path, body))
+        with logging_redirect_tqdm():
+            if writer:
+                with writing():
+                    writer.writeheader()
+            for path in paths:
+                try:
+                    body = _recognize_one(reader, path, args, regions, config)
+                except BridgeError as error:
+                    if error.code in ("reader_forbidden", "reader_unavailable"):
+                        raise  # every other image would fail the same way
+                    failed += 1
+                    progress.write(f"{path}: {error.code}: {error}", file=sys.stderr)
                 else:
-                    out.write(json.dumps({"path": str(path), **body}) + "\n")
-                out.flush()
-            progress.update()
+                    with writing():
+                        if writer:
+                            writer.writerows(_csv_rows(path, body))
+                        else:
+                            out.write(json.dumps({"path": str(path), **body}) + "\n")
+                        out.flush()
+                progress.update()  # once the image is done, so N/N shows when the last one ends
     finally:
         progress.close()
         if args.output:
@@ -197,6 +187,26 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         print(f"{failed} of {len(paths)} image(s) could not be read", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _recognize_one(
+    reader: Any, path: Path, args: argparse.Namespace, regions: Sequence[str], config: dict[str, Any] | None
+) -> dict[str, Any]:
+    from bridge.nodes.decode import describe
+
+    image = path.read_bytes()
+    if sniff_format(image) is None:
+        # Checked before any call: the reader would refuse it too, after charging for it.
+        raise PayloadNotImage(f"not a JPEG or PNG image: it is {describe(image)}")
+    body: dict[str, Any] = reader.read(
+        image,
+        regions=regions,
+        camera_id=args.camera_id,
+        mmc=True if args.mmc else None,
+        config=config,
+        filename=path.name,
+    )
+    return body
 
 
 def check_flows(config: BridgeConfig) -> None:
