@@ -397,6 +397,11 @@ def _demo_reader(args: argparse.Namespace) -> dict[str, Any]:
     if token:
         return {"token": token, "max_calls_per_second": 1}
     if importlib.util.find_spec("onnxruntime") is not None:
+        print(
+            f"plate-bridge: no token: plates are read offline (--url local); set {TOKEN_ENV} for the "
+            "Plate Recognizer cloud",
+            file=sys.stderr,
+        )
         return {"url": LOCAL_READER, "max_calls_per_second": None, "concurrency": 1}
     raise ConfigError(
         f"the demo needs a plate reader: install the offline engine (pip install 'plate-bridge[local]'), "
