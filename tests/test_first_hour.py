@@ -319,6 +319,7 @@ def test_demo_works_after_a_non_editable_install(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{len(LABELS)} frame(s) published, {len(LABELS)} plate event(s), 0 error event(s)" in done.stdout
+    assert "no token: plates are read offline" in done.stderr
     licence = subprocess.run(
         [
             str(python),
