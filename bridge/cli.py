@@ -44,6 +44,8 @@ from bridge.images import sniff_format
 from bridge.regions import normalize_regions
 
 SERVE_TOKEN_ENV = "PLATE_BRIDGE_SERVE_TOKEN"
+# What `reader.url: local` imports (the [local] extra), looked up without importing it.
+LOCAL_ENGINE_MODULES = ("rapidocr", "onnxruntime", "cv2")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 CSV_COLUMNS = [
@@ -209,10 +211,11 @@ def _recognize_one(
     return body
 
 
-def check_flows(config: BridgeConfig) -> None:
-    """Build every route's flow with the builder `run` uses (Flow.build), without a broker or a
-    reader: an unknown node, a misspelt node setting or a plugin that does not load fails here with
-    the message `run` would give."""
+def check_buildable(config: BridgeConfig) -> None:
+    """What `run` builds before it connects, checked without a broker: every route's flow with the
+    builder `run` uses (Flow.build), so an unknown node, a misspelt node setting or a plugin that does
+    not load fails here with the message `run` would give; and the offline reader's extra when the
+    configuration reads with it."""
     from bridge.flows import Flow
     from bridge.nodes import NodeContext
 
@@ -222,11 +225,19 @@ def check_flows(config: BridgeConfig) -> None:
 
     for route in config.routes:
         Flow.build(route, NodeContext(route=route, base_topic=config.mqtt.base_topic, publisher=_Nowhere()))
+    missing = [name for name in LOCAL_ENGINE_MODULES if importlib.util.find_spec(name) is None]
+    if config.reader.is_local and missing:
+        why = " (chosen because no token is set)" if config.reader.default_note else ""
+        cloud = f", or set {TOKEN_ENV} for the Plate Recognizer cloud" if why else ""
+        raise ConfigError(
+            f"reader.url: local{why}: the offline reader is not installed ({', '.join(missing)} missing): "
+            f"pip install 'plate-bridge[local]'{cloud}"
+        )
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    check_flows(config)
+    check_buildable(config)
     if config.reader.default_note:
         print(f"plate-bridge: {config.reader.default_note}", file=sys.stderr)
     yaml.safe_dump(config.masked(), sys.stdout, sort_keys=False)
@@ -248,7 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     limit_malloc_arenas()
     config = load_config(args.config)
-    check_flows(config)  # before the embedded broker starts: a bad node fails as check-config says
+    check_buildable(config)  # before the embedded broker starts: it fails as check-config says
     if not args.verbose:  # -v wins over the configured level
         logging.getLogger().setLevel(config.log_level)
     if config.reader.default_note:
@@ -396,7 +407,7 @@ def _demo_reader(args: argparse.Namespace) -> dict[str, Any]:
         return {"url": args.url, "token": token, "max_calls_per_second": None}
     if token:
         return {"token": token, "max_calls_per_second": 1}
-    if importlib.util.find_spec("onnxruntime") is not None:
+    if all(importlib.util.find_spec(name) is not None for name in LOCAL_ENGINE_MODULES):
         print(
             f"plate-bridge: no token: plates are read offline (--url local); set {TOKEN_ENV} for the "
             "Plate Recognizer cloud",

@@ -250,6 +250,20 @@ def test_the_example_configuration_runs_reads_a_frame_and_says_how_it_stops(tmp_
     assert received == read and dropped == 0 and 1 < read <= sent + 1, stopped
 
 
+def test_without_the_offline_reader_installed_check_config_says_what_to_do(tmp_path: Path) -> None:
+    # As if the [local] extra were not installed: a None in sys.modules makes it unimportable.
+    write(tmp_path, "sitecustomize.py", "import sys\nsys.modules['onnxruntime'] = None\n")
+    done = plate_bridge("check-config", str(EXAMPLES / "config.yaml"), PYTHONPATH=str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "plate-bridge: reader.url: local (chosen because no token is set): the offline reader is not "
+        "installed (onnxruntime missing): pip install 'plate-bridge[local]', or set PLATE_RECOGNIZER_TOKEN "
+        "for the Plate Recognizer cloud"
+    )
+    assert plate_bridge("check-config", str(EXAMPLES / "config.yaml"), PYTHONPATH=str(tmp_path),
+                        PLATE_RECOGNIZER_TOKEN=TOKEN).returncode == 0  # fmt: skip
+
+
 # --- 4. the demo after a normal, non-editable install ---------------------------------------------
 
 
