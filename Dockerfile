@@ -5,6 +5,8 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY bridge ./bridge
 COPY schemas ./schemas
+# Shipped in the wheel for `plate-bridge demo` (pyproject's force-include needs them to build).
+COPY examples/images ./examples/images
 RUN pip install --no-cache-dir build==1.2.2 && python -m build --wheel --outdir /wheels
 
 FROM python:3.11-slim

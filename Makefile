@@ -1,5 +1,6 @@
 # The one entry point for developers and CI. `make test` works on a fresh machine: it makes its own
-# virtual environment, installs the project with its test extras, and runs every test (slow ones too).
+# virtual environment, installs the project with its test extras, installs mosquitto when it can
+# (root with apt-get; elsewhere the broker tests skip, saying why), and runs every test (slow ones too).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -20,6 +21,7 @@ lint: venv
 
 test: venv
 	$(BIN)/ruff check bridge tests examples benchmarks
+	sh scripts/ensure-mosquitto.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,8 +1,17 @@
-"""The `plate-bridge` command: arguments and exit codes over the library, nothing more."""
+"""plate-bridge reads the license plates of camera frames that arrive over MQTT and publishes what it
+read as MQTT events (Plate Recognizer cloud, an on-premise SDK, or its own offline reader).
+
+Start with `plate-bridge demo` (no broker, no account, no network needed), then
+`plate-bridge check-config examples/config.yaml` and `plate-bridge run --config examples/config.yaml`.
+"""
+
+# (The docstring above is `plate-bridge --help`. This module: arguments and exit codes over the
+# library, nothing more.)
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib.util
 import json
@@ -14,14 +23,29 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
+from pydantic import ValidationError
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bridge import __version__
-from bridge.config import LOCAL_READER, TOKEN_ENV, load_config
-from bridge.errors import BridgeError, ConfigError
+from bridge.config import (
+    LOCAL_READER,
+    TOKEN_ENV,
+    BridgeConfig,
+    ReaderConfig,
+    format_problems,
+    load_config,
+)
+from bridge.errors import BridgeError, ConfigError, PayloadNotImage
+from bridge.images import sniff_format
 from bridge.regions import normalize_regions
+
+SERVE_TOKEN_ENV = "PLATE_BRIDGE_SERVE_TOKEN"
+# What `reader.url: local` imports (the [local] extra), looked up without importing it.
+LOCAL_ENGINE_MODULES = ("rapidocr", "onnxruntime", "cv2")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 CSV_COLUMNS = [
@@ -57,21 +81,19 @@ def _image_paths(paths: Sequence[str]) -> list[Path]:
     return found
 
 
-def _progress(items: list[Path], stream: IO[str]) -> Iterator[Path]:
-    """A one-line progress bar on a terminal for more than one image; nothing when piped."""
-    show = len(items) > 1 and stream.isatty()
-    for index, item in enumerate(items, 1):
-        if show:
-            done = int(30 * index / len(items))
-            stream.write(f"\r[{'#' * done}{'.' * (30 - done)}] {index}/{len(items)} {item.name[:40]:<40}")
-            stream.flush()
-        yield item
-    if show:
-        stream.write("\n")
+def _progress(total: int, what: str) -> tqdm:
+    """A progress bar on stderr (tqdm) when it is a terminal and there is more than one item: it counts
+    an item when it is finished, so it shows N/N when the last one ends."""
+    return tqdm(total=total, unit=what, file=sys.stderr, disable=None if total > 1 else True, leave=True)
 
 
 def _csv_rows(path: Path, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for result in body.get("results", []):
+    """One row per plate, and one row with an empty plate for an image without any: every image
+    read appears in the CSV."""
+    results = body.get("results") or []
+    if not results:
+        yield {"filename": str(path)}
+    for result in results:
         box = result.get("box", {})
         yield {
             "filename": str(path),
@@ -84,15 +106,34 @@ def _csv_rows(path: Path, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         }
 
 
-def cmd_recognize(args: argparse.Namespace) -> int:
-    from bridge.reader import CLOUD_URL, PlateReader
+def _reader_settings(url: str | None, token: str | None, **settings: Any) -> ReaderConfig:
+    """The reader a command's --url/--token ask for, chosen as the configuration chooses it: no URL
+    means the cloud with a token, else the offline reader (said on stderr)."""
+    try:
+        reader = ReaderConfig(url=url, token=token, **settings)
+    except ValidationError as exc:
+        problems = [problem.removeprefix("configuration: ") for problem in format_problems(exc)]
+        raise ConfigError(problems[0], problems=problems) from None
+    if reader.default_note:
+        print(f"plate-bridge: {reader.default_note}", file=sys.stderr)
+    return reader
 
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    url = args.url or CLOUD_URL
-    if "api.platerecognizer.com" in url and not token:
-        raise ConfigError(
-            f"the cloud API needs a token: pass --token or set {TOKEN_ENV} (or --url for an SDK)"
-        )
+
+def _quiet_one_shot(args: argparse.Namespace) -> None:
+    """A one-shot command's output is its result: the bridge's INFO narration (which reader, over
+    which transport) is for -v."""
+    if not args.verbose:
+        logging.getLogger("bridge").setLevel(logging.WARNING)
+
+
+def _split_commas(value: str) -> list[str]:
+    """`--regions gb,fr` as well as `--regions gb --regions fr`."""
+    return [code.strip() for code in value.split(",") if code.strip()]
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    from bridge.service import build_reader
+
     try:
         config = json.loads(args.config) if args.config else None
     except ValueError:
@@ -104,45 +145,101 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--regions: {exc}") from None
     paths = _image_paths(args.paths)
+    _quiet_one_shot(args)
+    settings = _reader_settings(
+        args.url, args.token or os.environ.get(TOKEN_ENV) or None, timeout=args.timeout
+    )
+    reader = build_reader(settings, validate=True)
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
     failed = 0
+    progress = _progress(len(paths), "image")
+    # Rows go out with the bar cleared first, so a row never shares the bar's line; log lines and
+    # messages go through tqdm for the same reason.
+    writing = progress.external_write_mode if out is sys.stdout else contextlib.nullcontext
     try:
-        writer = csv.DictWriter(out, CSV_COLUMNS) if args.format == "csv" else None
-        if writer:
-            writer.writeheader()
-        with PlateReader(url, token=token, timeout=args.timeout) as reader:
-            for path in _progress(paths, sys.stderr):
+        with logging_redirect_tqdm():
+            if writer:
+                with writing():
+                    writer.writeheader()
+            for path in paths:
                 try:
-                    body = reader.read(
-                        path.read_bytes(),
-                        regions=regions,
-                        camera_id=args.camera_id,
-                        mmc=True if args.mmc else None,
-                        config=config,
-                        filename=path.name,
-                    )
+                    body = _recognize_one(reader, path, args, regions, config)
                 except BridgeError as error:
                     if error.code in ("reader_forbidden", "reader_unavailable"):
                         raise  # every other image would fail the same way
                     failed += 1
-                    print(f"{path}: {error.code}: {error}", file=sys.stderr)
-                    continue
-                if writer:
-                    writer.writerows(_csv_rows(path, body))
+                    progress.write(f"{path}: {error.code}: {error}", file=sys.stderr)
                 else:
-                    out.write(json.dumps({"path": str(path), **body}) + "\n")
-                out.flush()
+                    with writing():
+                        if writer:
+                            writer.writerows(_csv_rows(path, body))
+                        else:
+                            out.write(json.dumps({"path": str(path), **body}) + "\n")
+                        out.flush()
+                progress.update()  # once the image is done, so N/N shows when the last one ends
     finally:
+        progress.close()
         if args.output:
             out.close()
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
     if failed:
         print(f"{failed} of {len(paths)} image(s) could not be read", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
 
+def _recognize_one(
+    reader: Any, path: Path, args: argparse.Namespace, regions: Sequence[str], config: dict[str, Any] | None
+) -> dict[str, Any]:
+    from bridge.nodes.decode import describe
+
+    image = path.read_bytes()
+    if sniff_format(image) is None:
+        # Checked before any call: the reader would refuse it too, after charging for it.
+        raise PayloadNotImage(f"not a JPEG or PNG image: it is {describe(image)}")
+    body: dict[str, Any] = reader.read(
+        image,
+        regions=regions,
+        camera_id=args.camera_id,
+        mmc=True if args.mmc else None,
+        config=config,
+        filename=path.name,
+    )
+    return body
+
+
+def check_buildable(config: BridgeConfig) -> None:
+    """What `run` builds before it connects, checked without a broker: every route's flow with the
+    builder `run` uses (Flow.build), so an unknown node, a misspelt node setting or a plugin that does
+    not load fails here with the message `run` would give; and the offline reader's extra when the
+    configuration reads with it."""
+    from bridge.flows import Flow
+    from bridge.nodes import NodeContext
+
+    class _Nowhere:
+        def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
+            raise RuntimeError("check-config publishes nothing")
+
+    for route in config.routes:
+        Flow.build(route, NodeContext(route=route, base_topic=config.mqtt.base_topic, publisher=_Nowhere()))
+    missing = [name for name in LOCAL_ENGINE_MODULES if importlib.util.find_spec(name) is None]
+    if config.reader.is_local and missing:
+        why = " (chosen because no token is set)" if config.reader.default_note else ""
+        cloud = f", or set {TOKEN_ENV} for the Plate Recognizer cloud" if why else ""
+        raise ConfigError(
+            f"reader.url: local{why}: the offline reader is not installed ({', '.join(missing)} missing): "
+            f"pip install 'plate-bridge[local]'{cloud}"
+        )
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    check_buildable(config)
+    if config.reader.default_note:
+        print(f"plate-bridge: {config.reader.default_note}", file=sys.stderr)
     yaml.safe_dump(config.masked(), sys.stdout, sort_keys=False)
     return EXIT_OK
 
@@ -156,59 +253,17 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates its own malloc arena (up to 8 per core); with a worker
-    pool handling ~100 kB frames, memory freed in one arena is not reused by another and RSS creeps
-    up. Two arenas, as MALLOC_ARENA_MAX=2 would set, before any worker starts."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_arena_max = -8  # from glibc's malloc.h
-        libc.mallopt(m_arena_max, arenas)
-    except (OSError, AttributeError):
-        pass  # not glibc (musl, ...): nothing to tune
-
-
-def pin_to_cpu(setting: str | int, *, reader_is_local: bool) -> int | None:
-    """Confine this process to one CPU as `cpu_affinity` asks; return the CPU, or None if not pinned.
-
-    Why: only one of the bridge's threads runs Python at a time (the GIL), and every frame passes it
-    between the MQTT thread and a worker several times. When those threads sit on different cores,
-    each hand-off is a cross-core wake-up: measured in benchmarks/ on 2 cores, pinned to one the bridge
-    spent 0.39-0.42 ms of CPU per frame instead of 0.57-0.66, and read 1.5x the frames per second.
-    The offline engine is left on every CPU: its inference runs in C on all of them.
-    """
-    if setting == "all" or not hasattr(os, "sched_setaffinity"):
-        return None  # not Linux (macOS, Windows): the OS has no such call
-    allowed = sorted(os.sched_getaffinity(0))
-    if setting == "auto":
-        if reader_is_local or len(allowed) < 2:
-            return None
-        cpu = allowed[-1]  # CPU 0 usually takes more of the machine's interrupts
-    elif setting in allowed:
-        cpu = int(setting)
-    else:
-        raise ConfigError(f"cpu_affinity: {setting}: this process may only run on CPUs {allowed}")
-    # Every thread there is so far (normally only this one); threads started later inherit it.
-    try:
-        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError:
-        threads = [0]
-    for thread in threads:
-        os.sched_setaffinity(thread, {cpu})
-    return cpu
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.service import Bridge
+    from bridge.tuning import limit_malloc_arenas, pin_to_cpu
 
-    _limit_malloc_arenas()
+    limit_malloc_arenas()
     config = load_config(args.config)
+    check_buildable(config)  # before the embedded broker starts: it fails as check-config says
     if not args.verbose:  # -v wins over the configured level
         logging.getLogger().setLevel(config.log_level)
+    if config.reader.default_note:
+        log.info("%s", config.reader.default_note)
     cpu = pin_to_cpu(config.cpu_affinity, reader_is_local=config.reader.is_local)
     if cpu is not None:
         log.info("running on CPU %s (cpu_affinity: %s)", cpu, config.cpu_affinity)
@@ -225,7 +280,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             pass
     finally:
+        queued = bridge.health()["queued"]
+        print(
+            f"plate-bridge: stopping: finishing {queued} queued frame(s) and the reads in progress "
+            f"(at most 10 s), then publishing offline and disconnecting from {host}:{port}",
+            file=sys.stderr,
+            flush=True,
+        )
         bridge.stop()
+        stats = bridge.stats
+        print(
+            f"plate-bridge: stopped at {time.strftime('%H:%M:%S')}: {stats.received} frame(s) received, "
+            f"{stats.processed} read, {stats.dropped} dropped",
+            file=sys.stderr,
+            flush=True,
+        )
     return EXIT_OK
 
 
@@ -265,8 +334,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from bridge.server import serve
     except ImportError as exc:
         raise ConfigError(str(exc)) from None
-    serve(args.host, args.port, args.token or os.environ.get(TOKEN_ENV) or None, engine_threads=args.threads)
+    serve(args.host, args.port, _serve_token(args), engine_threads=args.threads)
     return EXIT_OK
+
+
+def _serve_token(args: argparse.Namespace) -> str | None:
+    """The token `serve` requires: --token-file, else --token (which shows in `ps`), else
+    $PLATE_BRIDGE_SERVE_TOKEN, else $PLATE_RECOGNIZER_TOKEN; None: no token required."""
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-file {args.token_file}: {exc.strerror or exc}") from None
+        if not token:
+            raise ConfigError(f"--token-file {args.token_file}: the file is empty")
+        return token
+    return args.token or os.environ.get(SERVE_TOKEN_ENV) or os.environ.get(TOKEN_ENV) or None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -289,14 +372,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     labels = Path(args.labels)
     if not labels.is_file():
         raise ConfigError(f"{labels}: no such file")
-    settings = load_config(reader={"url": args.url, "token": args.token or os.environ.get(TOKEN_ENV)}).reader
+    _quiet_one_shot(args)
+    settings = _reader_settings(args.url, args.token or os.environ.get(TOKEN_ENV) or None)
     reader = build_reader(settings, validate=True)
 
     def read(image: bytes, codes: Sequence[str]) -> dict[str, Any]:
         return reader.read(image, regions=codes)
 
     try:
-        report = evaluate(labels, read, regions, limit=args.limit, regions_by_set=regions_by_set)
+        with logging_redirect_tqdm():
+            report = evaluate(
+                labels, read, regions, limit=args.limit, regions_by_set=regions_by_set, progress=True
+            )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.json:
@@ -306,7 +393,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-DEMO_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
+# Inside a built wheel (pyproject force-includes examples/images as bridge/_examples/images), else
+# the source tree: found like bridge/schemas.py finds the schemas.
+_PACKAGED_IMAGES = Path(__file__).parent / "_examples" / "images"
+_SOURCE_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
+DEMO_IMAGES = _PACKAGED_IMAGES if _PACKAGED_IMAGES.is_dir() else _SOURCE_IMAGES
 
 
 def _demo_reader(args: argparse.Namespace) -> dict[str, Any]:
@@ -316,7 +407,12 @@ def _demo_reader(args: argparse.Namespace) -> dict[str, Any]:
         return {"url": args.url, "token": token, "max_calls_per_second": None}
     if token:
         return {"token": token, "max_calls_per_second": 1}
-    if importlib.util.find_spec("onnxruntime") is not None:
+    if all(importlib.util.find_spec(name) is not None for name in LOCAL_ENGINE_MODULES):
+        print(
+            f"plate-bridge: no token: plates are read offline (--url local); set {TOKEN_ENV} for the "
+            "Plate Recognizer cloud",
+            file=sys.stderr,
+        )
         return {"url": LOCAL_READER, "max_calls_per_second": None, "concurrency": 1}
     raise ConfigError(
         f"the demo needs a plate reader: install the offline engine (pip install 'plate-bridge[local]'), "
@@ -376,71 +472,115 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if len(events) >= len(paths) and not errors else EXIT_FAILED
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default in --help (unless its help already says it, or there is none), and the
+    description's line breaks kept."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {default})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plate-bridge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="plate-bridge", description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"plate-bridge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    recognize = commands.add_parser("recognize", help="read the plates of image files once")
-    recognize.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
-    recognize.add_argument(
-        "--regions", action="append", default=[], metavar="CODE", help="region code; repeat"
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+        # -v after the command too (`plate-bridge run -v`); SUPPRESS keeps a -v given before it.
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages"
+        )
+        return sub
+
+    def regions_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--regions",
+            action="extend",
+            type=_split_commas,
+            default=[],
+            metavar="CODE[,CODE...]",
+            help="region codes (gb, us-ca, ...): a comma list or repeated",
+        )
+
+    reader_url = (
+        "'local' (the offline reader), an on-premise SDK URL or the cloud URL (default: the cloud "
+        "when a token is set, else 'local')"
     )
-    recognize.add_argument("--camera-id")
+    token_help = f"API token (default: ${TOKEN_ENV})"
+
+    recognize = command("recognize", "read the plates of image files once")
+    recognize.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
+    regions_option(recognize)
+    recognize.add_argument("--camera-id", help="camera id sent with each image")
     recognize.add_argument("--mmc", action="store_true", help="ask for make, model and colour")
     recognize.add_argument("--config", metavar="JSON", help="engine config (SDK), a JSON object")
-    recognize.add_argument("--url", help="plate-reader URL (default: the cloud API)")
-    recognize.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
-    recognize.add_argument("--timeout", type=float, default=30.0)
-    recognize.add_argument("--format", choices=["json", "csv"], default="json")
-    recognize.add_argument("-o", "--output", metavar="FILE")
+    recognize.add_argument("--url", help=reader_url)
+    recognize.add_argument("--token", help=token_help)
+    recognize.add_argument("--timeout", type=float, default=30.0, help="seconds per reader call")
+    recognize.add_argument("--format", choices=["json", "csv"], default="json", help="JSON lines or CSV")
+    recognize.add_argument("-o", "--output", metavar="FILE", help="write there instead of stdout")
     recognize.set_defaults(handler=cmd_recognize)
 
-    run = commands.add_parser("run", help="run the bridge until SIGINT/SIGTERM")
-    run.add_argument("--config", metavar="FILE", help="YAML configuration")
+    run = command("run", "run the bridge until SIGINT/SIGTERM")
+    run.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in defaults)")
     run.set_defaults(handler=cmd_run)
 
-    check = commands.add_parser("check-config", help="print the effective configuration, secrets masked")
+    check = command("check-config", "check a configuration as `run` would and print it, secrets masked")
     check.add_argument("config", metavar="FILE")
     check.set_defaults(handler=cmd_check_config)
 
-    publish = commands.add_parser("publish", help="camera simulator: publish images on a topic")
+    publish = command("publish", "camera simulator: publish images on a topic")
     publish.add_argument("images", nargs="+", metavar="IMAGE")
-    publish.add_argument("--topic", required=True)
-    publish.add_argument("--host", default="127.0.0.1")
-    publish.add_argument("--port", type=int, default=1883)
-    publish.add_argument("--format", choices=["raw", "base64", "json"], default="base64")
-    publish.add_argument("--camera-id")
-    publish.add_argument("--qos", type=int, choices=[0, 1, 2], default=1)
-    publish.add_argument("--repeat", type=int, default=1)
+    publish.add_argument("--topic", required=True, help="e.g. cameras/gate/image")
+    publish.add_argument("--host", default="127.0.0.1", help="broker host")
+    publish.add_argument("--port", type=int, default=1883, help="broker port")
+    publish.add_argument("--format", choices=["raw", "base64", "json"], default="base64", help="payload")
+    publish.add_argument("--camera-id", help="camera_id of the JSON envelope")
+    publish.add_argument("--qos", type=int, choices=[0, 1, 2], default=1, help="MQTT QoS")
+    publish.add_argument("--repeat", type=int, default=1, help="publish the images this many times")
     publish.add_argument("--interval", type=float, default=0.0, help="seconds between frames")
     publish.set_defaults(handler=cmd_publish)
 
-    serve = commands.add_parser("serve", help="a Plate-Recognizer-compatible API over the offline engine")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve = command("serve", "a Plate-Recognizer-compatible API over the offline engine")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="the next free port is used when taken")
-    serve.add_argument("--token", help="require this token (Authorization: Token ...)")
+    serve.add_argument(
+        "--token",
+        help=f"require this token (Authorization: Token ...); visible to other users in `ps`: prefer "
+        f"--token-file or ${SERVE_TOKEN_ENV} (${TOKEN_ENV} is used when none is given)",
+    )
+    serve.add_argument("--token-file", metavar="FILE", help="read the required token from this file")
     serve.add_argument("--threads", type=int, default=1, help="images read at the same time")
     serve.set_defaults(handler=cmd_serve)
 
-    evaluate = commands.add_parser("evaluate", help="accuracy and latency of a reader on labelled images")
+    evaluate = command("evaluate", "accuracy and latency of a reader on labelled images")
     evaluate.add_argument("labels", metavar="LABELS.tsv", help="TSV with a header: image, plate[, set]")
-    evaluate.add_argument("--regions", action="append", default=[], metavar="CODE")
+    regions_option(evaluate)
     evaluate.add_argument(
         "--set-regions", action="append", default=[], metavar="SET=CODES", help="hints for one set: us=us"
     )
-    evaluate.add_argument("--url", default="local", help="'local' (default), the cloud or an SDK URL")
-    evaluate.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
+    evaluate.add_argument(
+        "--url",
+        default=LOCAL_READER,
+        help="'local' (the offline reader), an on-premise SDK URL or the cloud URL (with a token); "
+        "local even when a token is set, so an evaluation never spends paid calls unasked",
+    )
+    evaluate.add_argument("--token", help=token_help)
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    demo = commands.add_parser("demo", help="embedded broker + bridge + camera simulator, printing events")
+    demo = command("demo", "embedded broker + bridge + camera simulator, printing events")
     demo.add_argument("--images", default=str(DEMO_IMAGES), help="folder of images the camera publishes")
-    demo.add_argument("--url", help="an SDK plate-reader URL (default: the cloud, with the token)")
-    demo.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
-    demo.add_argument("--regions", action="append", default=[], metavar="CODE")
+    demo.add_argument("--url", help=reader_url)
+    demo.add_argument("--token", help=token_help)
+    regions_option(demo)
     demo.add_argument("--port", type=int, default=1883, help="broker port; the next free one if taken")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the events")
     demo.set_defaults(handler=cmd_demo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -11,8 +12,12 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -45,13 +50,59 @@ class TLSConfig(StrictModel):
     ca_certs: Path | None = Field(None, description="CA bundle that signed the broker's certificate.")
     certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
     keyfile: Path | None = Field(None, description="Private key of the client certificate.")
-    insecure: bool = Field(False, description="Skip the broker hostname check (self-signed test brokers).")
+    insecure: bool = Field(
+        False,
+        description="Skip the broker hostname check (self-signed test brokers); logged as a warning.",
+    )
 
     @model_validator(mode="after")
-    def _certificate_needs_key(self) -> TLSConfig:
+    def _files_load(self) -> TLSConfig:
         if self.keyfile and not self.certfile:
             raise ValueError("tls.keyfile is set without tls.certfile")
+        # Checked here, so `check-config` fails on what `run` would fail on: each file by its path.
+        for key in ("ca_certs", "certfile", "keyfile"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{key} {path}: no such file")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.ca_certs is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.ca_certs))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"ca_certs {self.ca_certs}: cannot be loaded as a CA bundle: {_ssl_reason(exc)}"
+                ) from None
+        if self.certfile is not None:
+            try:
+                context.load_cert_chain(str(self.certfile), str(self.keyfile) if self.keyfile else None)
+            except (OSError, ssl.SSLError) as exc:
+                files = f"{self.certfile}" + (f" with {self.keyfile}" if self.keyfile else "")
+                raise ValueError(
+                    f"certfile {files}: cannot be loaded as a certificate and its key: {_ssl_reason(exc)}"
+                ) from None
         return self
+
+
+# OpenSSL's reason codes for files that do not load, in words.
+_SSL_REASONS = {
+    "PEM_LIB": "not readable as PEM",
+    "KEY_VALUES_MISMATCH": "the key does not belong to the certificate",
+    "NO_CERTIFICATE_OR_CRL_FOUND": "no certificate in it",
+    "NO_START_LINE": "not PEM",
+}
+
+
+def _ssl_reason(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        # Python leaves `reason` empty for some errors: "[SSL] PEM lib (_ssl.c:3905)".
+        reason = exc.reason or ("PEM_LIB" if "PEM lib" in str(exc) else str(exc))
+        return _SSL_REASONS.get(reason, reason.lower().replace("_", " "))
+    return str(exc.strerror or exc)
+
+
+# Tags of the `tls` union's two forms; left out of the key a problem is reported at.
+_TLS_SWITCH, _TLS_FILES = "tls-switch", "tls-files"
+_UNION_TAGS = {_TLS_SWITCH, _TLS_FILES}
 
 
 class MQTTConfig(StrictModel):
@@ -59,7 +110,12 @@ class MQTTConfig(StrictModel):
     port: int = Field(1883, ge=0, le=65535, description="Broker port (0 with embedded: any free port).")
     username: str | None = Field(None, description="Broker user name.")
     password: SecretStr | None = Field(None, description="Broker password; never logged.")
-    tls: bool | TLSConfig = Field(False, description="false, true (system CAs) or CA/client cert files.")
+    tls: Annotated[
+        Annotated[bool, Tag(_TLS_SWITCH)] | Annotated[TLSConfig, Tag(_TLS_FILES)],
+        # Told apart by the value's type, so a problem in the files is reported alone, not next to
+        # "Input should be a valid boolean".
+        Discriminator(lambda value: _TLS_SWITCH if isinstance(value, bool | str | int) else _TLS_FILES),
+    ] = Field(False, description="false, true (system CAs) or CA/client cert files.")
     client_id: str = Field("plate-bridge", min_length=1, description="MQTT client id.")
     base_topic: str = Field("plate-bridge", min_length=1, description="Prefix of every topic published.")
     protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version.")
@@ -93,7 +149,9 @@ class MQTTConfig(StrictModel):
 
 class ReaderConfig(StrictModel):
     url: str = Field(
-        CLOUD_URL, description="Cloud plate-reader URL, an on-premise SDK URL, or 'local' (offline engine)."
+        LOCAL_READER,
+        description="Cloud plate-reader URL, an on-premise SDK URL, or 'local' (the offline engine). "
+        "Default: the cloud when a token is set, else 'local'.",
     )
     token: SecretStr | None = Field(None, description="API token; also read from PLATE_RECOGNIZER_TOKEN.")
     timeout: float = Field(15.0, gt=0, le=600, description="Seconds to wait for one HTTP call.")
@@ -119,6 +177,33 @@ class ReaderConfig(StrictModel):
         description="Re-send a call that went out whole and got no answer (timeout, dropped connection),"
         " which the service may have billed. null: off for the cloud, on for an SDK.",
     )
+
+    _url_by_default: bool = PrivateAttr(False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _default_url(cls, data: Any, handler: ModelWrapValidatorHandler[ReaderConfig]) -> ReaderConfig:
+        # No URL given: the cloud when there is a token to pay for it, else the offline reader, so
+        # a first run works without an account. An explicit cloud URL still needs its token.
+        chosen = isinstance(data, dict) and data.get("url") is None
+        if chosen:
+            data = {**data, "url": CLOUD_URL if data.get("token") else LOCAL_READER}
+        config = handler(data)
+        if chosen:
+            config._url_by_default = True
+        return config
+
+    @property
+    def default_note(self) -> str | None:
+        """A line saying which reader was chosen when the configuration names none, else None."""
+        if not self._url_by_default:
+            return None
+        if self.is_local:
+            return (
+                "no reader.url and no token: plates are read offline (reader.url: local); "
+                f"set {TOKEN_ENV} for the Plate Recognizer cloud"
+            )
+        return "no reader.url: the token is used with the Plate Recognizer cloud"
 
     @field_validator("url")
     @classmethod
@@ -484,7 +569,7 @@ class BridgeConfig(BaseSettings):
     )
 
     # Dict defaults are validated like user input (validate_default), so a problem in a default
-    # (the cloud URL without a token) is reported at its key like any other.
+    # (a bad environment value) is reported at its key like any other.
     mqtt: MQTTConfig = Field(default={})  # type: ignore[assignment]
     reader: ReaderConfig = Field(default={})  # type: ignore[assignment]
     homeassistant: HomeAssistantConfig = Field(default={})  # type: ignore[assignment]
@@ -517,12 +602,12 @@ class BridgeConfig(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cpu_affinity: str | int = Field(
-        "auto",
+        "all",
         description=(
-            "CPUs `plate-bridge run` runs on (Linux). auto: one CPU when the reader is remote — the "
-            "bridge's threads take turns on Python's GIL, and handing it across cores cost a third of "
-            "its CPU (benchmarks/) — and every CPU for the offline engine, whose inference uses them; "
-            "all: never pin; N: CPU number N."
+            "CPUs `plate-bridge run` runs on (Linux). all: leave the CPU set alone; N: CPU number N; "
+            "auto: one CPU when the reader is remote (the bridge's threads take turns on Python's GIL, "
+            "and handing it across cores cost about a third of its CPU per frame in benchmarks/), "
+            "every CPU for the offline engine."
         ),
     )
 
@@ -627,7 +712,7 @@ def format_problems(error: ValidationError) -> list[str]:
     """One line per problem: the dotted key, then what is wrong with it (no input values echoed)."""
     lines = []
     for problem in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in problem["loc"]) or "configuration"
+        where = ".".join(str(part) for part in problem["loc"] if part not in _UNION_TAGS) or "configuration"
         message = problem["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and level)"

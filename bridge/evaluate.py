@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 Reader = Callable[[bytes, Sequence[str]], dict[str, Any]]
 TOP_K = 5
@@ -117,12 +120,14 @@ def evaluate(
     regions: Sequence[str] = (),
     limit: int | None = None,
     regions_by_set: Mapping[str, Sequence[str]] | None = None,
+    progress: bool = False,
 ) -> EvaluationReport:
     """Run `read(image_bytes, regions)` on each labelled image (the first `limit` only, if given).
 
     The TSV has a header with at least `image` (a path relative to the TSV) and `plate`; the set is the
     `set` column or else the image path's first component. Top-1 is the first result's plate; top-5 is the
-    first five distinct plates among the results' candidates, best result first.
+    first five distinct plates among the results' candidates, best result first. With `progress`, a
+    progress bar on stderr when it is a terminal (each image counted when its reading is done).
     """
     labels_path = Path(labels_path)
     rows = _label_rows(labels_path)
@@ -130,7 +135,7 @@ def evaluate(
         rows = rows[:limit]
     by_set = {name: tuple(codes) for name, codes in (regions_by_set or {}).items()}
     report = EvaluationReport(regions=tuple(regions), regions_by_set=by_set)
-    for row in rows:
+    for row in tqdm(rows, unit="image", file=sys.stderr, disable=None if progress else True):
         image_path = labels_path.parent / row["image"]
         payload = image_path.read_bytes()
         set_name = row.get("set") or Path(row["image"]).parts[0]

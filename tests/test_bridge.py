@@ -465,7 +465,7 @@ def test_cpu_affinity_choices(tmp_path: Path) -> None:
     allowed = sorted(os.sched_getaffinity(0))
     script = (
         "import json, os, sys\n"
-        "from bridge.cli import pin_to_cpu\n"
+        "from bridge.tuning import pin_to_cpu\n"
         "from bridge.errors import ConfigError\n"
         "setting = json.loads(sys.argv[1]); local = sys.argv[2] == 'local'\n"
         "try:\n"

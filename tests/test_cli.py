@@ -91,7 +91,10 @@ def test_recognize_csv_with_every_parameter(secured: ReaderEmulator, tmp_path: P
     ("args", "message"),
     [
         (["recognize", "missing.jpg", "--url", "http://127.0.0.1:9/"], "missing.jpg: no such file or folder"),
-        (["recognize", "."], "the cloud API needs a token"),
+        (
+            ["recognize", ".", "--url", "https://api.platerecognizer.com/v1/plate-reader/"],
+            "the cloud URL needs a token",
+        ),
         (["recognize", "README.md", "--url", "http://127.0.0.1:9/", "--regions", "zz"], "unknown region"),
         (["check-config", "nope.yaml"], "cannot read nope.yaml"),
     ],
@@ -115,7 +118,10 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
 
 def test_check_config_lists_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("mqtt: {prot: 1}\nroutes: [{topic: 'a/#/b', regions: [no]}]\n")
+    path.write_text(
+        "mqtt: {prot: 1}\nreader: {url: 'https://api.platerecognizer.com/v1/plate-reader/'}\n"
+        "routes: [{topic: 'a/#/b', regions: [no]}]\n"
+    )
     done = plate_bridge("check-config", str(path))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -183,3 +189,21 @@ def test_publish_to_no_broker_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip().startswith("plate-bridge: cannot connect to the broker at 127.0.0.1:")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc arenas are glibc's (Linux)")
+@pytest.mark.parametrize(("environment", "expected"), [({}, "2"), ({"MALLOC_ARENA_MAX": "8"}, "None")])
+def test_run_caps_malloc_arenas_only_when_the_user_did_not(
+    environment: dict[str, str], expected: str
+) -> None:
+    # In a child process, as `run` does it at start: the cap is process-wide.
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from bridge.tuning import limit_malloc_arenas; print(limit_malloc_arenas())"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**env, **environment},
+        check=True,
+    )
+    assert done.stdout.strip() == expected

@@ -28,6 +28,45 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLATE_RECOGNIZER_TOKEN", "tok")
     config = load_config(Path(__file__).parents[1] / "examples" / "config.yaml")
     assert config.routes[0].topic == "cameras/+/image"
+    assert config.reader.is_cloud, "with a token and no reader.url, the cloud reads the plates"
+
+
+def test_without_a_token_the_reader_defaults_to_local_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLATE_RECOGNIZER_TOKEN", raising=False)
+    reader = load_config().reader
+    assert reader.url == "local" and reader.default_note is not None and "offline" in reader.default_note
+    named = load_config(reader={"url": SDK}).reader
+    assert named.url == SDK and named.default_note is None
+
+
+def test_an_explicit_cloud_url_without_a_token_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLATE_RECOGNIZER_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_config(reader={"url": "https://api.platerecognizer.com/v1/plate-reader/"})
+    assert caught.value.problems[0].startswith("reader: the cloud URL needs a token")
+
+
+def test_cpu_affinity_leaves_the_cpus_alone_by_default() -> None:
+    assert load_config(reader={"url": SDK}).cpu_affinity == "all"
+
+
+def test_broker_tls_files_are_checked_by_path(tmp_path: Path) -> None:
+    missing = tmp_path / "client.key"
+    not_pem = write(tmp_path, "not a certificate")
+    cases = [
+        ({"ca_certs": str(missing)}, f"mqtt.tls: ca_certs {missing}: no such file"),
+        ({"ca_certs": str(not_pem)}, f"mqtt.tls: ca_certs {not_pem}: cannot be loaded as a CA bundle"),
+        (
+            {"certfile": str(not_pem), "keyfile": str(missing)},
+            f"mqtt.tls: keyfile {missing}: no such file",
+        ),
+        ({"certfile": str(not_pem)}, f"mqtt.tls: certfile {not_pem}: cannot be loaded as a certificate"),
+    ]
+    for tls, expected in cases:
+        with pytest.raises(ConfigError) as caught:
+            load_config(reader={"url": SDK}, mqtt={"tls": tls})
+        [problem] = caught.value.problems
+        assert problem.startswith(expected), problem
 
 
 def test_defaults_follow_the_contract(tmp_path: Path) -> None:
@@ -49,6 +88,7 @@ def test_every_problem_gets_its_own_line(tmp_path: Path, monkeypatch: pytest.Mon
         tmp_path,
         """
 mqtt: {hots: localhost}
+reader: {url: "https://api.platerecognizer.com/v1/plate-reader/"}
 routes:
   - topic: cameras/+/image
     regions: [gb, zz]

@@ -27,7 +27,7 @@ from bridge import schemas
 from bridge.config import load_config
 from bridge.errors import BrokerError
 from bridge.service import Bridge
-from tests.conftest import Mosquitto
+from tests.conftest import Mosquitto, free_port
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
 
@@ -523,3 +523,150 @@ def test_a_camera_id_with_control_characters_cannot_knock_the_bridge_off_the_bro
     assert "malformed packet" not in log, log[-1000:]
     events = [topic for topic, _ in subscriber.messages if topic.split("/")[-1] in ("result", "error")]
     assert len(events) == 2, f"one event per frame, got {events}"
+
+
+# --- (c) what an operator sees when broker TLS or credentials go wrong: `plate-bridge run` ---------
+
+
+class RunningBridge:
+    """`plate-bridge -v run --config FILE` as a process; its stderr lines collected as they come."""
+
+    def __init__(self, config: Path) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "-v", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=cli_environment(),
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def matching(self, words: str) -> list[str]:
+        with self._changed:
+            return [line for line in self.lines if words in line]
+
+    def wait_for(self, words: str, count: int = 1, timeout: float = 30.0) -> list[str]:
+        with self._changed:
+            self._changed.wait_for(lambda: len([ln for ln in self.lines if words in ln]) >= count, timeout)
+        found = self.matching(words)
+        assert len(found) >= count, f"{len(found)} line(s) with {words!r}, wanted {count}:\n" + "\n".join(
+            self.lines[-30:]
+        )
+        return found
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def write_run_config(folder: Path, port: int, emulator: ReaderEmulator, **mqtt: Any) -> Path:
+    document = {
+        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "first-hour", **mqtt},
+        "reader": {"url": emulator.url, "max_calls_per_second": None},
+        "routes": [{"topic": "cameras/+/image"}],
+    }
+    path = folder / "bridge.yaml"
+    path.write_text(json.dumps(document))  # JSON is YAML
+    return path
+
+
+def trustme_broker_files(folder: Path, *hosts: str) -> tuple[Path, Path, Path]:
+    """A CA of trustme's, and a server certificate and key it signed for `hosts`: (ca, cert, key)."""
+    import trustme
+
+    authority = trustme.CA()
+    server = authority.issue_cert(*hosts)
+    ca, cert, key = folder / "trustme-ca.pem", folder / "trustme-server.pem", folder / "trustme-server.key"
+    authority.cert_pem.write_to_path(str(ca))
+    for blob in server.cert_chain_pems:
+        blob.write_to_path(str(cert), append=True)
+    server.private_key_pem.write_to_path(str(key))
+    return ca, cert, key
+
+
+@pytest.mark.slow  # the start-up wait (10 s) and paho's reconnect backoff
+@pytest.mark.mosquitto
+def test_a_broker_with_an_untrusted_certificate_after_start_up_is_logged_once_with_openssls_reason(
+    tmp_path: Path, pki: Pki, emulator: ReaderEmulator, cleanup: list[Any]
+) -> None:
+    require_binaries("mosquitto")
+    _, cert, key = trustme_broker_files(tmp_path, "127.0.0.1")  # signed by a CA the bridge does not trust
+    port = free_port()
+    bridge = RunningBridge(write_run_config(tmp_path, port, emulator, tls={"ca_certs": str(pki.ca)}))
+    cleanup.append(bridge)
+    bridge.wait_for("no answer yet from the broker")  # the start-up wait is over, without a broker
+    broker = Mosquitto(
+        tmp_path, port, extra=f"user {broker_user()}\ncertfile {cert}\nkeyfile {key}\n"
+    ).start()
+    cleanup.append(broker)
+    [logged] = bridge.wait_for("TLS failed: certificate verify failed:")
+    assert "unable to get local issuer certificate" in logged or "self-signed" in logged, logged
+    assert "still retrying" in logged
+    bridge.wait_for("again: TLS failed", count=1, timeout=30)  # paho retried it ...
+    assert len(bridge.matching("ERROR bridge.mqtt.client: broker")) == 1, "... and it was logged once"
+
+
+@pytest.mark.mosquitto
+def test_a_certificate_for_another_address_names_the_mismatch_and_insecure_warns(
+    tmp_path: Path, emulator: ReaderEmulator, cleanup: list[Any]
+) -> None:
+    require_binaries("mosquitto")
+    ca, cert, key = trustme_broker_files(tmp_path, "localhost")  # not 127.0.0.1
+    broker = Mosquitto(tmp_path, extra=f"user {broker_user()}\ncertfile {cert}\nkeyfile {key}\n").start()
+    cleanup.append(broker)
+    config = write_run_config(tmp_path, broker.port, emulator, tls={"ca_certs": str(ca)})
+    done = run_cli("run", "--config", str(config))
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr
+    assert "certificate verify failed: IP address mismatch" in stderr and "127.0.0.1" in stderr, stderr
+    assert "Traceback" not in stderr
+
+    config = write_run_config(tmp_path, broker.port, emulator, tls={"ca_certs": str(ca), "insecure": True})
+    bridge = RunningBridge(config)
+    cleanup.append(bridge)
+    bridge.wait_for(f"connected to broker 127.0.0.1:{broker.port}")
+    [warning] = bridge.matching("mqtt.tls.insecure")
+    assert "WARNING" in warning and "not checked" in warning
+
+
+@pytest.mark.slow  # the start-up wait (10 s) and paho's reconnect backoff
+@pytest.mark.mosquitto
+def test_a_wrong_password_seen_after_start_up_is_logged_when_it_changes_and_retried(
+    tmp_path: Path, emulator: ReaderEmulator, cleanup: list[Any]
+) -> None:
+    require_binaries("mosquitto", "mosquitto_passwd")
+    passwords = make_password_file(tmp_path, {"bridge": BROKER_PASSWORD})
+    port = free_port()
+    config = write_run_config(tmp_path, port, emulator, username="bridge", password=WRONG_BROKER_PASSWORD)
+    bridge = RunningBridge(config)
+    cleanup.append(bridge)
+    bridge.wait_for("no answer yet from the broker")  # the start-up wait is over, without a broker
+    broker = Mosquitto(
+        tmp_path, port, extra=f"user {broker_user()}\nallow_anonymous false\npassword_file {passwords}\n"
+    ).start()
+    cleanup.append(broker)
+    [logged] = bridge.wait_for("refused the connection: Not authorized")
+    assert "ERROR" in logged and "still retrying" in logged and "mqtt.password" in logged
+    bridge.wait_for("again: the broker refused", timeout=30)
+    assert len(bridge.matching("refused the connection: Not authorized")) == 2, "once, then once per retry"
+    bridge.stop()
+    everything = "\n".join(bridge.lines)
+    assert WRONG_BROKER_PASSWORD not in everything and BROKER_PASSWORD not in everything

@@ -10,7 +10,21 @@ import socket
 import threading
 from typing import Any
 
+from bridge.errors import ConfigError
+
 log = logging.getLogger(__name__)
+
+
+class _StartupTraceback(logging.Filter):
+    """amqtt logs its own start-up failure with a traceback; EmbeddedBroker.start() raises it as one
+    line, so the traceback is kept for -v (debug) only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not logging.getLogger().isEnabledFor(logging.DEBUG):
+            record.exc_info = None
+            record.exc_text = None
+            return False
+        return True
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -31,7 +45,19 @@ def pick_port(host: str, wanted: int, tries: int = 20) -> int:
     for port in range(wanted, min(wanted + tries, 65536)):
         if port_is_free(host, port):
             return port
-    raise OSError(errno.EADDRINUSE, f"no free port in {wanted}..{wanted + tries - 1} on {host}")
+    raise ConfigError(
+        f"the embedded broker found no free port in {wanted}..{wanted + tries - 1} on {host}: "
+        "set mqtt.port to a free port, or 0 for any"
+    )
+
+
+def _reason(failure: BaseException) -> str:
+    """The innermost cause of amqtt's start-up failure, e.g. "address already in use"."""
+    while failure.__cause__ is not None or failure.__context__ is not None:
+        failure = failure.__cause__ or failure.__context__  # type: ignore[assignment]
+    if isinstance(failure, OSError) and failure.errno == errno.EADDRINUSE:
+        return "the address is already in use"
+    return f"{type(failure).__name__}: {failure}"
 
 
 class EmbeddedBroker:
@@ -51,7 +77,7 @@ class EmbeddedBroker:
         try:
             from amqtt.broker import Broker
         except ImportError as exc:
-            raise RuntimeError(f"the embedded broker needs amqtt: pip install amqtt ({exc})") from None
+            raise ConfigError(f"the embedded broker needs amqtt: pip install amqtt ({exc})") from None
         ready = threading.Event()
         failure: list[BaseException] = []
         loop = asyncio.new_event_loop()
@@ -70,6 +96,7 @@ class EmbeddedBroker:
                 loop.run_until_complete(boot())
             except BaseException as exc:
                 failure.append(exc)
+                loop.close()
                 ready.set()
                 return
             ready.set()
@@ -78,12 +105,26 @@ class EmbeddedBroker:
 
         self._loop = loop
         self._thread = threading.Thread(target=run, name="embedded-broker", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise RuntimeError(f"the embedded broker did not start within {timeout:g} s")
+        quiet = _StartupTraceback()
+        amqtt_log = logging.getLogger("amqtt.broker")
+        amqtt_log.addFilter(quiet)
+        try:
+            self._thread.start()
+            started = ready.wait(timeout)
+        finally:
+            amqtt_log.removeFilter(quiet)
+        # Start-up failures are configuration problems (a port taken between the check and the bind,
+        # an address that cannot be bound): one line, exit status 2, like every other.
+        if not started:
+            self.stop(timeout=1)
+            raise ConfigError(
+                f"the embedded broker did not start on {self.host}:{self.port} within {timeout:g} s"
+            )
         if failure:
-            raise RuntimeError(
-                f"the embedded broker could not start on {self.host}:{self.port}: {failure[0]}"
+            self._loop = self._thread = self._broker = None
+            raise ConfigError(
+                f"the embedded broker could not listen on {self.host}:{self.port}: {_reason(failure[0])}; "
+                "set mqtt.port to a free port, or 0 for any"
             )
         log.info("embedded MQTT broker (amqtt) listening on %s:%s", self.host, self.port)
 

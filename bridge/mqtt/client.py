@@ -83,6 +83,31 @@ class RecentDeliveries:
             self._keys.popitem(last=False)
 
 
+def tls_reason(exc: ssl.SSLError) -> str:
+    """Why a TLS handshake failed, in OpenSSL's words: a failed certificate check carries its own
+    reason ("self-signed certificate in certificate chain", "IP address mismatch, ...") that
+    `reason` alone ("CERTIFICATE_VERIFY_FAILED") drops."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(exc.reason or exc)
+
+
+class _PahoClient(paho.Client):
+    """paho's client, telling us why a (re)connection attempt failed: paho's own loop swallows the
+    exception (it only calls on_connect_fail, without it), so a broker that comes up later with a
+    certificate we do not trust would otherwise be retried forever in silence."""
+
+    on_connect_error: Callable[[OSError], None] | None = None
+
+    def reconnect(self) -> paho.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            if self.on_connect_error is not None:
+                self.on_connect_error(exc)
+            raise
+
+
 class MqttClient:
     """paho behind one class: availability topic with last will, resubscribe on every (re)connect,
     a refused CONNACK treated as not connected, publishing from any thread.
@@ -114,6 +139,10 @@ class MqttClient:
         self._state: dict[str, Any] = {"state": "online"}
         self._stopping = False
         self._ever_connected = False
+        # The last failure logged while retrying in the background: each distinct one is logged
+        # once, not on every retry; cleared on connecting.
+        self._last_failure: str | None = None
+        self._in_background = False  # start() has returned: failures are logged, not raised
         self._client = self._make_client()
 
     def _subscription(self, topic: str, qos: int) -> tuple[str, int | SubscribeOptions]:
@@ -139,7 +168,7 @@ class MqttClient:
     def _make_client(self) -> paho.Client:
         settings = self.settings
         v5 = settings.protocol == "5"
-        client = paho.Client(
+        client = _PahoClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
@@ -159,9 +188,19 @@ class MqttClient:
                     cert_reqs=ssl.CERT_REQUIRED,
                 )
             except (OSError, ssl.SSLError) as exc:
-                # A missing or unreadable CA/certificate/key file: say which, not a traceback.
-                raise BrokerError(f"the broker TLS files cannot be used: {exc}") from None
+                # A missing or unreadable CA/certificate/key file (the configuration checks them
+                # too; one may have gone since): say which, not a traceback.
+                files = ", ".join(str(path) for path in (tls.ca_certs, tls.certfile, tls.keyfile) if path)
+                reason = tls_reason(exc) if isinstance(exc, ssl.SSLError) else exc.strerror or exc
+                raise BrokerError(
+                    f"the broker TLS files ({files or 'system CAs'}) cannot be used: {reason}"
+                ) from None
             if tls.insecure:
+                log.warning(
+                    "mqtt.tls.insecure: the broker's certificate is not checked against %s: anyone "
+                    "on the path can pose as the broker; for test brokers only",
+                    self.host,
+                )
                 client.tls_insecure_set(True)
         # Retained "offline" as last will: subscribers (Home Assistant availability) see a crash.
         client.will_set(self.state_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
@@ -171,6 +210,7 @@ class MqttClient:
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
         client.on_message = self._handle_message
+        client.on_connect_error = self._handle_connect_error
         return client
 
     def start(self, wait: float = 10.0) -> None:
@@ -191,7 +231,7 @@ class MqttClient:
             # the broker refuses, a bad CA file) raises here instead of being retried forever.
             self._client.connect(self.host, self.port, keepalive=settings.keepalive, **options)
         except ssl.SSLError as exc:
-            raise BrokerError(f"TLS with the broker at {where} failed: {exc.reason or exc}") from None
+            raise BrokerError(f"TLS with the broker at {where} failed: {tls_reason(exc)}") from None
         except ValueError as exc:
             raise BrokerError(f"cannot connect to the broker at {where}: {exc}") from None
         except OSError as exc:
@@ -199,6 +239,7 @@ class MqttClient:
             self._client.connect_async(self.host, self.port, keepalive=settings.keepalive, **options)
         self._client.loop_start()
         self._attempted.wait(wait)
+        self._in_background = True
         if self._refused:
             self._client.loop_stop()
             raise BrokerError(
@@ -283,10 +324,20 @@ class MqttClient:
         if reason_code.is_failure:
             # A refused CONNACK is not a connection (bad credentials must not look "online").
             self._refused = str(reason_code)
-            log.error("broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
+            if self._in_background:
+                # After start-up (start() raised the first refusal): keep retrying, since a password
+                # file or ACL can be fixed on the broker without restarting the bridge, and log
+                # each new reason once rather than every few seconds.
+                self._log_failure(
+                    f"the broker refused the connection: {reason_code} (check mqtt.username and "
+                    "mqtt.password); still retrying every 30 s at most"
+                )
+            else:
+                log.error("broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
             self._attempted.set()
             return
         self._refused = None
+        self._last_failure = None
         self._ever_connected = True
         log.info("connected to broker %s:%s", self.host, self.port)
         client.publish(self.state_topic, json.dumps(self._state), qos=1, retain=True)
@@ -303,6 +354,20 @@ class MqttClient:
             except Exception:
                 log.exception("the on-connect handler failed")
         self._attempted.set()
+
+    def _handle_connect_error(self, exc: OSError) -> None:
+        """A background (re)connection attempt failed before any CONNACK (paho retries it)."""
+        if isinstance(exc, ssl.SSLError):
+            self._log_failure(f"TLS failed: {tls_reason(exc)}; still retrying every 30 s at most")
+        else:
+            log.debug("broker %s:%s not reachable: %s", self.host, self.port, exc)
+
+    def _log_failure(self, failure: str) -> None:
+        if failure != self._last_failure:
+            self._last_failure = failure
+            log.error("broker %s:%s: %s", self.host, self.port, failure)
+        else:
+            log.debug("broker %s:%s: again: %s", self.host, self.port, failure)
 
     def _handle_subscribe(
         self,

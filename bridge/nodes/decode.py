@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import codecs
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +19,42 @@ from bridge.regions import normalize_regions
 
 _DATA_URI_PREFIX = b"data:"
 _WHITESPACE = b" \t\r\n"
+_BASE64_ALPHABET = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=" + _WHITESPACE
+)
+# Bytes of a payload quoted in an error: enough to recognise it, never a whole frame in an event.
+_SHOWN_BYTES = 12
+# Image formats cameras send that the reader does not take, by their magic bytes (offset, bytes).
+_OTHER_FORMATS: tuple[tuple[str, int, bytes], ...] = (
+    ("a GIF image", 0, b"GIF8"),
+    ("a WebP image", 8, b"WEBP"),
+    ("a BMP image", 0, b"BM"),
+    ("a TIFF image", 0, b"II*\x00"),
+    ("a TIFF image", 0, b"MM\x00*"),
+    ("a HEIC image", 4, b"ftyphei"),
+    ("an AVIF image", 4, b"ftypavi"),
+    ("a PDF document", 0, b"%PDF"),
+)
 
 
-def _decode_base64(text: bytes, what: str) -> tuple[bytes, bytes]:
+def describe(data: bytes) -> str:
+    """What `data` looks like, for an error message: a known format, text or binary, and its first
+    bytes as a Python bytes literal (control characters escaped, so nothing reaches a log raw)."""
+    for name, offset, magic in _OTHER_FORMATS:
+        if data[offset : offset + len(magic)] == magic:
+            return f"{name} ({len(data):,} bytes), which the reader does not take"
+    head = data[:_SHOWN_BYTES]
+    try:
+        # Incremental, so a character cut at the sample's end is not taken for binary data.
+        sample = codecs.getincrementaldecoder("utf-8")().decode(data[:256], final=False)
+        is_text = all(char.isprintable() or char in "\t\r\n" for char in sample)
+    except UnicodeDecodeError:
+        is_text = False
+    kind = "text" if is_text else "binary data"
+    return f"{len(data):,} bytes of {kind} starting {head!r}"
+
+
+def _decode_base64(text: bytes, what: str, *, arrived: bytes | None = None) -> tuple[bytes, bytes]:
     """Strict base64 (standard alphabet, padding required), line breaks and spaces aside; returns the
     image and the base64 text without whitespace.
 
@@ -34,11 +68,21 @@ def _decode_base64(text: bytes, what: str) -> tuple[bytes, bytes]:
     except (binascii.Error, ValueError) as exc:
         stripped = text.translate(None, _WHITESPACE)
         if len(stripped) == len(text):
-            raise PayloadNotImage(f"{what} is not valid base64 ({exc})") from None
+            raise _not_base64(arrived or text, what, exc) from None
     try:
         return pybase64.b64decode(stripped, validate=True), stripped
     except (binascii.Error, ValueError) as exc:
-        raise PayloadNotImage(f"{what} is not valid base64 ({exc})") from None
+        raise _not_base64(arrived or text, what, exc) from None
+
+
+def _not_base64(text: bytes, what: str, exc: Exception) -> PayloadNotImage:
+    if what == "the payload" and not _BASE64_ALPHABET.issuperset(text[:4096]):
+        # Not even base64's alphabet: say what it is instead of how base64 failed.
+        return PayloadNotImage(
+            "the payload is not a JPEG or PNG image, not valid base64 of one, not a data URI and not a "
+            f"JSON envelope: it is {describe(text)}"
+        )
+    return PayloadNotImage(f"{what} looks like base64 but is not valid base64 ({exc})")
 
 
 def _split_data_uri(text: bytes) -> bytes:
@@ -92,15 +136,15 @@ class DecodeNode(Node):
             return self._with_image(msg, image, data)
         if not stripped:
             raise PayloadNotImage("empty payload")
-        image, data = _decode_base64(stripped, "the payload")
+        image, data = _decode_base64(stripped, "the payload", arrived=payload)
         return self._with_image(msg, image, data)
 
     def _with_image(self, msg: Message, image: bytes, encoded: bytes | None, **changes: Any) -> Message:
         image_format = sniff_format(image)
         if image_format is None:
             raise PayloadNotImage(
-                "the payload is not a JPEG or PNG image (expected raw image bytes, base64, "
-                "a data URI or a JSON envelope with an `image` field)"
+                f"the payload's base64 decodes to {describe(image)}, not a JPEG or PNG image "
+                "(expected raw image bytes, base64 of them, a data URI or a JSON envelope)"
             )
         # Kept as the bytes it arrived in (no copy): only a reader that sends base64 needs it as text.
         return msg.replace(image=image, image_base64=encoded, image_format=image_format, **changes)
