@@ -507,12 +507,16 @@ def test_serve_reads_its_token_from_a_file_or_the_environment(tmp_path: Path) ->
         )
         try:
             wait_for_port(port, timeout=60)
-            url = f"http://127.0.0.1:{port}/info/"
+            # /v1/statistics/ always needs the token; the SDK paths refuse a wrong one (a request
+            # without any is answered there, as an on-premise SDK answers it).
+            url = f"http://127.0.0.1:{port}/v1/statistics/"
             # The port is bound before the engine loads: the first answer may take the load time.
             assert requests.get(url, timeout=60).status_code == 403
             assert (
                 requests.get(url, headers={"Authorization": f"Token {secret}"}, timeout=60).status_code == 200
             )
+            info = f"http://127.0.0.1:{port}/info/"
+            assert requests.get(info, headers={"Authorization": "Token wrong"}, timeout=60).status_code == 403
             command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes()
             assert secret.encode() not in command_line
         finally:
