@@ -3,11 +3,8 @@ running bridge: what the flows publish is what a user's home would get."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,61 +15,12 @@ import pytest
 
 from bridge.config import load_config
 from bridge.service import Bridge
-from tests.conftest import EXAMPLES, Collector, Mosquitto, free_port
+from tests.conftest import EXAMPLES, Collector, Mosquitto
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
+from tests.nodered import NodeRed
 
 FLOWS = EXAMPLES / "node-red"
-NODE_RED_SPEC = "node-red@4"  # Node-RED 4 runs on Node 18/20; Node-RED 5 needs Node 22
-NODE_RED_CACHE = Path.home() / ".cache" / "plate-bridge" / "node-red-4"
-NPM_TIMEOUT = 600
-
-SETTINGS_JS = """\
-// Written by tests/test_nodered.py: no editor, no telemetry, loopback only.
-module.exports = {{
-    flowFile: {flow_file},
-    credentialSecret: false,
-    uiHost: "127.0.0.1",
-    uiPort: {port},
-    httpAdminRoot: false,
-    httpNodeRoot: false,
-    diagnostics: {{ enabled: false }},
-    runtimeState: {{ enabled: false }},
-    telemetry: {{ enabled: false }},
-    logging: {{ console: {{ level: "warn", metrics: false, audit: false }} }},
-}};
-"""
-
-
-def node_red() -> tuple[str, Path]:
-    """`node` and Node-RED's red.js, installed into the cache folder once (lock-guarded); else skip."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("`node` and `npm` are needed to run Node-RED (neither is required by the bridge)")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    if int(version.lstrip("v").split(".")[0] or 0) < 18:
-        pytest.skip(f"Node-RED 4 needs Node.js 18 or later; this is {version}")
-    red_js = NODE_RED_CACHE / "node_modules" / "node-red" / "red.js"
-    NODE_RED_CACHE.mkdir(parents=True, exist_ok=True)
-    # Several test runs (or helpers) may start at once: one installs, the others wait for it.
-    with open(NODE_RED_CACHE.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not red_js.exists():
-            command = [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", NODE_RED_SPEC]
-            try:
-                result = subprocess.run(
-                    command,
-                    cwd=NODE_RED_CACHE,
-                    capture_output=True,
-                    text=True,
-                    timeout=NPM_TIMEOUT,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                pytest.skip(f"`npm install {NODE_RED_SPEC}` took over {NPM_TIMEOUT} s")
-            if result.returncode != 0 or not red_js.exists():
-                pytest.skip(f"`npm install {NODE_RED_SPEC}` failed: {result.stderr.strip()[-300:]}")
-    return node, red_js
 
 
 class Camera:
@@ -111,7 +59,6 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 def test_the_example_flows_drive_the_bridge_and_act_on_its_events(
     mosquitto: Mosquitto, emulator: ReaderEmulator, tmp_path: Path, collector_factory: Any
 ) -> None:
-    node, red_js = node_red()
     config = load_config(
         mqtt={"host": "127.0.0.1", "port": mosquitto.port, "protocol": "5", "health_interval": 0},
         reader={"url": emulator.url, "max_calls_per_second": None},
@@ -120,7 +67,7 @@ def test_the_example_flows_drive_the_bridge_and_act_on_its_events(
     bridge = Bridge(config)
     bridge.start()
     camera = Camera(jpeg())
-    process: subprocess.Popen[bytes] | None = None
+    node_red: NodeRed | None = None
     try:
         assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
         collector: Collector = collector_factory(
@@ -135,24 +82,15 @@ def test_the_example_flows_drive_the_bridge_and_act_on_its_events(
             for name in ("plates-flow.json", "request-response-flow.json")
             for node in json.loads((FLOWS / name).read_text())
         ]
-        flow_file = tmp_path / "flows.json"
-        flow_file.write_text(json.dumps(flows))
-        settings = tmp_path / "settings.js"
-        settings.write_text(SETTINGS_JS.format(flow_file=json.dumps(str(flow_file)), port=free_port()))
-        environment = {
-            **os.environ,
-            "MQTT_HOST": "127.0.0.1",
-            "MQTT_PORT": str(mosquitto.port),
-            "CAMERA_SNAPSHOT_URL": camera.url,
-        }
-        log = (tmp_path / "node-red.log").open("wb")
-        process = subprocess.Popen(
-            [node, str(red_js), "--userDir", str(tmp_path), "--settings", str(settings)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            cwd=tmp_path,
-        )
+        node_red = NodeRed(
+            tmp_path,
+            flows,
+            environment={
+                "MQTT_HOST": "127.0.0.1",
+                "MQTT_PORT": str(mosquitto.port),
+                "CAMERA_SNAPSHOT_URL": camera.url,
+            },
+        ).start()
 
         # Flow 1: motion -> snapshot -> the bridge -> an event -> "a plate seen" in the home.
         [event] = collector.wait_for("plate-bridge/driveway/result", timeout=60)
@@ -172,12 +110,7 @@ def test_the_example_flows_drive_the_bridge_and_act_on_its_events(
         # ... and is not also reported as merely seen.
         assert [doc["camera"] for doc in collector.on("home/plates/seen")].count("driveway") == 1
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        if node_red is not None:
+            node_red.stop()
         camera.close()
         bridge.stop(deadline=5)
