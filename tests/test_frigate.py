@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from bridge import schemas
 from bridge.config import load_config
 from bridge.errors import ConfigError
-from bridge.extensions.frigate import FrigateObject, sub_label_for
+from bridge.extensions.frigate import FrigateExtension, FrigateObject, sub_label_for
 from bridge.service import Bridge
 from tests.conftest import BrokerAddress, Collector
 from tests.emulator import ReaderEmulator
@@ -18,6 +19,15 @@ from tests.frigate_emulator import FrigateEmulator, event_message
 from tests.images import jpeg
 
 SOURCE_ROUTE = {"topic": "frigate/+/+/event_snapshot"}
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Poll `condition` (state another thread changes) until it holds; fail after `timeout` s."""
+    give_up = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > give_up:
+            pytest.fail(f"waited {timeout:g} s for {what}")
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -104,6 +114,9 @@ def test_a_snapshot_frigate_cannot_give_yet_is_tried_again_on_the_next_update(
         collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
         collector.publish("frigate/events", event_message("new", "late", camera="gate", zones=("entrance",)))
         frigate.wait_for_snapshot_requests("late", 1)  # answered 404: Frigate does not know it yet
+        # ... and the bridge has taken the 404 in (until then, updates find the fetch under way).
+        extension = next(ext for ext in bridge.extensions if isinstance(ext, FrigateExtension))
+        wait_until(lambda: extension.reads_of("late") == 0, "the failed fetch to be counted back")
         frigate.add_event("late", "gate", "car", jpeg())
         # Elsewhere on the camera or on another camera: not followed.
         collector.publish("frigate/events", event_message("update", "late", camera="gate", zones=("street",)))

@@ -233,6 +233,12 @@ class FrigateExtension(Extension):
             and obj.has_snapshot
         )
 
+    def reads_of(self, event_id: str) -> int | None:
+        """How many snapshot reads of a Frigate event are counted (under way or done); None if untracked."""
+        with self._lock:
+            tracked = self._tracked.get(event_id)
+            return None if tracked is None else tracked.reads
+
     def on_message(self, inbound: InboundMessage) -> None:
         try:
             kind, obj = FrigateObject.parse(inbound.payload)
