@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from bridge.config import BridgeConfig
 
 # module:class, in start-up order.
-EXTENSIONS: tuple[str, ...] = ("bridge.extensions.homeassistant:HomeAssistantExtension",)
+EXTENSIONS: tuple[str, ...] = (
+    "bridge.extensions.info:BridgeInfoExtension",
+    "bridge.extensions.homeassistant:HomeAssistantExtension",
+)
 
 
 def extension_types() -> list[type[Extension]]:
