@@ -140,10 +140,11 @@ class Entities:
         state = self.topics.bridge_state
 
         def entity(component: str, key: str, name: str, **fields: Any) -> Discovery:
+            # Unique ids keep the keys of earlier versions; entity ids follow the names.
             document = {
                 "name": name,
                 "unique_id": f"plate_bridge_{self.topics.node}_{key}",
-                **self._entity_id(component, f"{self.bridge_slug}_{key}"),
+                **self._entity_id(component, f"{self.bridge_slug}_{slug(name)}"),
                 "device": device,
                 "origin": ORIGIN,
                 **fields,
@@ -259,13 +260,14 @@ class Entities:
 
         documents = [
             # The state is ready-made flat JSON: no template over the reader's answer. No plate
-            # (cleared) is JSON null, which becomes HA's "unknown" through its `None` payload.
+            # (cleared) is JSON null, shown as an empty state: a text sensor of HA 2024.3 reads the
+            # `None` payload as the text "None" (only numeric sensors turn it into "unknown").
             entity(
                 "sensor",
                 "plate",
                 "Plate",
                 state_topic=state,
-                value_template="{{ value_json.plate if value_json.plate else 'None' }}",
+                value_template="{{ value_json.plate or '' }}",
                 json_attributes_topic=state,
                 icon="mdi:car-back",
             ),

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 CONFIGURED = "config"
 AUTO = "auto"
 RECORD_WAIT = 3.0  # seconds to wait for the previous run's retained record before writing ours
+FORGET_DELAY = 5.0  # seconds between removing a camera's entities and deleting its retained state
 
 
 def configured_cameras(config: BridgeConfig) -> list[str]:
@@ -80,6 +81,7 @@ class HomeAssistantExtension(Extension):
         self._record_wait_until = 0.0
         self._cap_logged = False
         self._clear_at: dict[str, float] = {}
+        self._forget: dict[str, float] = {}  # removed camera -> when to delete its retained topics
         self._wake = threading.Condition(self._lock)
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -152,6 +154,7 @@ class HomeAssistantExtension(Extension):
                     self._cap_logged = True
                 return
             self._cameras[camera] = AUTO
+            self._forget.pop(camera, None)  # back before its old retained state was deleted
         log.info("announcing camera %r to Home Assistant", camera)
         self._announce_camera(camera, fresh=True)
         self._publish_record()
@@ -168,9 +171,15 @@ class HomeAssistantExtension(Extension):
             self._announced.add(camera)
 
     def _forget_camera(self, camera: str) -> None:
-        log.info("removing camera %r from Home Assistant (no longer configured)", camera)
+        """Delete a removed camera's retained state and images. Not at once: entities that Home
+        Assistant has not yet removed would read the empty state and log template errors (seen on HA
+        2024.3); until then the record keeps the camera under `forget`, so a stop in between loses
+        nothing."""
         for leaf in ("state", "snapshot", "plate_crop"):
             self.context.publish(self.topics.camera(camera, leaf), b"", 1, True)
+        with self._lock:
+            self._forget.pop(camera, None)
+        self._publish_record()
 
     def _reconcile(self, payload: bytes) -> None:
         """The retained record of what was announced (by a previous run, or just now by this one).
@@ -188,9 +197,13 @@ class HomeAssistantExtension(Extension):
             recorded = {}
         cameras = recorded.get("cameras") if isinstance(recorded.get("cameras"), dict) else {}
         discovery = recorded.get("discovery") if isinstance(recorded.get("discovery"), list) else []
+        pending = recorded.get("forget") if isinstance(recorded.get("forget"), list) else []
         gone, restored = [], []
         with self._lock:
             self._record_seen = True
+            for camera in pending:  # removed by an earlier run, which stopped before forgetting them
+                if isinstance(camera, str) and camera not in self._cameras:
+                    self._forget.setdefault(camera, 0.0)
             for camera, how in cameras.items():
                 if not isinstance(camera, str) or camera in self._cameras:
                     continue
@@ -206,8 +219,12 @@ class HomeAssistantExtension(Extension):
         for topic in sorted(stale):
             if topic.startswith(f"{self.topics.prefix}/") and topic.endswith("/config"):
                 self.context.publish(topic, b"", 1, True)
-        for camera in gone:
-            self._forget_camera(camera)
+        if gone:
+            log.info("removing camera(s) %s from Home Assistant (no longer configured)", ", ".join(gone))
+        with self._wake:
+            for camera in gone:
+                self._forget[camera] = time.monotonic() + FORGET_DELAY
+            self._wake.notify_all()
         self._publish_record()
 
     def _publish_record(self) -> None:
@@ -216,7 +233,11 @@ class HomeAssistantExtension(Extension):
         with self._lock:
             if not self._record_seen:
                 return
-            record = {"cameras": dict(self._cameras), "discovery": sorted(self._discovery_topics)}
+            record = {
+                "cameras": dict(self._cameras),
+                "discovery": sorted(self._discovery_topics),
+                "forget": sorted(self._forget),
+            }
             if record == self._recorded:
                 return
             self._recorded = record
@@ -285,7 +306,8 @@ class HomeAssistantExtension(Extension):
                 due = [camera for camera, at in self._clear_at.items() if at <= now]
                 for camera in due:
                     del self._clear_at[camera]
-                deadlines = [next_stats, *self._clear_at.values()]
+                forget = [camera for camera, at in self._forget.items() if at <= now]
+                deadlines = [next_stats, *self._clear_at.values(), *self._forget.values()]
                 if self._usage_kind in ("statistics", "info"):
                     deadlines.append(self._usage_at)
                 record_due = not self._record_seen and self._record_wait_until > 0
@@ -294,9 +316,11 @@ class HomeAssistantExtension(Extension):
                     if now >= self._record_wait_until:
                         self._record_seen = True
                         due.append("")
-                if not due and now < min(deadlines):
+                if not due and not forget and now < min(deadlines):
                     self._wake.wait(min(deadlines) - now)
                     continue
+            for camera in forget:
+                self._forget_camera(camera)
             for camera in due:
                 if camera:
                     self._publish_json(self.topics.camera(camera, "state"), cleared_state(camera))
