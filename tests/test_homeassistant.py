@@ -192,7 +192,7 @@ def test_known_cameras_are_announced_at_start_up_with_a_retained_state(
         [plate] = collector.wait_for(config_topic("sensor", "gate", "plate"))
         [connection] = collector.wait_for(CONNECTION)
         [reader] = collector.wait_for(READER_SENSOR)
-        [watch] = collector.wait_for(config_topic("binary_sensor", "gate", "watch_family"))
+        [watch] = collector.wait_for(config_topic("binary_sensor", "gate", "watched_family"))
         [snapshot] = collector.wait_for(config_topic("image", "gate", "snapshot"))
         [trigger] = collector.wait_for(f"{PREFIX}/device_automation/{NODE}/gate_watched_family/config")
         [cleared] = collector.wait_for("plate-bridge/gate/state")

@@ -21,7 +21,7 @@ import pytest
 from bridge.config import load_config
 from bridge.extensions.homeassistant import HomeAssistantExtension
 from bridge.service import Bridge
-from tests.conftest import Collector, Mosquitto, free_port
+from tests.conftest import EXAMPLES, Collector, Mosquitto, free_port
 from tests.emulator import ReaderEmulator
 from tests.homeassistant.harness import HomeAssistant, Release, install
 from tests.images import jpeg
@@ -55,7 +55,7 @@ REJECTED = re.compile(
 UNRELATED = re.compile(
     r"Support for the running Python version|Skipping pip installation|"
     r"We found a custom integration|deprecated and will be removed|"
-    r"analytics|Unable to find|homeassistant.components.http.ban|aiohttp_fast_zlib",
+    r"analytics|homeassistant.components.http.ban|aiohttp_fast_zlib",
 )
 
 
@@ -81,7 +81,11 @@ def release(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Rele
 def setup(release: Release, tmp_path: Path) -> Iterator[tuple[HomeAssistant, Mosquitto, ReaderEmulator]]:
     mosquitto = Mosquitto(tmp_path).start()
     home_assistant = HomeAssistant(
-        release, tmp_path / "ha", http_port=free_port(), broker_port=mosquitto.port
+        release,
+        tmp_path / "ha",
+        http_port=free_port(),
+        broker_port=mosquitto.port,
+        automations=EXAMPLES / "homeassistant" / "automations.yaml",
     )
     try:
         home_assistant.start()
@@ -125,6 +129,9 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
     bridge = Bridge(bridge_config(mosquitto, emulator, ["gate", "drive"]))
     bridge.start()
     try:
+        # The example automations are accepted.
+        for automation in ("open_the_gate_for_the_family", "unknown_car_at_the_gate_at_night"):
+            home_assistant.wait_state(f"automation.{automation}", lambda state: state["state"] == "on")
         # Announced at start-up: entities exist (with a clear state) before any frame.
         plate = home_assistant.wait_state("sensor.gate_plate", lambda state: state["state"] == "")
         assert plate["attributes"]["friendly_name"] == "gate Plate"
@@ -133,7 +140,7 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
         )
         home_assistant.wait_state("sensor.plate_bridge_reader", lambda state: state["state"] == "ok")
         home_assistant.wait_state("sensor.plate_bridge_frames_read", lambda state: state["state"] == "0")
-        home_assistant.wait_state("binary_sensor.gate_watch_family", lambda state: state["state"] == "off")
+        home_assistant.wait_state("binary_sensor.gate_watched_family", lambda state: state["state"] == "off")
         home_assistant.wait_state(
             "sensor.plate_bridge_reader_calls_used", lambda state: state["state"] == "0"
         )
@@ -160,9 +167,19 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
         [extension] = [ext for ext in bridge.extensions if isinstance(ext, HomeAssistantExtension)]
         extension.on_event(hand_built("gate", [RESULT], WATCHED))
         watch = home_assistant.wait_state(
-            "binary_sensor.gate_watch_family", lambda state: state["state"] == "on"
+            "binary_sensor.gate_watched_family", lambda state: state["state"] == "on"
         )
         assert watch["attributes"]["label"] == "Anna's car"
+        # ... which runs the example automation that opens the gate.
+        home_assistant.wait_state(
+            "automation.open_the_gate_for_the_family", lambda state: state["attributes"].get("last_triggered")
+        )
+        give_up, messages = time.monotonic() + 15, ""
+        while "Anna's car" not in messages and time.monotonic() < give_up:
+            [notifications] = home_assistant.ws({"type": "persistent_notification/get"})
+            messages = " ".join(item["message"] for item in notifications)
+        assert "Opened for Anna's car (nhk552)" in messages
+        assert home_assistant.state("input_boolean.gate")["state"] == "on"  # type: ignore[index]
         event = home_assistant.wait_state(
             "event.gate_plate_event",
             lambda state: state["attributes"].get("event_type") == "watched_plate_detected",
@@ -171,7 +188,7 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
 
         # Autoclear: the plate and the watch-list sensor go back to clear.
         home_assistant.wait_state(
-            "binary_sensor.gate_watch_family", lambda state: state["state"] == "off", 20
+            "binary_sensor.gate_watched_family", lambda state: state["state"] == "off", 20
         )
         home_assistant.wait_state("sensor.gate_plate", lambda state: state["state"] == "", 20)
 
@@ -193,7 +210,7 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
             "plate_bridge_plate-bridge_gate_snapshot": "image.gate_snapshot",
             "plate_bridge_plate-bridge_gate_plate_crop": "image.gate_plate_crop",
             "plate_bridge_plate-bridge_gate_plate_event": "event.gate_plate_event",
-            "plate_bridge_plate-bridge_gate_watch_family": "binary_sensor.gate_watch_family",
+            "plate_bridge_plate-bridge_gate_watched_family": "binary_sensor.gate_watched_family",
             "plate_bridge_plate-bridge_connection": "binary_sensor.plate_bridge_connection",
             "plate_bridge_plate-bridge_reader": "sensor.plate_bridge_reader",
             "plate_bridge_plate-bridge_processed": "sensor.plate_bridge_frames_read",

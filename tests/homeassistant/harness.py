@@ -144,19 +144,44 @@ class Credentials:
     client_id: str
 
 
-def write_config(folder: Path, *, http_port: int, broker_port: int) -> Credentials:
+def daytime_zone() -> str:
+    """A time zone where it is now about noon (automations with night-time conditions stay quiet)."""
+    offset = (12 - time.gmtime().tm_hour + 12) % 24 - 12  # hours east of UTC, -12..11
+    # POSIX-style names: Etc/GMT-5 is five hours *east* of UTC.
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def write_config(
+    folder: Path, *, http_port: int, broker_port: int, automations: Path | None = None
+) -> Credentials:
     """A configuration directory for a Home Assistant on 127.0.0.1:`http_port` that is onboarded, has
-    one owner with a long-lived token, and the MQTT integration on 127.0.0.1:`broker_port`."""
+    one owner with a long-lived token, the MQTT integration on 127.0.0.1:`broker_port`, and the
+    automations of the file `automations` (if given)."""
     storage = folder / ".storage"
     storage.mkdir(parents=True)
+    included = ""
+    if automations is not None:
+        shutil.copy(automations, folder / "automations.yaml")
+        # The gate the example automation opens: a template switch over an input_boolean.
+        included = (
+            "automation: !include automations.yaml\n"
+            "input_boolean:\n  gate:\n    name: Gate\n"
+            "switch:\n  - platform: template\n    switches:\n      gate_opener:\n"
+            "        value_template: \"{{ is_state('input_boolean.gate', 'on') }}\"\n"
+            "        turn_on:\n          service: input_boolean.turn_on\n"
+            "          target: {entity_id: input_boolean.gate}\n"
+            "        turn_off:\n          service: input_boolean.turn_off\n"
+            "          target: {entity_id: input_boolean.gate}\n"
+        )
     (folder / "configuration.yaml").write_text(
         "homeassistant:\n"
         "  name: plate-bridge test\n"
         "  latitude: 52.37\n  longitude: 4.89\n  elevation: 0\n"
-        "  unit_system: metric\n  time_zone: UTC\n  currency: EUR\n  country: NL\n"
+        f"  unit_system: metric\n  time_zone: {daytime_zone()}\n  currency: EUR\n  country: NL\n"
         f"http:\n  server_host: 127.0.0.1\n  server_port: {http_port}\n"
         "logger:\n  default: info\n"
         + "".join(f"{domain}:\n" for domain in ("api", "websocket_api", "config", "device_automation"))
+        + included
     )
     user_id, token_id = secrets.token_hex(16), secrets.token_hex(16)
     jwt_key, refresh = secrets.token_hex(64), secrets.token_hex(64)
@@ -229,11 +254,21 @@ def write_config(folder: Path, *, http_port: int, broker_port: int) -> Credentia
 class HomeAssistant:
     """`python -m homeassistant` on loopback; `api()` and `ws()` speak to it with the owner's token."""
 
-    def __init__(self, release: Release, folder: Path, *, http_port: int, broker_port: int) -> None:
+    def __init__(
+        self,
+        release: Release,
+        folder: Path,
+        *,
+        http_port: int,
+        broker_port: int,
+        automations: Path | None = None,
+    ) -> None:
         self.release = release
         self.folder = folder
         self.url = f"http://127.0.0.1:{http_port}"
-        self.credentials = write_config(folder, http_port=http_port, broker_port=broker_port)
+        self.credentials = write_config(
+            folder, http_port=http_port, broker_port=broker_port, automations=automations
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self._output = folder / "stdout.log"
 

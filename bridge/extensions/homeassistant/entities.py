@@ -281,7 +281,7 @@ class Entities:
             ),
         ]
         for name in watchlists:
-            list_key = f"watch_{slug(name)}"
+            list_key = f"watched_{slug(name)}"
             documents.append(
                 entity(
                     "binary_sensor",
