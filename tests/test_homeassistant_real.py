@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,22 @@ UNRELATED = re.compile(
 )
 
 
+_INSTALLS: dict[str, Future[float | None]] = {}
+
+
+def _installing(release: Release) -> Future[float | None]:
+    """Every release's install starts with the first one asked for: they run side by side (mostly
+    downloads), so a cold cache costs the slowest install, not the sum."""
+    if not _INSTALLS:
+        pool = ThreadPoolExecutor(max_workers=len(RELEASES), thread_name_prefix="ha-install")
+        for version, python_version, pins in RELEASES:
+            python = _interpreter(python_version)
+            if python is not None:
+                _INSTALLS[version] = pool.submit(install, Release(version, python, pins))
+        pool.shutdown(wait=False)
+    return _INSTALLS[release.version]
+
+
 @pytest.fixture(scope="module", params=RELEASES, ids=[version for version, _, _ in RELEASES])
 def release(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Release:
     version, python_version, pins = request.param
@@ -67,7 +84,7 @@ def release(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Rele
         pytest.skip(f"Home Assistant {version} needs Python {python_version}, which is not installed")
     release = Release(version, python, pins)
     try:
-        seconds = install(release)
+        seconds = _installing(release).result()
     except Exception as exc:  # a failed install is a failure to report, not a skip
         pytest.fail(f"could not install Home Assistant {version}: {exc}")
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
