@@ -296,7 +296,7 @@ class Entities:
                         "{{ {'plate': value_json.plate, 'label': value_json.label, "
                         "'list': value_json.list} | tojson }}"
                     ),
-                    device_class="presence",
+                    device_class="occupancy",  # "Detected" / "Clear"
                     icon="mdi:car-key",
                 )
             )
