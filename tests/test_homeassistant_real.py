@@ -8,9 +8,7 @@ Its log must show no rejected discovery or state payload.
 
 from __future__ import annotations
 
-import glob
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,19 +22,11 @@ from bridge.extensions.homeassistant import HomeAssistantExtension
 from bridge.service import Bridge
 from tests.conftest import EXAMPLES, Collector, Mosquitto, free_port
 from tests.emulator import ReaderEmulator
-from tests.homeassistant.harness import HomeAssistant, Release, install
+from tests.homeassistant.harness import HomeAssistant, Release, install, interpreter
 from tests.images import jpeg
 from tests.test_homeassistant import BOX, RESULT, WATCHED, hand_built
 
 pytestmark = [pytest.mark.slow, pytest.mark.homeassistant, pytest.mark.mosquitto]
-
-
-def _interpreter(version: str) -> str | None:
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
-    pyenv = sorted(glob.glob(f"/root/.pyenv/versions/{version}.*/bin/python{version}"))
-    return pyenv[-1] if pyenv else None
 
 
 # The oldest release supported (its Python: 3.11) and the newest that installs on the Python 3.13.0
@@ -69,7 +59,7 @@ def _installing(release: Release) -> Future[float | None]:
     if not _INSTALLS:
         pool = ThreadPoolExecutor(max_workers=len(RELEASES), thread_name_prefix="ha-install")
         for version, python_version, pins in RELEASES:
-            python = _interpreter(python_version)
+            python = interpreter(python_version)
             if python is not None:
                 _INSTALLS[version] = pool.submit(install, Release(version, python, pins))
         pool.shutdown(wait=False)
@@ -79,7 +69,7 @@ def _installing(release: Release) -> Future[float | None]:
 @pytest.fixture(scope="module", params=RELEASES, ids=[version for version, _, _ in RELEASES])
 def release(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Release:
     version, python_version, pins = request.param
-    python = _interpreter(python_version)
+    python = interpreter(python_version)
     if python is None:
         pytest.skip(f"Home Assistant {version} needs Python {python_version}, which is not installed")
     release = Release(version, python, pins)
@@ -116,7 +106,8 @@ def setup(release: Release, tmp_path: Path) -> Iterator[tuple[HomeAssistant, Mos
 def bridge_config(mosquitto: Mosquitto, emulator: ReaderEmulator, cameras: list[str]) -> Any:
     return load_config(
         mqtt={"host": "127.0.0.1", "port": mosquitto.port, "health_interval": 0},
-        reader={"url": emulator.url, "max_calls_per_second": None},
+        # One failed call opens the circuit, so the test can see the reader sensor say so.
+        reader={"url": emulator.url, "max_calls_per_second": None, "retries": 0, "breaker_threshold": 1},
         homeassistant={"enabled": True, "cameras": cameras, "autoclear": 4, "stats_interval": 0.5},
         watchlists={"family": {"plates": [{"plate": "NHK552", "label": "Anna's car"}]}},
     )
@@ -240,6 +231,21 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
         [triggers] = home_assistant.ws({"type": "device_automation/trigger/list", "device_id": gate["id"]})
         kinds = {(trigger["type"], trigger["subtype"]) for trigger in triggers if trigger["domain"] == "mqtt"}
         assert kinds == {("plate_detected", "any"), ("watched_plate_detected", "family")}
+
+        # A frame without a plate: nothing for HA to choke on, the cleared state stays as it is.
+        empty = jpeg(320, 240, text="nothing")
+        emulator.set_response(empty, {"results": []})
+        collector.publish("cameras/gate/image", empty)
+        collector.wait_for("plate-bridge/gate/result", 2)
+        assert home_assistant.state("sensor.gate_plate")["state"] == ""  # type: ignore[index]
+
+        # The reader fails: the sensor says circuit_open (never HA's "unavailable"), with the reason.
+        emulator.fail_next(503)
+        collector.publish("cameras/drive/image", jpeg(320, 240, text="fails"))
+        reader = home_assistant.wait_state(
+            "sensor.plate_bridge_reader", lambda state: state["state"] == "circuit_open"
+        )
+        assert reader["attributes"]["reason"] and reader["attributes"]["retry_in"] == 30
     finally:
         bridge.stop(deadline=5)
 

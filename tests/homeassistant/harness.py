@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import glob
 import hashlib
 import hmac
 import json
@@ -51,6 +52,24 @@ class Release:
     @property
     def bin(self) -> Path:
         return self.venv / "bin"
+
+
+def interpreter(version: str) -> str | None:
+    """A working `python<version>`: pyenv's own builds first (its shims on PATH answer "command not
+    found" for a version that is installed but not selected), then PATH. None when there is none."""
+    candidates = sorted(glob.glob(f"{Path.home()}/.pyenv/versions/{version}.*/bin/python{version}"))
+    candidates += sorted(glob.glob(f"/root/.pyenv/versions/{version}.*/bin/python{version}"))
+    if found := shutil.which(f"python{version}"):
+        candidates.append(found)
+    for candidate in dict.fromkeys(candidates):
+        try:
+            done = subprocess.run([candidate, "-c", "pass"], check=False, capture_output=True, timeout=30)
+            works = done.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            works = False
+        if works:
+            return candidate
+    return None
 
 
 @contextmanager

@@ -25,9 +25,9 @@ from websockets.sync.client import connect
 from bridge.config import load_config
 from bridge.service import Bridge
 from tests.conftest import EXAMPLES, Collector, Mosquitto, free_port
-from tests.homeassistant.harness import HomeAssistant, Release, install
+from tests.homeassistant.harness import HomeAssistant, Release, install, interpreter
 
-RELEASE = Release("2025.4.4", shutil.which("python3.13") or "python3.13")
+RELEASE = Release("2025.4.4", interpreter("3.13") or "python3.13")
 WIDTH, HEIGHT = 1280, 900
 
 
