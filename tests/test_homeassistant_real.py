@@ -9,6 +9,7 @@ Its log must show no rejected discovery or state payload.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +27,12 @@ from tests.homeassistant.harness import HomeAssistant, Release, install, interpr
 from tests.images import jpeg
 from tests.test_homeassistant import BOX, RESULT, WATCHED, hand_built
 
-pytestmark = [pytest.mark.slow, pytest.mark.homeassistant, pytest.mark.mosquitto]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.homeassistant,
+    pytest.mark.mosquitto,
+    pytest.mark.skipif(shutil.which("mosquitto") is None, reason="the mosquitto binary is not installed"),
+]
 
 
 # The oldest release supported (its Python: 3.11) and the newest that installs on the Python 3.13.0
