@@ -16,11 +16,8 @@ from typing import Any
 from bridge import __version__
 from bridge.messages import topic_level
 
-ORIGIN = {
-    "name": "plate-bridge",
-    "sw_version": __version__,
-    "support_url": "https://github.com/plate-bridge/plate-bridge",
-}
+# No support_url: the project has no published address yet (pyproject.toml names none).
+ORIGIN = {"name": "plate-bridge", "sw_version": __version__}
 MANUFACTURER = "plate-bridge"
 
 PLATE_DETECTED = "plate_detected"
