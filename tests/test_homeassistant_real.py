@@ -83,10 +83,11 @@ def release(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Rele
         seconds = _installing(release).result()
     except Exception as exc:  # a failed install is a failure to report, not a skip
         pytest.fail(f"could not install Home Assistant {version}: {exc}")
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     took = "cached" if seconds is None else f"installed in {seconds:.0f} s"
-    if reporter is not None:
-        reporter.write_line(f"Home Assistant {version} ({python}): {took}, {release.venv}")
+    # Past pytest's capture, so the install time shows in every run's output.
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\nHome Assistant {version} ({python}): {took}, {release.venv}")
     return release
 
 
