@@ -26,7 +26,9 @@ class BridgeInfoExtension(Extension):
     """Publishes the bridge's version, its reader (and the SDK's version from `/info/`), its routes
     and its configuration with secrets masked, on every connection (Zigbee2MQTT's `bridge/info`).
 
-    The SDK is asked once, in the background; the document goes out again when its answer arrives.
+    The SDK is asked once, in the background, and only when Home Assistant discovery is on (which asks
+    `/info/` for the usage anyway): a bridge should not make HTTP calls nobody asked for, and tests
+    count the reader's requests. The document goes out again when the answer arrives.
     """
 
     name = "info"
@@ -47,7 +49,12 @@ class BridgeInfoExtension(Extension):
         return f"{self.context.base_topic}/bridge/info"
 
     def start(self) -> None:
-        if reader_kind(self.context.config) == "sdk" and hasattr(self.context.reader, "info"):
+        config = self.context.config
+        if (
+            config.homeassistant.enabled
+            and reader_kind(config) == "sdk"
+            and hasattr(self.context.reader, "info")
+        ):
             self._thread = threading.Thread(target=self._ask_sdk, name="bridge-info", daemon=True)
             self._thread.start()
 
