@@ -110,12 +110,14 @@ def setup(release: Release, tmp_path: Path) -> Iterator[tuple[HomeAssistant, Mos
         mosquitto.stop()
 
 
-def bridge_config(mosquitto: Mosquitto, emulator: ReaderEmulator, cameras: list[str]) -> Any:
+def bridge_config(
+    mosquitto: Mosquitto, emulator: ReaderEmulator, cameras: list[str], autoclear: float = 4
+) -> Any:
     return load_config(
         mqtt={"host": "127.0.0.1", "port": mosquitto.port, "health_interval": 0},
         # One failed call opens the circuit, so the test can see the reader sensor say so.
         reader={"url": emulator.url, "max_calls_per_second": None, "retries": 0, "breaker_threshold": 1},
-        homeassistant={"enabled": True, "cameras": cameras, "autoclear": 4, "stats_interval": 0.5},
+        homeassistant={"enabled": True, "cameras": cameras, "autoclear": autoclear, "stats_interval": 0.5},
         watchlists={"family": {"plates": [{"plate": "NHK552", "label": "Anna's car"}]}},
     )
 
@@ -257,7 +259,7 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
         bridge.stop(deadline=5)
 
     # The next run no longer has the camera `drive`: Home Assistant removes its entities.
-    bridge = Bridge(bridge_config(mosquitto, emulator, ["gate"]))
+    bridge = Bridge(bridge_config(mosquitto, emulator, ["gate"], autoclear=0))
     bridge.start()
     try:
         give_up = time.monotonic() + 30
@@ -265,6 +267,16 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
             time.sleep(0.25)
         assert home_assistant.state("sensor.drive_plate") is None
         assert home_assistant.state("sensor.gate_plate") is not None
+
+        # A plate, then Home Assistant restarts: the plate is still there (retained state), not unknown.
+        collector.publish("cameras/gate/image", frame)
+        home_assistant.wait_state("sensor.gate_plate", lambda state: state["state"] == "nhk552")
+        home_assistant.stop()
+        home_assistant.start()
+        plate = home_assistant.wait_state(
+            "sensor.gate_plate", lambda state: state["state"] not in ("unavailable", "unknown")
+        )
+        assert plate["state"] == "nhk552" and plate["attributes"]["score"] == 0.9
     finally:
         bridge.stop(deadline=5)
 
