@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 # module:class, in start-up order.
 EXTENSIONS: tuple[str, ...] = (
+    "bridge.extensions.info:BridgeInfoExtension",
     "bridge.extensions.homeassistant:HomeAssistantExtension",
     "bridge.extensions.requests:RequestsExtension",
     "bridge.extensions.metrics:MetricsExtension",
