@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         metavar="N",
         help="run every system under test on CPU N (taskset), to compare them pinned alike; the bridge "
-        "pins itself anyway (cpu_affinity: auto)",
+        "runs on every CPU by default (cpu_affinity: all)",
     )
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.rss_frames < 1:

@@ -277,19 +277,15 @@ class HomeAssistantExtension(Extension):
             self._publish_images(camera, published.msg.image, event)
 
     def _publish_images(self, camera: str, image: bytes, event: Mapping[str, Any]) -> None:
+        from bridge.annotate import annotate, crop_best_plate
+
         results = list(event.get("results") or [])
-        snapshot, crop = image, None
         try:
-            from bridge.annotate import annotate, crop_best_plate  # type: ignore[import-not-found]
-        except ImportError:
-            pass  # drawing arrives with the watch-list work; until then the frame as it came
-        else:
-            try:
-                snapshot = annotate(image, results, watched=event.get("watched") or [])
-                crop = crop_best_plate(image, results)
-            except Exception:
-                log.exception("could not draw the plates of camera %r; publishing the frame", camera)
-                snapshot, crop = image, None
+            snapshot = annotate(image, results, watched=event.get("watched") or [])
+            crop = crop_best_plate(image, results)
+        except Exception:
+            log.exception("could not draw the plates of camera %r; publishing the frame", camera)
+            snapshot, crop = image, None
         self.context.publish(self.topics.camera(camera, "snapshot"), snapshot, 0, True)
         if crop:
             self.context.publish(self.topics.camera(camera, "plate_crop"), crop, 0, True)
