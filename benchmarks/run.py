@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, scenarios
+from benchmarks import report, scenarios, systems
 from benchmarks.frames import load_frame_sets
 from benchmarks.measure import Context, measure
 from benchmarks.procs import Broker, Emulator, cpu_model
@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "BENCHMARKS.md; with --smoke a temporary folder, so real figures are never overwritten)",
     )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the bridge in flat_out into DIR")
+    parser.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="run the bridge with repeat_window: 0 (every frame read, no signatures), like for like with "
+        "the naive relay and Node-RED, which reuse nothing; the default measures the bridge as it ships",
+    )
     parser.add_argument(
         "--pin-cpu",
         type=int,
@@ -126,6 +132,9 @@ def run(
     command: str,
 ) -> dict[str, Any]:
     notes: list[str] = []
+    if args.no_reuse:
+        systems.BRIDGE_ROUTE_OPTIONS["repeat_window"] = 0
+        notes.append("--no-reuse: the bridge ran with repeat_window: 0 (no identical/similar-frame reuse)")
     frame_sets, frame_notes = load_frame_sets(args.frame_kb, FRAMES_PER_SET)
     notes += frame_notes
     node_red = find_node_red(install=not (args.smoke or args.no_install)) if "nodered" in system_names else ""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -45,6 +46,10 @@ class Target:
     reader_url: str
 
 
+# Route settings every bridge run gets on top of the defaults (`benchmarks.run --no-reuse`).
+BRIDGE_ROUTE_OPTIONS: dict[str, Any] = {}
+
+
 def bridge(target: Target, reader: ReaderSettings, run_dir: Path) -> Child:
     """`python -m bridge.cli run --config <tmp yaml>` with the scenario's reader settings."""
     config = {
@@ -63,7 +68,7 @@ def bridge(target: Target, reader: ReaderSettings, run_dir: Path) -> Child:
         },
         # Closed-loop runs keep one frame per camera in flight, open-loop ones a few: none is pushed out.
         "queued_frames_per_camera": 64,
-        "routes": [{"topic": FRAME_TOPICS}],
+        "routes": [{"topic": FRAME_TOPICS, **BRIDGE_ROUTE_OPTIONS}],
     }
     path = run_dir / "bridge.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

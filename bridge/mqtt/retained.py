@@ -3,29 +3,10 @@ so each reconnect would read the same frame again (and pay for it). This remembe
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 
-Digest = Callable[[bytes], bytes]
-
-
-def blake2b_digest(payload: bytes) -> bytes:
-    """128-bit BLAKE2b, from the standard library; hashlib lets go of the GIL on large frames."""
-    return hashlib.blake2b(payload, digest_size=16).digest()
-
-
-def default_digest() -> Digest:
-    """XXH3-128 when the [fast] extra is installed: every frame is digested, on paho's thread, and
-    XXH3 takes ~3 us for a 120 kB frame where BLAKE2b takes 100 us or more. Not a cryptographic
-    hash, and it need not be: a collision would only skip a retained frame as a redelivery."""
-    try:
-        import xxhash
-    except ImportError:
-        return blake2b_digest
-    digest: Digest = xxhash.xxh3_128_digest
-    return digest
+from bridge.digest import Digest, default_digest
 
 
 class RetainedFrames:

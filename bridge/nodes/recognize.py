@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from bridge.digest import frame_digest
 from bridge.errors import ReaderPayloadTooLarge
 from bridge.images import downscale_to_fit
 from bridge.messages import Message
@@ -94,22 +94,21 @@ class RecognizeNode(Node):
             for reading in self.cache.recent(msg.camera_id, frame_time, now)
             if reading.parameters == parameters
         ]
-        # A digest, not the image: ~0.1 ms for 120 kB, and 16 bytes kept instead of the frame.
-        digest = hashlib.blake2b(msg.image, digest_size=16).digest()
+        # A digest, not the image: 16 bytes kept instead of the frame (XXH3 with [fast]: ~3 us).
+        digest = frame_digest(msg.image)
         for reading in reversed(recent):
             if reading.digest == digest:
                 return self._reuse(msg, reading, "identical")
         frame_signature = signature(msg.image, self._mask) if reuse.similar else None
-        if frame_signature is not None and recent:
-            scored = [
-                (difference(reading.signature, frame_signature, self._mask), index)
-                for index, reading in enumerate(recent)
-                if reading.signature is not None
-            ]
-            if scored:
-                changed, index = min(scored)
-                if changed <= reuse.threshold:
-                    return self._reuse(msg, recent[index], "similar")
+        if frame_signature is not None:
+            # Newest first, and the first similar one wins: a parked car matches the camera's last
+            # reading at once, and a changed scene stops each comparison at its first changed block.
+            for reading in reversed(recent):
+                if reading.signature is not None and (
+                    difference(reading.signature, frame_signature, self._mask, stop_above=reuse.threshold)
+                    <= reuse.threshold
+                ):
+                    return self._reuse(msg, reading, "similar")
         if reuse.vehicle_interval and recent:
             last = recent[-1]
             # Either side: two workers may take a camera's frames a moment out of order.
