@@ -270,7 +270,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bridge.evaluate import evaluate
+    from bridge.evaluate import evaluate, naive_baseline
     from bridge.service import build_reader
 
     try:
@@ -296,7 +296,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return reader.read(image, regions=codes)
 
     try:
-        report = evaluate(labels, read, regions, limit=args.limit, regions_by_set=regions_by_set)
+        report = evaluate(
+            labels,
+            read,
+            regions,
+            limit=args.limit,
+            regions_by_set=regions_by_set,
+            baseline=naive_baseline() if args.baseline else None,
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.json:
@@ -434,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run a naive full-frame PP-OCR reader on the same images and compare (needs [local])",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="embedded broker + bridge + camera simulator, printing events")

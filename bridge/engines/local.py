@@ -205,6 +205,22 @@ class LocalEngine:
             "image_height": height,
         }
 
+    def read_text(self, image: bytes) -> list[tuple[str, float]]:
+        """Every text line of `image` with its mean character confidence, plate-unaware.
+
+        The naive pass `plate-bridge evaluate --baseline` measures the engine against: one detection of the
+        whole frame at the detector's own scale, every line recognized, no layouts, no second scale.
+        """
+        picture = _decode(image)
+        self.load()
+        short_side, long_side = DETECTION_SCALES[0]
+        boxes = self._detect(picture, short_side, long_side)
+        lines = self._recognize([_crop(picture, box) for box in boxes])
+        return [
+            (text, float(np.mean([c.best()[1] for c in characters])) if characters else 0.0)
+            for characters, text in lines
+        ]
+
     # -- the pipeline -----------------------------------------------------------------------------------
 
     def _read_plates(self, picture: np.ndarray, regions: tuple[str, ...]) -> list[_Reading]:
