@@ -54,6 +54,13 @@ CHARACTER_ALTERNATIVES = 3  # alternatives per character explored for candidates
 MAX_CANDIDATES = 5
 MAX_DROPPED_CHARACTERS = 2
 MIN_RESULT_SCORE = 0.2
+# The EU plate's blue band: OpenCV hues (0-180) of the blue, the saturation and brightness that tell it
+# from grey in dim, hazy photos, and the share of the strip it fills.
+BAND_HUES = (95, 130)
+BAND_MIN_SATURATION = 45
+BAND_MIN_VALUE = 30
+BAND_MIN_SHARE = 0.5  # of a column's pixels
+BAND_WIDTH = (0.2, 0.9)  # in characters' heights
 # Separators and marks read on plates and around them; they split nothing and are dropped from plates.
 PLATE_SYMBOLS = frozenset(" -.:/|·•'\"")
 # 2014-04-28, 28/04/2014, 11:08:05: what a camera's overlay prints, and no plate looks like. The
@@ -132,6 +139,7 @@ class _Reading:
     box: _TextBox
     candidates: list[tuple[str, float]] = field(default_factory=list)
     region: tuple[str, float] = ("unknown", 0.0)
+    cue: str | None = None
 
     @property
     def score(self) -> float:
@@ -229,10 +237,18 @@ class LocalEngine:
             boxes = self._detect(picture, short_side, long_side)
             boxes = boxes + _joined_neighbours(boxes)
             lines = self._recognize([_crop(picture, box) for box in boxes])
+            state_names = [
+                box
+                for box, (_, text) in zip(boxes, lines, strict=True)
+                if plate_patterns.names_us_state(text)
+            ]
             for box, (characters, text) in zip(boxes, lines, strict=True):
                 if _looks_like_date_or_time(text):
                     continue  # the time stamp cameras print over the picture
-                reading = _rank_candidates(box, characters, regions)
+                cue = _plate_band(picture, box)
+                if cue is None and any(_above_or_below(name, box) for name in state_names):
+                    cue = plate_patterns.US_STATE
+                reading = _rank_candidates(box, characters, regions, cue)
                 if reading is not None and reading.score >= MIN_RESULT_SCORE:
                     readings.append(reading)
             if any(reading.score >= CONFIDENT_SCORE for reading in readings):
@@ -412,11 +428,60 @@ def _joined_neighbours(boxes: list[_TextBox]) -> list[_TextBox]:
     return joined
 
 
+def _plate_band(picture: np.ndarray, box: _TextBox) -> str | None:
+    """`plate_patterns.EU_BAND` when the EU's blue band shows left of this line's characters, else None.
+
+    The band is a blue stripe about half the characters' height wide, just left of the first one: inside
+    the line's box (which takes in a margin) or just outside it. It counts when blue columns make such a
+    stripe with no blue on either side of it or above it (a blue car).
+    """
+    x0, y0, _, y1 = box.bounds()
+    height = y1 - y0
+    image_height, image_width = picture.shape[:2]
+    left, right = max(0, round(x0 - 0.8 * height)), min(image_width, round(x0 + 1.0 * height))
+    top, bottom = max(0, round(y0 - 1.2 * height)), min(image_height, round(y1 - 0.1 * height))
+    middle = round(y0 + 0.1 * height) - top  # the band's rows start here; the rows above are the check
+    if right - left < 4 or middle < 2 or bottom - top - middle < 2:
+        return None
+    hsv = cv2.cvtColor(picture[top:bottom, left:right], cv2.COLOR_BGR2HSV)
+    blue = (
+        (hsv[..., 0] >= BAND_HUES[0])
+        & (hsv[..., 0] <= BAND_HUES[1])
+        & (hsv[..., 1] >= BAND_MIN_SATURATION)
+        & (hsv[..., 2] >= BAND_MIN_VALUE)
+    )
+    band_columns = blue[middle:].mean(axis=0) >= BAND_MIN_SHARE
+    above_columns = blue[: max(1, middle - round(0.4 * height))].mean(axis=0) >= BAND_MIN_SHARE
+    # Runs of blue columns: one as wide as a band, ending inside the window, with no blue above it.
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], band_columns.astype(np.int8), [0]))))
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if not (BAND_WIDTH[0] * height <= end - start <= BAND_WIDTH[1] * height):
+            continue
+        if start == 0 or end == len(band_columns) or above_columns[start:end].mean() >= 0.5:
+            continue
+        return plate_patterns.EU_BAND
+    return None
+
+
+def _above_or_below(other: _TextBox, box: _TextBox) -> bool:
+    """True when `other` is a line just above or below `box` (a state's name on the plate, say)."""
+    x0, y0, x1, y1 = box.bounds()
+    ox0, oy0, ox1, oy1 = other.bounds()
+    height = y1 - y0
+    overlap = min(x1, ox1) - max(x0, ox0)
+    return other is not box and overlap > 0 and y0 - 2 * height <= (oy0 + oy1) / 2 <= y1 + 2 * height
+
+
 def _rank_candidates(
-    box: _TextBox, characters: list[_Character], regions: tuple[str, ...]
+    box: _TextBox, characters: list[_Character], regions: tuple[str, ...], cue: str | None = None
 ) -> _Reading | None:
+    """Ranked candidates for a line; `cue` is what the plate shows of its country (`_plate_band`...)."""
     if len(characters) < 3:
         return None
+    if not regions and cue == plate_patterns.US_STATE:
+        regions = ("us",)  # a state's name on the plate says where it is from, as a hint would
+    # With no hint, the cue says which countries' layouts apply.
+    layout_regions = regions or plate_patterns.regions_for_cue(cue)
     proposals: dict[str, float] = {}
     # A 0 only counts as a digit when the recognizer saw a zero rather than an O (a word like PROPERTY
     # must not pass for a plate because its O's read as zeros).
@@ -429,7 +494,7 @@ def _rank_candidates(
         if not text:
             return
         confidence = math.exp(sum(math.log(max(p, 1e-6)) for p in probabilities) / len(probabilities))
-        score = confidence * _plate_prior(text, regions, saw_zero=saw_zero)
+        score = confidence * _plate_prior(text, regions, layout_regions, saw_zero=saw_zero)
         proposals[text] = max(score, proposals.get(text, 0.0))
 
     # The recognizer's own alternatives: a small beam over each character's best guesses.
@@ -451,7 +516,7 @@ def _rank_candidates(
     # A line may carry a character or two more than the plate (a frame edge, a badge, a doubled stroke).
     # With no hint every known layout may correct a reading, but only with one character left out: the
     # many layouts together would otherwise fit almost any line.
-    layouts = plate_patterns.layouts_for(regions or plate_patterns.DEFAULT_REGION_ORDER)
+    layouts = plate_patterns.layouts_for(layout_regions)
     max_dropped = MAX_DROPPED_CHARACTERS if regions else 1
     for layout in layouts:
         extra = len(characters) - len(layout)
@@ -469,30 +534,40 @@ def _rank_candidates(
             )
 
     ranked = sorted(proposals.items(), key=lambda item: item[1], reverse=True)[:MAX_CANDIDATES]
-    reading = _Reading(box, [(text.lower(), round(score, 3)) for text, score in ranked])
-    reading.region = _region_of(ranked[0][0], regions)
+    reading = _Reading(box, [(text.lower(), round(score, 3)) for text, score in ranked], cue=cue)
+    reading.region = _region_of(ranked[0][0], regions, cue)
     return reading
 
 
-def _plate_prior(text: str, regions: tuple[str, ...], *, saw_zero: bool) -> float:
+def _plate_prior(
+    text: str, regions: tuple[str, ...], layout_regions: Sequence[str], *, saw_zero: bool
+) -> float:
     """How much `text` looks like a plate: generic shape first, then the layouts of the regions."""
     has_digit = any(symbol in "123456789" for symbol in text) or (saw_zero and "0" in text)
     if not (has_digit and plate_patterns.GENERIC_PLATE.match(text)):
         return 0.1
-    if regions:
-        return 1.0 if plate_patterns.fits_layout(text, regions) else 0.6
-    return 1.0 if plate_patterns.fits_layout(text, plate_patterns.DEFAULT_REGION_ORDER) else 0.8
+    if plate_patterns.fits_layout(text, layout_regions):
+        return 1.0
+    return 0.6 if regions else 0.8
 
 
-def _region_of(text: str, regions: tuple[str, ...]) -> tuple[str, float]:
-    matches = plate_patterns.matching_regions(text, regions)
-    if matches:
-        return matches[0], round(1.0 / len(matches), 3)
+def _region_of(text: str, regions: tuple[str, ...], cue: str | None = None) -> tuple[str, float]:
+    """The region to report: a hinted one the layout fits, else the one country the plate can be from.
+
+    A single hinted country is reported even when no layout of it fits (vanity plates): the camera is
+    there. Otherwise nothing is better than a guess (`unknown`).
+    """
     if regions:
-        return regions[0], 0.1
-    matches = plate_patterns.matching_regions(text, plate_patterns.DEFAULT_REGION_ORDER)
-    if matches:
-        return matches[0], round(0.5 / len(matches), 3)
+        matches = plate_patterns.matching_regions(text, regions)
+        if matches:
+            return matches[0], round(1.0 / len(matches), 3)
+        if len({plate_patterns.base_region(region) for region in regions}) == 1:
+            return regions[0], 0.1
+        return "unknown", 0.0
+    country = plate_patterns.infer_country(text, cue)
+    # A band seen and a layout only one country uses is strong; a layout alone, with no band, less so.
+    if country is not None:
+        return country, 0.8 if cue else 0.5
     return "unknown", 0.0
 
 

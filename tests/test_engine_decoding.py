@@ -1,0 +1,175 @@
+"""The offline engine's decoding rules on synthetic lines and pictures: layouts, cues, region attribution."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip(
+    "rapidocr", reason="the local engine's models are not installed: pip install 'plate-bridge[local]'"
+)
+
+import cv2
+import numpy as np
+
+from bridge.engines import local, plate_patterns
+
+BLUE = (153, 51, 0)  # BGR of the EU band's blue
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+
+def _character(best: str, runner_up: str | None = None) -> local._Character:
+    """A character the recognizer read as `best` (0.6), with `runner_up` (0.35) as the alternative."""
+    probabilities = np.zeros(len(local.ALPHANUMERICS), np.float32)
+    probabilities[local.ALPHANUMERICS.index(best)] = 0.6 if runner_up else 0.95
+    if runner_up:
+        probabilities[local.ALPHANUMERICS.index(runner_up)] = 0.35
+    return local._Character(probabilities)
+
+
+def _line(read: str, alternatives: str | None = None) -> list[local._Character]:
+    alternatives = alternatives or read
+    return [_character(a, b if b != a else None) for a, b in zip(read, alternatives, strict=True)]
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> local._TextBox:
+    return local._TextBox(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32), 0.9)
+
+
+BOX = _box(0, 0, 100, 20)
+
+
+# -- region attribution -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "plate",
+    [
+        "7ABC123",  # California, and Belgium's layout too
+        "RK026AJ",  # Slovakia, Italy, France... share it
+        "ABC1234",  # old Brazil, many US states, Germany...
+        "WA56660",  # Poland, Denmark, Norway, some US states
+    ],
+)
+def test_a_layout_several_countries_issue_names_no_country(plate: str) -> None:
+    assert plate_patterns.infer_country(plate, None) is None
+    assert local._region_of(plate, ()) == ("unknown", 0.0)
+
+
+def test_a_layout_only_one_country_issues_names_it() -> None:
+    assert plate_patterns.infer_country("ABC1D23", None) == "br"  # Mercosul
+    assert plate_patterns.infer_country("4B39376", None) == "cz"
+    assert local._region_of("ABC1D23", ())[0] == "br"
+
+
+def test_the_eu_band_narrows_the_countries() -> None:
+    # A Belgian serial fits a Californian one; with the EU band only Belgium is left.
+    assert plate_patterns.infer_country("1ABC234", None) is None
+    assert plate_patterns.infer_country("1ABC234", plate_patterns.EU_BAND) == "be"
+    assert local._region_of("1ABC234", (), plate_patterns.EU_BAND) == ("be", 0.8)
+    # Still ambiguous inside the EU: no country.
+    assert plate_patterns.infer_country("RK026AJ", plate_patterns.EU_BAND) is None
+
+
+def test_a_state_name_reads_as_a_us_hint() -> None:
+    reading = local._rank_candidates(BOX, _line("7ABC123"), (), plate_patterns.US_STATE)
+
+    assert reading is not None
+    assert reading.candidates[0][0] == "7abc123"
+    assert reading.region[0] == "us"
+
+
+def test_hints_report_a_matching_hinted_region_or_the_one_country_hinted() -> None:
+    assert local._region_of("ABC1D23", ("us", "br")) == ("br", 1.0)
+    assert local._region_of("VANITY1", ("us",)) == ("us", 0.1)  # vanity plate: the camera is in the US
+    # Several countries hinted and none fits: no guess among them.
+    assert local._region_of("VANITY1", ("us", "br")) == ("unknown", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("California", True),
+        ("CALIFORNA", True),  # a letter missed
+        ("WISCONSIN AMERICA'S DAIRYLAND", True),
+        ("Ohio", True),
+        ("dmv.ca.gov", False),
+        ("OHIOAN", False),  # a short name only counts as the whole line
+        ("7ABC123", False),
+        ("SUNTRUP", False),
+    ],
+)
+def test_state_names(text: str, names: bool) -> None:
+    assert plate_patterns.names_us_state(text) is names
+
+
+# -- the layout lattice -------------------------------------------------------------------------------
+
+
+def test_position_fixes_follow_the_layout() -> None:
+    # Old Brazilian LLLDDDD read with a 2 where a letter goes and an S where a digit goes (the O/0 in
+    # third place is a toss-up): with the hint, each position takes the likeliest character of its class.
+    line = _line("N2O627S", "NZ06275")
+
+    reading = local._rank_candidates(BOX, line, ("br",))
+
+    assert reading is not None
+    assert reading.candidates[0][0] == "nzo6275"
+    assert reading.region == ("br", 1.0)
+
+
+def test_the_eu_band_lets_only_eu_layouts_correct() -> None:
+    # LLLDDDL is Mexican; no EU country issues it, so with the EU band the last D is read as the 0 of a
+    # Polish or Greek LLLDDDD serial.
+    line = _line("ABC123D", "ABC1230")
+
+    without_band = local._rank_candidates(BOX, line, ())
+    with_band = local._rank_candidates(BOX, line, (), plate_patterns.EU_BAND)
+
+    assert without_band is not None and without_band.candidates[0][0] == "abc123d"
+    assert with_band is not None and with_band.candidates[0][0] == "abc1230"
+
+
+def test_a_line_without_a_digit_is_not_preferred() -> None:
+    reading = local._rank_candidates(BOX, _line("SUNTRUP"), ())
+
+    assert reading is not None
+    assert reading.score < local.CONFIDENT_SCORE
+
+
+# -- cues seen in pictures ----------------------------------------------------------------------------
+
+
+def _plate_picture(*, band: bool, car: tuple[int, int, int] = (90, 90, 90)) -> np.ndarray:
+    """A car-coloured picture with a white plate; the line's box covers the characters' area."""
+    picture = np.full((200, 400, 3), car, np.uint8)
+    cv2.rectangle(picture, (100, 80), (300, 124), WHITE, -1)
+    if band:
+        cv2.rectangle(picture, (100, 80), (118, 124), BLUE, -1)
+    return picture
+
+
+LINE = _box(114, 88, 296, 116)  # the detector's box takes in a margin, and here the band's edge
+
+
+def test_the_eu_band_is_seen_left_of_the_characters() -> None:
+    assert local._plate_band(_plate_picture(band=True), LINE) == plate_patterns.EU_BAND
+
+
+def test_no_band_no_cue() -> None:
+    assert local._plate_band(_plate_picture(band=False), LINE) is None
+
+
+def test_a_blue_car_is_not_a_band() -> None:
+    assert local._plate_band(_plate_picture(band=False, car=BLUE), LINE) is None
+    assert local._plate_band(_plate_picture(band=True, car=BLUE), LINE) is None
+
+
+def test_a_state_name_above_the_line_is_near_it() -> None:
+    name = _box(130, 60, 280, 80)
+    far = _box(130, 0, 280, 10)
+    aside = _box(320, 60, 390, 80)
+
+    assert local._above_or_below(name, LINE)
+    assert not local._above_or_below(far, LINE)
+    assert not local._above_or_below(aside, LINE)
+    assert not local._above_or_below(LINE, LINE)
