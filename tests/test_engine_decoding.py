@@ -129,6 +129,19 @@ def test_the_eu_band_lets_only_eu_layouts_correct() -> None:
     assert with_band is not None and with_band.candidates[0][0] == "abc1230"
 
 
+def test_narrow_characters_read_a_round_glyph_as_zero() -> None:
+    # The recognizer slightly prefers O; on a line as narrow as a US plate's the zero wins, on a wider
+    # (European) one the O stays.
+    # (Both readings fit some country's layout, so only the glyph decides.)
+    line = _line("CLTO108", "CLT0108")
+
+    narrow = local._rank_candidates(_box(0, 0, 56, 20), line, ())
+    wide = local._rank_candidates(_box(0, 0, 84, 20), line, ())
+
+    assert narrow is not None and narrow.candidates[0][0] == "clt0108"
+    assert wide is not None and wide.candidates[0][0] == "clto108"
+
+
 def test_a_line_without_a_digit_is_not_preferred() -> None:
     reading = local._rank_candidates(BOX, _line("SUNTRUP"), ())
 
