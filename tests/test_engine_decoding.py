@@ -117,6 +117,22 @@ def test_position_fixes_follow_the_layout() -> None:
     assert reading.region == ("br", 1.0)
 
 
+def test_a_look_alike_counts_for_the_class_the_position_wants() -> None:
+    # An old Brazilian plate whose fourth character the recognizer is sure is a B (0.9, an 8 at 0.05):
+    # the layout wants a digit there, and part of the B's probability counts for the 8.
+    line = [_character(symbol) for symbol in "ABCB234"]
+    line[3] = local._Character(np.zeros(len(local.ALPHANUMERICS), np.float32))
+    line[3].probabilities[local.ALPHANUMERICS.index("B")] = 0.9
+    line[3].probabilities[local.ALPHANUMERICS.index("8")] = 0.05
+
+    reading = local._rank_candidates(BOX, line, ("br",))
+
+    assert reading is not None
+    assert reading.candidates[0][0] == "abc8234"
+    # The recognizer's own reading stays among the candidates.
+    assert "abcb234" in [text for text, _ in reading.candidates]
+
+
 def test_the_eu_band_lets_only_eu_layouts_correct() -> None:
     # LLLDDDL is Mexican; no EU country issues it, so with the EU band the last D is read as the 0 of a
     # Polish or Greek LLLDDDD serial.
@@ -135,7 +151,7 @@ def test_narrow_characters_read_a_round_glyph_as_zero() -> None:
     # (Both readings fit some country's layout, so only the glyph decides.)
     line = _line("CLTO108", "CLT0108")
 
-    narrow = local._rank_candidates(_box(0, 0, 56, 20), line, ())
+    narrow = local._rank_candidates(_box(0, 0, 50, 20), line, ())
     wide = local._rank_candidates(_box(0, 0, 84, 20), line, ())
 
     assert narrow is not None and narrow.candidates[0][0] == "clt0108"
@@ -186,3 +202,34 @@ def test_a_state_name_above_the_line_is_near_it() -> None:
     assert not local._above_or_below(far, LINE)
     assert not local._above_or_below(aside, LINE)
     assert not local._above_or_below(LINE, LINE)
+
+
+# -- the closer look ----------------------------------------------------------------------------------
+
+
+def test_closer_look_windows_surround_a_plate_and_stay_in_the_frame() -> None:
+    picture = np.zeros((720, 1280, 3), np.uint8)
+    faint = _box(600, 400, 640, 410)  # a part of a small plate
+    inside = _box(610, 402, 630, 408)  # its centre is in the first window: no second look there
+    corner = _box(0, 0, 30, 10)
+
+    windows = local._windows(picture, [faint, inside, corner])
+
+    assert windows == [(580, 380, 660, 430), (0, 0, 50, 30)]
+    # A window is a view of the frame, not a copy.
+    x0, y0, x1, y1 = windows[0]
+    assert np.shares_memory(picture[y0:y1, x0:x1], picture)
+
+
+def test_a_small_plate_in_a_large_frame_is_read() -> None:
+    picture = np.full((720, 1280, 3), 120, np.uint8)
+    cv2.rectangle(picture, (600, 400), (782, 442), WHITE, -1)
+    cv2.putText(picture, "ABC1234", (606, 434), cv2.FONT_HERSHEY_SIMPLEX, 0.98, BLACK, 2)
+    encoded, png = cv2.imencode(".png", picture)
+    assert encoded
+
+    response = local.LocalEngine().read(png.tobytes())
+
+    assert [result["plate"] for result in response["results"]] == ["abc1234"]
+    box = response["results"][0]["box"]
+    assert 590 <= box["xmin"] < box["xmax"] <= 800 and 390 <= box["ymin"] < box["ymax"] <= 450

@@ -39,6 +39,14 @@ ALPHANUMERICS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Reduced classes of the recognizer: 0 blank, 1..36 the alphanumerics, 37 anything else.
 BLANK, OTHER = 0, len(ALPHANUMERICS) + 1
 ZERO, LETTER_O = ALPHANUMERICS.index("0"), ALPHANUMERICS.index("O")
+# Letters and digits plate fonts draw alike, both ways round, and the share of one's probability that
+# counts for the other where a layout rules the one out.
+LOOK_ALIKE_SHARE = 0.5
+LOOK_ALIKES = tuple(
+    pair
+    for letter, digit in ("O0", "I1", "B8", "S5", "Z2", "G6")
+    for pair in ((letter, digit), (digit, letter))
+)
 
 # Detection scale (short side, long side at most). Below the detector's own 736 (PP-OCR's default, which
 # the naive baseline uses): half the time, and plates are large, clear text at it. Small or faint plates
@@ -47,6 +55,8 @@ DETECTION_SCALE = (480, 1024)
 NAIVE_DETECTION_SCALE = (736, 1600)
 CLOSER_ZOOM = 2
 MAX_CLOSER_LOOKS = 3
+CLOSER_MAX_HEIGHT = 32  # lines taller than this are not small: a closer look would not read them better
+CLOSER_MAX_SIDE = 768  # a closer look costs at most about half the first
 PROPOSAL_THRESHOLD = 0.15  # a faint text response, worth a closer look when plate-shaped
 CONFIDENT_SCORE = 0.6
 PIXEL_THRESHOLD = 0.3  # DB text-map threshold, as PP-OCR uses it
@@ -60,8 +70,8 @@ MAX_CANDIDATES = 5
 MAX_DROPPED_CHARACTERS = 2
 MIN_RESULT_SCORE = 0.2
 # A line's width per character over its height, below which its characters are drawn narrow as on US
-# plates (about 0.4 measured on the detector's boxes, against 0.55 for EU and Brazilian plates).
-NARROW_PITCH = 0.44
+# plates (0.3 to 0.45 measured on the detector's boxes, against 0.45 to 0.6 for EU and Brazilian ones).
+NARROW_PITCH = 0.40
 # The EU plate's blue band: OpenCV hues (0-180) of the blue, the saturation and brightness that tell it
 # from grey in dim, hazy photos, and the share of the strip it fills.
 BAND_HUES = (95, 130)
@@ -119,9 +129,20 @@ class _Character:
     probabilities: np.ndarray
 
     def best(self, allowed: str = ALPHANUMERICS) -> tuple[str, float]:
+        """The likeliest of the `allowed` characters. Where a layout allows a letter but not its look-alike
+        digit (or the other way round), part of the look-alike's probability counts for it: the position
+        settles O/0, I/1, B/8, S/5, Z/2, G/6 (but a confident glyph still outweighs a layout's wish)."""
+        probabilities = self.probabilities
+        if len(allowed) < len(ALPHANUMERICS):
+            probabilities = probabilities.copy()
+            for symbol, twin in LOOK_ALIKES:
+                if symbol in allowed and twin not in allowed:
+                    probabilities[ALPHANUMERICS.index(symbol)] += self.probabilities[
+                        ALPHANUMERICS.index(twin)
+                    ]
         indices = [ALPHANUMERICS.index(symbol) for symbol in allowed]
-        index = max(indices, key=lambda i: self.probabilities[i])
-        return ALPHANUMERICS[index], float(self.probabilities[index])
+        index = max(indices, key=lambda i: probabilities[i])
+        return ALPHANUMERICS[index], float(probabilities[index])
 
     @property
     def presence(self) -> float:
@@ -244,7 +265,8 @@ class LocalEngine:
         if not any(reading.score >= CONFIDENT_SCORE for reading in readings):
             # Small or faint plates: look again, closer, but only around what the first look found (lines
             # read without confidence, faint plate-shaped text), never the whole frame at a larger scale.
-            targets = [reading.box for reading in readings] + proposals
+            targets = [reading.box for reading in readings if reading.box.height < CLOSER_MAX_HEIGHT]
+            targets += proposals
             for x0, y0, x1, y1 in _windows(picture, targets)[:MAX_CLOSER_LOOKS]:
                 window = picture[y0:y1, x0:x1]  # a view: the frame is not copied
                 height, width = window.shape[:2]
@@ -608,6 +630,11 @@ def _rank_candidates(
             )
 
     ranked = sorted(proposals.items(), key=lambda item: item[1], reverse=True)[:MAX_CANDIDATES]
+    # The recognizer's own reading stays a candidate, however many layout fixes outrank it (a vanity
+    # plate fits no layout).
+    own = beam[0][0]
+    if own in proposals and own not in dict(ranked):
+        ranked[-1] = (own, proposals[own])
     reading = _Reading(box, [(text.lower(), round(score, 3)) for text, score in ranked], cue=cue)
     reading.region = _region_of(ranked[0][0], regions, cue)
     return reading
