@@ -188,6 +188,15 @@ def test_no_band_no_cue() -> None:
     assert local._plate_band(_plate_picture(band=False), LINE) is None
 
 
+def test_blue_characters_are_not_a_band() -> None:
+    # California prints its serial in dark blue: the first character's stroke is a blue stripe, but with
+    # white plate on its left.
+    picture = _plate_picture(band=False)
+    cv2.putText(picture, "8MZR417", (122, 116), cv2.FONT_HERSHEY_SIMPLEX, 1.1, BLUE, 5)
+
+    assert local._plate_band(picture, LINE) is None
+
+
 def test_a_blue_car_is_not_a_band() -> None:
     assert local._plate_band(_plate_picture(band=False, car=BLUE), LINE) is None
     assert local._plate_band(_plate_picture(band=True, car=BLUE), LINE) is None

@@ -525,7 +525,7 @@ def _plate_band(picture: np.ndarray, box: _TextBox) -> str | None:
 
     The band is a blue stripe about half the characters' height wide, just left of the first one: inside
     the line's box (which takes in a margin) or just outside it. It counts when blue columns make such a
-    stripe with no blue on either side of it or above it (a blue car).
+    stripe with no blue on either side of it or above it (a blue car), and no white plate left of it.
     """
     x0, y0, _, y1 = box.bounds()
     height = y1 - y0
@@ -544,12 +544,19 @@ def _plate_band(picture: np.ndarray, box: _TextBox) -> str | None:
     )
     band_columns = blue[middle:].mean(axis=0) >= BAND_MIN_SHARE
     above_columns = blue[: max(1, middle - round(0.4 * height))].mean(axis=0) >= BAND_MIN_SHARE
+    # White plate left of a blue stripe makes it a character in blue ink (California's), not the band,
+    # which sits at the plate's edge.
+    white = (hsv[middle:, :, 1] < 60) & (hsv[middle:, :, 2] >= 150)
+    white_columns = white.mean(axis=0) >= BAND_MIN_SHARE
+    edge = max(2, round(0.2 * height))
     # Runs of blue columns: one as wide as a band, ending inside the window, with no blue above it.
     edges = np.flatnonzero(np.diff(np.concatenate(([0], band_columns.astype(np.int8), [0]))))
     for start, end in zip(edges[::2], edges[1::2], strict=True):
         if not (BAND_WIDTH[0] * height <= end - start <= BAND_WIDTH[1] * height):
             continue
         if start == 0 or end == len(band_columns) or above_columns[start:end].mean() >= 0.5:
+            continue
+        if white_columns[max(0, start - edge) : start].mean() >= 0.5:
             continue
         return plate_patterns.EU_BAND
     return None
