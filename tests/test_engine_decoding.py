@@ -158,11 +158,32 @@ def test_narrow_characters_read_a_round_glyph_as_zero() -> None:
     assert wide is not None and wide.candidates[0][0] == "clto108"
 
 
-def test_a_line_without_a_digit_is_not_preferred() -> None:
-    reading = local._rank_candidates(BOX, _line("SUNTRUP"), ())
+def test_a_word_is_not_made_a_plate_by_layouts() -> None:
+    # ARIZONA with the look-alikes a layout could want (AR120NA fits LLDDDLL): no digit read, no plate.
+    reading = local._rank_candidates(BOX, _line("ARIZONA", "AR120NA"), ())
 
-    assert reading is not None
-    assert reading.score < local.CONFIDENT_SCORE
+    assert reading is None or reading.score < local.MIN_RESULT_SCORE
+
+
+def test_without_a_country_look_alikes_do_not_rewrite_a_confident_reading() -> None:
+    # K179658 fits no layout; KI79658 fits several. With no hint nor cue the confident 1 stays a 1; with
+    # a hint whose layouts want a letter there, half its probability counts for the I.
+    line = [_character(symbol) for symbol in "K179658"]
+
+    reading = local._rank_candidates(BOX, line, ())
+    hinted = local._rank_candidates(BOX, line, ("pl",))
+
+    assert reading is not None and reading.candidates[0][0] == "k179658"
+    assert hinted is not None and hinted.candidates[0][0] == "ki79658"
+
+
+def test_a_leading_zero_fits_no_czech_serial() -> None:
+    assert plate_patterns.matching_regions("4B39376", ["cz"]) == ["cz"]
+    assert plate_patterns.matching_regions("0DC9387", ["cz"]) == []
+
+
+def test_a_dealer_name_is_no_plate() -> None:
+    assert local._rank_candidates(BOX, _line("SUNTRUP"), ()) is None
 
 
 # -- cues seen in pictures ----------------------------------------------------------------------------

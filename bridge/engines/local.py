@@ -54,7 +54,7 @@ LOOK_ALIKES = tuple(
 DETECTION_SCALE = (480, 1024)
 NAIVE_DETECTION_SCALE = (736, 1600)
 CLOSER_ZOOM = 2
-MAX_CLOSER_LOOKS = 3
+MAX_CLOSER_LOOKS = 2
 CLOSER_MAX_HEIGHT = 32  # lines taller than this are not small: a closer look would not read them better
 CLOSER_MAX_SIDE = 768  # a closer look costs at most about half the first
 PROPOSAL_THRESHOLD = 0.15  # a faint text response, worth a closer look when plate-shaped
@@ -64,6 +64,8 @@ BOX_THRESHOLD = 0.5  # mean text probability a box needs
 UNCLIP_RATIO = 1.6  # DB boxes are shrunk text kernels; this grows them back
 RECOGNITION_HEIGHT = 48
 RECOGNITION_MIN_WIDTH = 160
+BATCH_WIDTH_SPREAD = 1.5  # a batch's widest crop at most this times its narrowest: padding is work too
+MAX_LINE_ASPECT = 12  # width over height: a longer line is a sentence or banner, not a plate
 MAX_TEXT_BOXES = 32  # boxes read per frame; a street scene with more is rare and slow
 CHARACTER_ALTERNATIVES = 3  # alternatives per character explored for candidates
 MAX_CANDIDATES = 5
@@ -128,12 +130,12 @@ class _Character:
 
     probabilities: np.ndarray
 
-    def best(self, allowed: str = ALPHANUMERICS) -> tuple[str, float]:
+    def best(self, allowed: str = ALPHANUMERICS, share: float = LOOK_ALIKE_SHARE) -> tuple[str, float]:
         """The likeliest of the `allowed` characters. Where a layout allows a letter but not its look-alike
         digit (or the other way round), part of the look-alike's probability counts for it: the position
         settles O/0, I/1, B/8, S/5, Z/2, G/6 (but a confident glyph still outweighs a layout's wish)."""
         probabilities = self.probabilities
-        if len(allowed) < len(ALPHANUMERICS):
+        if share and len(allowed) < len(ALPHANUMERICS):
             probabilities = probabilities.copy()
             for symbol, twin in LOOK_ALIKES:
                 if symbol in allowed and twin not in allowed:
@@ -285,15 +287,17 @@ class LocalEngine:
         self, picture: np.ndarray, boxes: list[_TextBox], regions: tuple[str, ...]
     ) -> list[_Reading]:
         """Recognize the lines in `boxes` (and pairs of them that may be one plate), rank each as a plate."""
-        boxes = boxes + _joined_neighbours(boxes)
+        boxes = [
+            box for box in boxes + _joined_neighbours(boxes) if box.width <= MAX_LINE_ASPECT * box.height
+        ]
         lines = self._recognize([_crop(picture, box) for box in boxes])
         state_names = [
             box for box, (_, text) in zip(boxes, lines, strict=True) if plate_patterns.names_us_state(text)
         ]
         readings = []
         for box, (characters, text) in zip(boxes, lines, strict=True):
-            if _looks_like_date_or_time(text):
-                continue  # the time stamp cameras print over the picture
+            if _looks_like_date_or_time(text) or any(box is name for name in state_names):
+                continue  # the time stamp cameras print over the picture; a state's name
             cue = _plate_band(picture, box)
             if cue is None and any(_above_or_below(name, box) for name in state_names):
                 cue = plate_patterns.US_STATE
@@ -355,18 +359,30 @@ class LocalEngine:
         return boxes
 
     def _recognize(self, crops: list[np.ndarray]) -> list[tuple[list[_Character], str]]:
+        """Read each crop as a line; crops of similar width share a batch, so little of it is padding."""
         assert self._recognizer is not None
-        if not crops:
-            return []
         widths = [max(8, math.ceil(RECOGNITION_HEIGHT * crop.shape[1] / crop.shape[0])) for crop in crops]
-        batch_width = max(RECOGNITION_MIN_WIDTH, *widths)
-        batch = np.zeros((len(crops), 3, RECOGNITION_HEIGHT, batch_width), np.float32)
-        for index, (crop, crop_width) in enumerate(zip(crops, widths, strict=True)):
-            resized = cv2.resize(crop, (crop_width, RECOGNITION_HEIGHT)).astype(np.float32)
-            batch[index, :, :, :crop_width] = ((resized / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
+        order = sorted(range(len(crops)), key=widths.__getitem__)
+        batches: list[list[int]] = []
+        for index in order:
+            if batches and widths[index] <= BATCH_WIDTH_SPREAD * max(
+                RECOGNITION_MIN_WIDTH, widths[batches[-1][0]]
+            ):
+                batches[-1].append(index)
+            else:
+                batches.append([index])
+        lines: list[tuple[list[_Character], str]] = [([], "")] * len(crops)
         input_name = self._recognizer.get_inputs()[0].name
-        probabilities = self._recognizer.run(None, {input_name: batch})[0]
-        return [self._characters(line) for line in probabilities]
+        for members in batches:
+            batch_width = max(RECOGNITION_MIN_WIDTH, *(widths[index] for index in members))
+            batch = np.zeros((len(members), 3, RECOGNITION_HEIGHT, batch_width), np.float32)
+            for row, index in enumerate(members):
+                resized = cv2.resize(crops[index], (widths[index], RECOGNITION_HEIGHT)).astype(np.float32)
+                batch[row, :, :, : widths[index]] = ((resized / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
+            probabilities = self._recognizer.run(None, {input_name: batch})[0]
+            for row, index in enumerate(members):
+                lines[index] = self._characters(probabilities[row])
+        return lines
 
     def _characters(self, probabilities: np.ndarray) -> tuple[list[_Character], str]:
         """Greedy CTC decoding over blank, the alphanumerics (any case or width) and everything else.
@@ -615,19 +631,26 @@ def _rank_candidates(
 
     # The layouts of the requested regions, over every window of the line: the recognizer's best letter
     # where the layout wants a letter and best digit where it wants a digit (O/0, I/1, B/8, S/5 ...).
-    classes = {"L": ALPHANUMERICS[10:], "D": ALPHANUMERICS[:10], "A": ALPHANUMERICS}
+    classes = {"L": ALPHANUMERICS[10:], "D": ALPHANUMERICS[:10], "N": ALPHANUMERICS[1:10], "A": ALPHANUMERICS}
     # A line may carry a character or two more than the plate (a frame edge, a badge, a doubled stroke).
     # With no hint every known layout may correct a reading, but only with one character left out: the
     # many layouts together would otherwise fit almost any line.
     layouts = plate_patterns.layouts_for(layout_regions)
     max_dropped = MAX_DROPPED_CHARACTERS if regions else 1
+    # Look-alikes only count for the wanted class when the country is known (a hint or a cue): every
+    # country's layouts together would turn any line into some plate. For the same reason a line the
+    # recognizer read as a word (no digit: ARIZONA, ZOMBIE) is no plate unless the country is known.
+    share = LOOK_ALIKE_SHARE if regions or cue else 0.0
+    if not share and not any(symbol.isdigit() for symbol in beam[0][0]):
+        return None
     for layout in layouts:
         extra = len(characters) - len(layout)
         if not 0 <= extra <= max_dropped:
             continue
         for kept in itertools.combinations(range(len(characters)), len(layout)):
             picks = [
-                characters[index].best(classes[symbol]) for index, symbol in zip(kept, layout, strict=True)
+                characters[index].best(classes[symbol], share)
+                for index, symbol in zip(kept, layout, strict=True)
             ]
             # Characters left out count against the reading as the chance they are not there.
             dropped = [characters[index] for index in range(len(characters)) if index not in kept]

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import cache
 
-# A layout is one character class per position: L a letter, D a digit, A either. Only the layouts in
-# current or long-standing use are listed; a region missing here reads without a layout.
+# A layout is one character class per position: L a letter, D a digit, N a digit but 0, A either. Only
+# the layouts in current or long-standing use are listed; a region missing here reads without a layout.
 PLATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     # Brazil: Mercosul since 2018, and the grey plates it replaces.
     "br": ("LLLDLDD", "LLLDDDD"),
@@ -23,7 +23,7 @@ PLATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     "gb": ("LLDDLLL",),
     "ie": ("DDLDDDDDD", "DDDLDDDDD", "DDLLDDDDD", "DDDLLDDDD"),
     "pl": ("LLDDDDD", "LLLDDDD", "LLDDDLL", "LLLDDLL", "LLLLDDD"),
-    "cz": ("DLDDDDD", "DLLDDDD"),
+    "cz": ("NLDDDDD", "NLLDDDD"),  # the first digit numbers a series from 1
     "sk": ("LLDDDLL",),
     "hu": ("LLLDDD", "LLLLDDD"),
     "ro": ("LLDDLLL", "LDDLLL", "LDDDLLL"),
@@ -43,11 +43,11 @@ PLATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     # Germany: district (1-3 letters), 1-2 letters, 1-4 digits; a regular expression says it better.
     "de": ("re:[A-Z]{2,5}[0-9]{1,4}[EH]?",),
     "nl": ("LLDDDL", "LDDDLL", "LLLDDL", "LDDLLL", "DLLLDD", "DDLLLD", "LLDDLL", "DDLLDD"),
-    "be": ("DLLLDDD",),
+    "be": ("NLLLDDD",),
     "lu": ("LLDDDD",),
     # United States: layouts many states issue (LLDLDL is Missouri's); others and vanity plates read with
     # the generic rule only.
-    "us": ("DLLLDDD", "LLLDDDD", "LLLDDD", "DDDLLL", "DLLDDD", "LLDDDDD", "LLDLDL"),
+    "us": ("NLLLDDD", "LLLDDDD", "LLLDDD", "DDDLLL", "DLLDDD", "LLDDDDD", "LLDLDL"),
     "ca": ("LLLLDDD", "LLLDDD", "DDDLLL", "LLLDDDD"),
     "mx": ("LLLDDDL", "LLDDDDL"),
     "au": ("LLLDDL", "DLLDLL", "LLLDDD", "DLLLDDD"),
@@ -84,7 +84,7 @@ def base_region(code: str) -> str:
 def _compiled(layout: str) -> re.Pattern[str]:
     if layout.startswith("re:"):
         return re.compile(f"^{layout[3:]}$")
-    classes = {"L": "[A-Z]", "D": "[0-9]", "A": "[A-Z0-9]"}
+    classes = {"L": "[A-Z]", "D": "[0-9]", "N": "[1-9]", "A": "[A-Z0-9]"}
     return re.compile("^" + "".join(classes[symbol] for symbol in layout) + "$")
 
 
