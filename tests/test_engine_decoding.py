@@ -263,3 +263,11 @@ def test_a_small_plate_in_a_large_frame_is_read() -> None:
     assert [result["plate"] for result in response["results"]] == ["abc1234"]
     box = response["results"][0]["box"]
     assert 590 <= box["xmin"] < box["xmax"] <= 800 and 390 <= box["ymin"] < box["ymax"] <= 450
+
+
+def test_fits_layout_checks_every_layout_of_the_regions_at_once() -> None:
+    assert plate_patterns.fits_layout("ABC1D23", ["us", "br"])
+    assert not plate_patterns.fits_layout("ABC1D23", ["us"])
+    assert plate_patterns.fits_layout("MAB1234", ["de"])  # a regular-expression layout
+    assert not plate_patterns.fits_layout("ABC1234", [])
+    assert not plate_patterns.fits_layout("ABC1234X", ["br"])  # whole plate, not a prefix

@@ -129,22 +129,25 @@ class _Character:
     """One character of a read line: the recognizer's probabilities over the 36 alphanumerics."""
 
     probabilities: np.ndarray
+    _best: dict[tuple[str, float], tuple[str, float]] = field(default_factory=dict, repr=False)
 
     def best(self, allowed: str = ALPHANUMERICS, share: float = LOOK_ALIKE_SHARE) -> tuple[str, float]:
         """The likeliest of the `allowed` characters. Where a layout allows a letter but not its look-alike
         digit (or the other way round), part of the look-alike's probability counts for it: the position
         settles O/0, I/1, B/8, S/5, Z/2, G/6 (but a confident glyph still outweighs a layout's wish)."""
-        probabilities = self.probabilities
-        if share and len(allowed) < len(ALPHANUMERICS):
-            probabilities = probabilities.copy()
-            for symbol, twin in LOOK_ALIKES:
-                if symbol in allowed and twin not in allowed:
-                    probabilities[ALPHANUMERICS.index(symbol)] += self.probabilities[
-                        ALPHANUMERICS.index(twin)
-                    ]
-        indices = [ALPHANUMERICS.index(symbol) for symbol in allowed]
-        index = max(indices, key=lambda i: probabilities[i])
-        return ALPHANUMERICS[index], float(probabilities[index])
+        key = (allowed, share)
+        if key not in self._best:
+            probabilities = self.probabilities
+            if share and len(allowed) < len(ALPHANUMERICS):
+                probabilities = probabilities.copy()
+                for symbol, twin in LOOK_ALIKES:
+                    if symbol in allowed and twin not in allowed:
+                        probabilities[ALPHANUMERICS.index(symbol)] += (
+                            share * self.probabilities[ALPHANUMERICS.index(twin)]
+                        )
+            index = max((ALPHANUMERICS.index(symbol) for symbol in allowed), key=probabilities.__getitem__)
+            self._best[key] = (ALPHANUMERICS[index], float(probabilities[index]))
+        return self._best[key]
 
     @property
     def presence(self) -> float:

@@ -109,7 +109,14 @@ def matching_regions(plate: str, regions: Sequence[str]) -> list[str]:
 
 def fits_layout(plate: str, regions: Sequence[str]) -> bool:
     """True when `plate` fits a layout of one of `regions`."""
-    return bool(matching_regions(plate, regions))
+    return bool(_any_layout(tuple(regions)).match(plate))
+
+
+@cache
+def _any_layout(regions: tuple[str, ...]) -> re.Pattern[str]:
+    """One expression for every layout of `regions` (a plate is checked against them all, often)."""
+    layouts = {layout for region in regions for layout in PLATE_LAYOUTS.get(base_region(region), ())}
+    return re.compile("|".join(f"(?:{_compiled(layout).pattern})" for layout in sorted(layouts)) or "(?!)")
 
 
 US_STATE_NAMES = (
