@@ -202,11 +202,21 @@ LINE = _box(114, 88, 296, 116)  # the detector's box takes in a margin, and here
 
 
 def test_the_eu_band_is_seen_left_of_the_characters() -> None:
-    assert local._plate_band(_plate_picture(band=True), LINE) == plate_patterns.EU_BAND
+    edge = local._band_edge(_plate_picture(band=True), LINE)
+
+    assert edge == pytest.approx(118, abs=2)  # where the band ends, inside the line's box
+
+
+def test_a_line_is_read_from_the_band_edge() -> None:
+    trimmed = local._trimmed(LINE, 118)
+
+    assert trimmed.bounds() == (118, 88, 296, 116)
+    # A band edge past most of the line leaves the line as it was.
+    assert local._trimmed(LINE, 280) is LINE
 
 
 def test_no_band_no_cue() -> None:
-    assert local._plate_band(_plate_picture(band=False), LINE) is None
+    assert local._band_edge(_plate_picture(band=False), LINE) is None
 
 
 def test_blue_characters_are_not_a_band() -> None:
@@ -215,12 +225,12 @@ def test_blue_characters_are_not_a_band() -> None:
     picture = _plate_picture(band=False)
     cv2.putText(picture, "8MZR417", (122, 116), cv2.FONT_HERSHEY_SIMPLEX, 1.1, BLUE, 5)
 
-    assert local._plate_band(picture, LINE) is None
+    assert local._band_edge(picture, LINE) is None
 
 
 def test_a_blue_car_is_not_a_band() -> None:
-    assert local._plate_band(_plate_picture(band=False, car=BLUE), LINE) is None
-    assert local._plate_band(_plate_picture(band=True, car=BLUE), LINE) is None
+    assert local._band_edge(_plate_picture(band=False, car=BLUE), LINE) is None
+    assert local._band_edge(_plate_picture(band=True, car=BLUE), LINE) is None
 
 
 def test_a_state_name_above_the_line_is_near_it() -> None:

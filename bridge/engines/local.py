@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.engines import plate_patterns
 from bridge.errors import PayloadNotImage
+from bridge.plates import NEAR_MISS_COST, plate_distance
 
 try:
     import cv2
@@ -293,15 +294,33 @@ class LocalEngine:
         boxes = [
             box for box in boxes + _joined_neighbours(boxes) if box.width <= MAX_LINE_ASPECT * box.height
         ]
-        lines = self._recognize([_crop(picture, box) for box in boxes])
+        # The EU band's country letter may be read into the line (FFG482KT): such a line is also read from
+        # the band's edge, and that reading replaces it when it is the same line less its first character.
+        band_edges = [_band_edge(picture, box) for box in boxes]
+        trims = [
+            (index, _trimmed(box, edge))
+            for index, (box, edge) in enumerate(zip(boxes, band_edges, strict=True))
+            if edge is not None
+        ]
+        trims = [(index, trim) for index, trim in trims if trim is not boxes[index]]
+        lines = self._recognize([_crop(picture, box) for box in boxes + [trim for _, trim in trims]])
+        for (index, trim), trim_line in zip(trims, lines[len(boxes) :], strict=True):
+            whole, rest = _alphanumerics(lines[index][0]), _alphanumerics(trim_line[0])
+            # (The last character is left out of the comparison: the box's edge may read as a stray one.)
+            if (
+                len(whole) > len(rest) > 2
+                and plate_distance(whole[1 : len(rest)], rest[:-1]) <= NEAR_MISS_COST
+            ):
+                boxes[index], lines[index] = trim, trim_line
+        lines = lines[: len(boxes)]
         state_names = [
             box for box, (_, text) in zip(boxes, lines, strict=True) if plate_patterns.names_us_state(text)
         ]
         readings = []
-        for box, (characters, text) in zip(boxes, lines, strict=True):
+        for box, edge, (characters, text) in zip(boxes, band_edges, lines, strict=True):
             if _looks_like_date_or_time(text) or any(box is name for name in state_names):
                 continue  # the time stamp cameras print over the picture; a state's name
-            cue = _plate_band(picture, box)
+            cue = None if edge is None else plate_patterns.EU_BAND
             if cue is None and any(_above_or_below(name, box) for name in state_names):
                 cue = plate_patterns.US_STATE
             reading = _rank_candidates(box, characters, regions, cue)
@@ -539,8 +558,8 @@ def _joined_neighbours(boxes: list[_TextBox]) -> list[_TextBox]:
     return joined
 
 
-def _plate_band(picture: np.ndarray, box: _TextBox) -> str | None:
-    """`plate_patterns.EU_BAND` when the EU's blue band shows left of this line's characters, else None.
+def _band_edge(picture: np.ndarray, box: _TextBox) -> float | None:
+    """Where the EU's blue band ends (its right edge, image x) when it shows left of this line's characters.
 
     The band is a blue stripe about half the characters' height wide, just left of the first one: inside
     the line's box (which takes in a margin) or just outside it. It counts when blue columns make such a
@@ -577,8 +596,20 @@ def _plate_band(picture: np.ndarray, box: _TextBox) -> str | None:
             continue
         if white_columns[max(0, start - edge) : start].mean() >= 0.5:
             continue
-        return plate_patterns.EU_BAND
+        return float(left + end)
     return None
+
+
+def _alphanumerics(characters: list[_Character]) -> str:
+    return "".join(character.best()[0] for character in characters)
+
+
+def _trimmed(box: _TextBox, x: float) -> _TextBox:
+    """`box` without what lies left of `x` (the band and its country letters), if a line is left."""
+    corners = box.corners.copy()
+    corners[0, 0], corners[3, 0] = max(corners[0, 0], x), max(corners[3, 0], x)
+    trimmed = _TextBox(corners, box.score)
+    return trimmed if trimmed.width >= trimmed.height else box
 
 
 def _above_or_below(other: _TextBox, box: _TextBox) -> bool:
@@ -593,7 +624,7 @@ def _above_or_below(other: _TextBox, box: _TextBox) -> bool:
 def _rank_candidates(
     box: _TextBox, characters: list[_Character], regions: tuple[str, ...], cue: str | None = None
 ) -> _Reading | None:
-    """Ranked candidates for a line; `cue` is what the plate shows of its country (`_plate_band`...)."""
+    """Ranked candidates for a line; `cue` is what the plate shows of its country (`_band_edge`...)."""
     if len(characters) < 3:
         return None
     if not regions and cue == plate_patterns.US_STATE:

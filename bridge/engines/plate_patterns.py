@@ -58,7 +58,7 @@ REGIONS_WITHOUT_LETTER_O = frozenset({"us", "ca"})
 
 # What a plate shows of its country besides its serial (`local._rank_candidates`'s `cue`):
 # - EU_BAND: the blue band with the country's letters left of the characters (EU Regulation 2411/98; the
-#   EEA and the UK issued it too), as `local._plate_band` finds it;
+#   EEA and the UK issued it too), as `local._band_edge` finds it;
 # - US_STATE: a US state's name printed above or below the characters.
 EU_BAND, US_STATE = "eu", "us-state"
 EU_BAND_REGIONS = frozenset(
