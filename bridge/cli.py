@@ -353,7 +353,7 @@ def _serve_token(args: argparse.Namespace) -> str | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bridge.evaluate import evaluate
+    from bridge.evaluate import evaluate, naive_baseline
     from bridge.service import build_reader
 
     try:
@@ -382,7 +382,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         with logging_redirect_tqdm():
             report = evaluate(
-                labels, read, regions, limit=args.limit, regions_by_set=regions_by_set, progress=True
+                labels,
+                read,
+                regions,
+                limit=args.limit,
+                regions_by_set=regions_by_set,
+                progress=True,
+                baseline=naive_baseline() if args.baseline else None,
             )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -574,6 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--token", help=token_help)
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run a naive full-frame PP-OCR reader on the same images and compare (needs [local])",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     demo = command("demo", "embedded broker + bridge + camera simulator, printing events")

@@ -82,35 +82,51 @@ class EvaluationReport:
     outcomes: list[ImageOutcome] = field(default_factory=list)
     regions: tuple[str, ...] = ()
     regions_by_set: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The baseline's outcomes on the same images in the same run (`evaluate(..., baseline=...)`).
+    baseline_outcomes: list[ImageOutcome] | None = None
 
     def sets(self) -> list[SetSummary]:
-        names = list(dict.fromkeys(outcome.set_name for outcome in self.outcomes))
-        summaries = [_summarize(name, [o for o in self.outcomes if o.set_name == name]) for name in names]
-        return [*summaries, _summarize("total", self.outcomes)]
+        return _summaries(self.outcomes)
+
+    def baseline_sets(self) -> list[SetSummary]:
+        return _summaries(self.baseline_outcomes or [])
+
+    def latency_ratios(self) -> dict[str, float]:
+        """The reader's median over the baseline's median, and the reader's p95 over its own median."""
+        total = self.sets()[-1]
+        ratios = {"p95_over_median": _ratio(total.p95_ms, total.median_ms)}
+        if self.baseline_outcomes is not None:
+            ratios["median_over_baseline"] = _ratio(total.median_ms, self.baseline_sets()[-1].median_ms)
+        return ratios
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "regions": list(self.regions),
             "regions_by_set": {name: list(codes) for name, codes in self.regions_by_set.items()},
             "sets": [summary.as_dict() for summary in self.sets()],
-            "misses": [
-                {"image": o.image, "expected": o.expected, "read": o.read, "top5": o.top_k}
-                for o in self.outcomes
-                if not o.exact
-            ],
+            "misses": _misses(self.outcomes),
         }
+        if self.baseline_outcomes is not None:
+            document["baseline"] = {
+                "sets": [summary.as_dict() for summary in self.baseline_sets()],
+                "misses": _misses(self.baseline_outcomes),
+            }
+        ratios = self.latency_ratios().items()
+        document["latency"] = {name: round(v, 2) if math.isfinite(v) else None for name, v in ratios}
+        return document
 
     def as_table(self) -> str:
-        """A Markdown table: one row per set and a total row."""
-        lines = [
-            "| set | images | top-1 | top-1 % | top-5 % | median ms | p95 ms |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for summary in self.sets():
+        """A Markdown table: one row per set and a total row (the baseline's below, when it ran)."""
+        lines = _table(self.sets(), "reader" if self.baseline_outcomes is not None else None)
+        ratios = self.latency_ratios()
+        if self.baseline_outcomes is not None:
+            lines += _table(self.baseline_sets(), "baseline")[2:]
+            lines.append("")
             lines.append(
-                f"| {summary.name} | {summary.images} | {summary.exact} | {summary.exact_percent:.1f} |"
-                f" {summary.top_k_percent:.1f} | {summary.median_ms:.0f} | {summary.p95_ms:.0f} |"
+                f"median latency: {ratios['median_over_baseline']:.2f}x the baseline's"
+                " (same images, same run)"
             )
+        lines.append(f"p95 latency: {ratios['p95_over_median']:.2f}x the median")
         return "\n".join(lines)
 
 
@@ -121,8 +137,12 @@ def evaluate(
     limit: int | None = None,
     regions_by_set: Mapping[str, Sequence[str]] | None = None,
     progress: bool = False,
+    baseline: Reader | None = None,
 ) -> EvaluationReport:
     """Run `read(image_bytes, regions)` on each labelled image (the first `limit` only, if given).
+
+    With a `baseline`, it reads every image too, right after the reader (or before it, every other image,
+    so neither always meets a warm cache): latencies measured side by side on a shared machine compare.
 
     The TSV has a header with at least `image` (a path relative to the TSV) and `plate`; the set is the
     `set` column or else the image path's first component. Top-1 is the first result's plate; top-5 is the
@@ -135,25 +155,62 @@ def evaluate(
         rows = rows[:limit]
     by_set = {name: tuple(codes) for name, codes in (regions_by_set or {}).items()}
     report = EvaluationReport(regions=tuple(regions), regions_by_set=by_set)
-    for row in tqdm(rows, unit="image", file=sys.stderr, disable=None if progress else True):
+    if baseline is not None:
+        report.baseline_outcomes = []
+    bar = tqdm(rows, unit="image", file=sys.stderr, disable=None if progress else True)
+    for index, row in enumerate(bar):
         image_path = labels_path.parent / row["image"]
         payload = image_path.read_bytes()
         set_name = row.get("set") or Path(row["image"]).parts[0]
-        started = time.perf_counter()
-        response = read(payload, by_set.get(set_name, tuple(regions)))
-        latency_ms = (time.perf_counter() - started) * 1000
-        guesses = _ranked_plates(response)
-        report.outcomes.append(
-            ImageOutcome(
-                set_name=set_name,
-                image=row["image"],
-                expected=normalize_plate(row["plate"]),
-                read=guesses[0] if guesses else None,
-                top_k=guesses[:TOP_K],
-                latency_ms=latency_ms,
-            )
-        )
+        codes = by_set.get(set_name, tuple(regions))
+        runs = [(read, report.outcomes)]
+        if baseline is not None and report.baseline_outcomes is not None:
+            runs.append((baseline, report.baseline_outcomes))
+            if index % 2:
+                runs.reverse()
+        for reader, outcomes in runs:
+            outcomes.append(_outcome(reader, payload, codes, set_name, row))
     return report
+
+
+def _outcome(
+    read: Reader, payload: bytes, regions: Sequence[str], set_name: str, row: Mapping[str, str]
+) -> ImageOutcome:
+    started = time.perf_counter()
+    response = read(payload, regions)
+    latency_ms = (time.perf_counter() - started) * 1000
+    guesses = _ranked_plates(response)
+    return ImageOutcome(
+        set_name=set_name,
+        image=row["image"],
+        expected=normalize_plate(row["plate"]),
+        read=guesses[0] if guesses else None,
+        top_k=guesses[:TOP_K],
+        latency_ms=latency_ms,
+    )
+
+
+def naive_baseline() -> Reader:
+    """The naive reader the offline engine is measured against (`plate-bridge evaluate --baseline`).
+
+    Full-frame PP-OCR with the same models (one detection at the detector's scale, every line read) and
+    minimal heuristics: a line of 4 to 8 letters and digits, one of them a digit, is a plate; the most
+    confident first. Regions are ignored.
+    """
+    from bridge.engines.local import LocalEngine
+
+    engine = LocalEngine()
+
+    def read(image: bytes, regions: Sequence[str]) -> dict[str, Any]:
+        results = []
+        for text, score in engine.read_text(image):
+            plate = "".join(symbol for symbol in text.upper() if symbol.isascii() and symbol.isalnum())
+            if 4 <= len(plate) <= 8 and any(symbol.isdigit() for symbol in plate):
+                results.append({"plate": plate.lower(), "score": score})
+        results.sort(key=lambda result: result["score"], reverse=True)
+        return {"results": results}
+
+    return read
 
 
 def _label_rows(labels_path: Path) -> list[dict[str, str]]:
@@ -172,6 +229,40 @@ def _ranked_plates(response: dict[str, Any]) -> list[str]:
             if plate and plate not in ranked:
                 ranked.append(plate)
     return ranked
+
+
+def _summaries(outcomes: list[ImageOutcome]) -> list[SetSummary]:
+    names = list(dict.fromkeys(outcome.set_name for outcome in outcomes))
+    summaries = [_summarize(name, [o for o in outcomes if o.set_name == name]) for name in names]
+    return [*summaries, _summarize("total", outcomes)]
+
+
+def _misses(outcomes: list[ImageOutcome]) -> list[dict[str, Any]]:
+    return [
+        {"image": o.image, "expected": o.expected, "read": o.read, "top5": o.top_k}
+        for o in outcomes
+        if not o.exact
+    ]
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.inf
+
+
+def _table(summaries: list[SetSummary], reader: str | None) -> list[str]:
+    """Markdown rows: with `reader`, a first column names which reader the row is for."""
+    head = "| reader " if reader else ""
+    lines = [
+        f"{head}| set | images | top-1 | top-1 % | top-5 % | median ms | p95 ms |",
+        ("| --- " if reader else "") + "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for summary in summaries:
+        lines.append(
+            (f"| {reader} " if reader else "")
+            + f"| {summary.name} | {summary.images} | {summary.exact} | {summary.exact_percent:.1f} |"
+            f" {summary.top_k_percent:.1f} | {summary.median_ms:.0f} | {summary.p95_ms:.0f} |"
+        )
+    return lines
 
 
 def _summarize(name: str, outcomes: list[ImageOutcome]) -> SetSummary:

@@ -19,6 +19,7 @@ from typing import Any
 from bridge.engines import plate_patterns
 from bridge.errors import PayloadNotImage
 from bridge.images import MAX_IMAGE_PIXELS, check_pixels
+from bridge.plates import NEAR_MISS_COST, plate_distance
 
 try:
     import cv2
@@ -40,21 +41,48 @@ ALPHANUMERICS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Reduced classes of the recognizer: 0 blank, 1..36 the alphanumerics, 37 anything else.
 BLANK, OTHER = 0, len(ALPHANUMERICS) + 1
 ZERO, LETTER_O = ALPHANUMERICS.index("0"), ALPHANUMERICS.index("O")
+# Letters and digits plate fonts draw alike, both ways round, and the share of one's probability that
+# counts for the other where a layout rules the one out.
+LOOK_ALIKE_SHARE = 0.5
+LOOK_ALIKES = tuple(
+    pair
+    for letter, digit in ("O0", "I1", "B8", "S5", "Z2", "G6")
+    for pair in ((letter, digit), (digit, letter))
+)
 
-# Detection scales (short side, long side at most): the detector's training scale first, then a larger
-# one for frames where the first found no confident plate (small, distant plates).
-DETECTION_SCALES = ((736, 1600), (1088, 2048))
+# Detection scale (short side, long side at most). Below the detector's own 736 (PP-OCR's default, which
+# the naive baseline uses): half the time, and plates are large, clear text at it. Small or faint plates
+# get a closer look (CLOSER_ZOOM times their pixels) in a few windows around what the first look saw.
+DETECTION_SCALE = (480, 1024)
+NAIVE_DETECTION_SCALE = (736, 1600)
+CLOSER_ZOOM = 2
+MAX_CLOSER_LOOKS = 2
+CLOSER_MAX_HEIGHT = 32  # lines taller than this are not small: a closer look would not read them better
+CLOSER_MAX_SIDE = 768  # a closer look costs at most about half the first
+PROPOSAL_THRESHOLD = 0.15  # a faint text response, worth a closer look when plate-shaped
 CONFIDENT_SCORE = 0.6
 PIXEL_THRESHOLD = 0.3  # DB text-map threshold, as PP-OCR uses it
 BOX_THRESHOLD = 0.5  # mean text probability a box needs
 UNCLIP_RATIO = 1.6  # DB boxes are shrunk text kernels; this grows them back
 RECOGNITION_HEIGHT = 48
 RECOGNITION_MIN_WIDTH = 160
+BATCH_WIDTH_SPREAD = 1.5  # a batch's widest crop at most this times its narrowest: padding is work too
+MAX_LINE_ASPECT = 12  # width over height: a longer line is a sentence or banner, not a plate
 MAX_TEXT_BOXES = 32  # boxes read per frame; a street scene with more is rare and slow
 CHARACTER_ALTERNATIVES = 3  # alternatives per character explored for candidates
 MAX_CANDIDATES = 5
 MAX_DROPPED_CHARACTERS = 2
 MIN_RESULT_SCORE = 0.2
+# A line's width per character over its height, below which its characters are drawn narrow as on US
+# plates (0.3 to 0.45 measured on the detector's boxes, against 0.45 to 0.6 for EU and Brazilian ones).
+NARROW_PITCH = 0.40
+# The EU plate's blue band: OpenCV hues (0-180) of the blue, the saturation and brightness that tell it
+# from grey in dim, hazy photos, and the share of the strip it fills.
+BAND_HUES = (95, 130)
+BAND_MIN_SATURATION = 45
+BAND_MIN_VALUE = 30
+BAND_MIN_SHARE = 0.5  # of a column's pixels
+BAND_WIDTH = (0.2, 0.9)  # in characters' heights
 # Separators and marks read on plates and around them; they split nothing and are dropped from plates.
 PLATE_SYMBOLS = frozenset(" -.:/|·•'\"")
 # 2014-04-28, 28/04/2014, 11:08:05: what a camera's overlay prints, and no plate looks like. The
@@ -103,11 +131,25 @@ class _Character:
     """One character of a read line: the recognizer's probabilities over the 36 alphanumerics."""
 
     probabilities: np.ndarray
+    _best: dict[tuple[str, float], tuple[str, float]] = field(default_factory=dict, repr=False)
 
-    def best(self, allowed: str = ALPHANUMERICS) -> tuple[str, float]:
-        indices = [ALPHANUMERICS.index(symbol) for symbol in allowed]
-        index = max(indices, key=lambda i: self.probabilities[i])
-        return ALPHANUMERICS[index], float(self.probabilities[index])
+    def best(self, allowed: str = ALPHANUMERICS, share: float = LOOK_ALIKE_SHARE) -> tuple[str, float]:
+        """The likeliest of the `allowed` characters. Where a layout allows a letter but not its look-alike
+        digit (or the other way round), part of the look-alike's probability counts for it: the position
+        settles O/0, I/1, B/8, S/5, Z/2, G/6 (but a confident glyph still outweighs a layout's wish)."""
+        key = (allowed, share)
+        if key not in self._best:
+            probabilities = self.probabilities
+            if share and len(allowed) < len(ALPHANUMERICS):
+                probabilities = probabilities.copy()
+                for symbol, twin in LOOK_ALIKES:
+                    if symbol in allowed and twin not in allowed:
+                        probabilities[ALPHANUMERICS.index(symbol)] += (
+                            share * self.probabilities[ALPHANUMERICS.index(twin)]
+                        )
+            index = max((ALPHANUMERICS.index(symbol) for symbol in allowed), key=probabilities.__getitem__)
+            self._best[key] = (ALPHANUMERICS[index], float(probabilities[index]))
+        return self._best[key]
 
     @property
     def presence(self) -> float:
@@ -133,6 +175,7 @@ class _Reading:
     box: _TextBox
     candidates: list[tuple[str, float]] = field(default_factory=list)
     region: tuple[str, float] = ("unknown", 0.0)
+    cue: str | None = None
 
     @property
     def score(self) -> float:
@@ -213,26 +256,90 @@ class LocalEngine:
             "image_height": height,
         }
 
+    def read_text(self, image: bytes) -> list[tuple[str, float]]:
+        """Every text line of `image` with its mean character confidence, plate-unaware.
+
+        The naive pass `plate-bridge evaluate --baseline` measures the engine against: one detection of the
+        whole frame at the detector's own scale, every line recognized, no layouts, no second scale.
+        """
+        picture = _decode(image)
+        self.load()
+        boxes, _ = self._detect(picture, *NAIVE_DETECTION_SCALE)
+        lines = self._recognize([_crop(picture, box) for box in boxes])
+        return [
+            (text, float(np.mean([c.best()[1] for c in characters])) if characters else 0.0)
+            for characters, text in lines
+        ]
+
     # -- the pipeline -----------------------------------------------------------------------------------
 
     def _read_plates(self, picture: np.ndarray, regions: tuple[str, ...]) -> list[_Reading]:
-        readings: list[_Reading] = []
-        for short_side, long_side in DETECTION_SCALES:
-            boxes = self._detect(picture, short_side, long_side)
-            boxes = boxes + _joined_neighbours(boxes)
-            lines = self._recognize([_crop(picture, box) for box in boxes])
-            for box, (characters, text) in zip(boxes, lines, strict=True):
-                if _looks_like_date_or_time(text):
-                    continue  # the time stamp cameras print over the picture
-                reading = _rank_candidates(box, characters, regions)
-                if reading is not None and reading.score >= MIN_RESULT_SCORE:
-                    readings.append(reading)
-            if any(reading.score >= CONFIDENT_SCORE for reading in readings):
-                break
+        boxes, proposals = self._detect(picture, *DETECTION_SCALE)
+        readings = self._read_lines(picture, boxes, regions)
+        if not any(reading.score >= CONFIDENT_SCORE for reading in readings):
+            # Small or faint plates: look again, closer, but only around what the first look found (lines
+            # read without confidence, faint plate-shaped text), never the whole frame at a larger scale.
+            targets = [reading.box for reading in readings if reading.box.height < CLOSER_MAX_HEIGHT]
+            targets += proposals
+            for x0, y0, x1, y1 in _windows(picture, targets)[:MAX_CLOSER_LOOKS]:
+                window = picture[y0:y1, x0:x1]  # a view: the frame is not copied
+                height, width = window.shape[:2]
+                found, _ = self._detect(
+                    window, CLOSER_ZOOM * min(height, width), CLOSER_ZOOM * max(height, width)
+                )
+                for box in found:
+                    box.corners += np.array([x0, y0], np.float32)
+                readings += self._read_lines(picture, found, regions)
+                if any(reading.score >= CONFIDENT_SCORE for reading in readings):
+                    break
         readings.sort(key=lambda reading: reading.score, reverse=True)
         return _suppress_overlaps(readings)
 
-    def _detect(self, picture: np.ndarray, short_side: int, long_side: int) -> list[_TextBox]:
+    def _read_lines(
+        self, picture: np.ndarray, boxes: list[_TextBox], regions: tuple[str, ...]
+    ) -> list[_Reading]:
+        """Recognize the lines in `boxes` (and pairs of them that may be one plate), rank each as a plate."""
+        boxes = [
+            box for box in boxes + _joined_neighbours(boxes) if box.width <= MAX_LINE_ASPECT * box.height
+        ]
+        # The EU band's country letter may be read into the line (FFG482KT): such a line is also read from
+        # the band's edge, and that reading replaces it when it is the same line less its first character.
+        band_edges = [_band_edge(picture, box) for box in boxes]
+        trims = [
+            (index, _trimmed(box, edge))
+            for index, (box, edge) in enumerate(zip(boxes, band_edges, strict=True))
+            if edge is not None
+        ]
+        trims = [(index, trim) for index, trim in trims if trim is not boxes[index]]
+        lines = self._recognize([_crop(picture, box) for box in boxes + [trim for _, trim in trims]])
+        for (index, trim), trim_line in zip(trims, lines[len(boxes) :], strict=True):
+            whole, rest = _alphanumerics(lines[index][0]), _alphanumerics(trim_line[0])
+            # (The last character is left out of the comparison: the box's edge may read as a stray one.)
+            if (
+                len(whole) > len(rest) > 2
+                and plate_distance(whole[1 : len(rest)], rest[:-1]) <= NEAR_MISS_COST
+            ):
+                boxes[index], lines[index] = trim, trim_line
+        lines = lines[: len(boxes)]
+        state_names = [
+            box for box, (_, text) in zip(boxes, lines, strict=True) if plate_patterns.names_us_state(text)
+        ]
+        readings = []
+        for box, edge, (characters, text) in zip(boxes, band_edges, lines, strict=True):
+            if _looks_like_date_or_time(text) or any(box is name for name in state_names):
+                continue  # the time stamp cameras print over the picture; a state's name
+            cue = None if edge is None else plate_patterns.EU_BAND
+            if cue is None and any(_above_or_below(name, box) for name in state_names):
+                cue = plate_patterns.US_STATE
+            reading = _rank_candidates(box, characters, regions, cue)
+            if reading is not None and reading.score >= MIN_RESULT_SCORE:
+                readings.append(reading)
+        return readings
+
+    def _detect(
+        self, picture: np.ndarray, short_side: int, long_side: int
+    ) -> tuple[list[_TextBox], list[_TextBox]]:
+        """Text lines (best first), and faint or small plate-shaped text worth a closer look."""
         assert self._detector is not None
         height, width = picture.shape[:2]
         scale = min(short_side / min(height, width), long_side / max(height, width))
@@ -242,41 +349,70 @@ class LocalEngine:
         tensor = (resized.astype(np.float32) / 255.0 - 0.5) / 0.5
         tensor = tensor.transpose(2, 0, 1)[np.newaxis]
         text_map = self._detector.run(None, {self._detector.get_inputs()[0].name: tensor})[0][0, 0]
-        bitmap = (text_map > PIXEL_THRESHOLD).astype(np.uint8)
+        x_scale, y_scale = width / resized_width, height / resized_height
+        boxes = []
+        for box in self._boxes(text_map, PIXEL_THRESHOLD, x_scale, y_scale, width, height):
+            if box.score >= BOX_THRESHOLD and box.height >= 8 and box.width >= box.height * 0.8:
+                boxes.append(box)
+        boxes.sort(key=lambda box: box.score * box.height, reverse=True)
+        proposals = [
+            box
+            for box in self._boxes(text_map, PROPOSAL_THRESHOLD, x_scale, y_scale, width, height)
+            if box.score >= PROPOSAL_THRESHOLD
+            and box.width >= 1.5 * box.height
+            and (box.score < BOX_THRESHOLD or box.height < 16)
+        ]
+        proposals.sort(key=lambda box: box.score, reverse=True)
+        return boxes[:MAX_TEXT_BOXES], proposals
+
+    @staticmethod
+    def _boxes(
+        text_map: np.ndarray, threshold: float, x_scale: float, y_scale: float, width: int, height: int
+    ) -> list[_TextBox]:
+        """DB post-processing: the text map's regions over `threshold` as boxes in image pixels."""
+        bitmap = (text_map > threshold).astype(np.uint8)
         bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
         contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-        x_scale, y_scale = width / resized_width, height / resized_height
         boxes = []
         for contour in contours:
             (center_x, center_y), (rect_w, rect_h), angle = cv2.minAreaRect(contour)
             if min(rect_w, rect_h) < 3:
                 continue
             score = _mean_inside(text_map, contour)
-            if score < BOX_THRESHOLD:
+            if score < threshold:
                 continue
             grow = rect_w * rect_h * UNCLIP_RATIO / (2 * (rect_w + rect_h))
             corners = cv2.boxPoints(((center_x, center_y), (rect_w + 2 * grow, rect_h + 2 * grow), angle))
             corners[:, 0] = np.clip(corners[:, 0] * x_scale, 0, width - 1)
             corners[:, 1] = np.clip(corners[:, 1] * y_scale, 0, height - 1)
-            box = _TextBox(_order_corners(corners), score)
-            if box.height >= 8 and box.width >= box.height * 0.8:
-                boxes.append(box)
-        boxes.sort(key=lambda box: box.score * box.height, reverse=True)
-        return boxes[:MAX_TEXT_BOXES]
+            boxes.append(_TextBox(_order_corners(corners), score))
+        return boxes
 
     def _recognize(self, crops: list[np.ndarray]) -> list[tuple[list[_Character], str]]:
+        """Read each crop as a line; crops of similar width share a batch, so little of it is padding."""
         assert self._recognizer is not None
-        if not crops:
-            return []
         widths = [max(8, math.ceil(RECOGNITION_HEIGHT * crop.shape[1] / crop.shape[0])) for crop in crops]
-        batch_width = max(RECOGNITION_MIN_WIDTH, *widths)
-        batch = np.zeros((len(crops), 3, RECOGNITION_HEIGHT, batch_width), np.float32)
-        for index, (crop, crop_width) in enumerate(zip(crops, widths, strict=True)):
-            resized = cv2.resize(crop, (crop_width, RECOGNITION_HEIGHT)).astype(np.float32)
-            batch[index, :, :, :crop_width] = ((resized / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
+        order = sorted(range(len(crops)), key=widths.__getitem__)
+        batches: list[list[int]] = []
+        for index in order:
+            if batches and widths[index] <= BATCH_WIDTH_SPREAD * max(
+                RECOGNITION_MIN_WIDTH, widths[batches[-1][0]]
+            ):
+                batches[-1].append(index)
+            else:
+                batches.append([index])
+        lines: list[tuple[list[_Character], str]] = [([], "")] * len(crops)
         input_name = self._recognizer.get_inputs()[0].name
-        probabilities = self._recognizer.run(None, {input_name: batch})[0]
-        return [self._characters(line) for line in probabilities]
+        for members in batches:
+            batch_width = max(RECOGNITION_MIN_WIDTH, *(widths[index] for index in members))
+            batch = np.zeros((len(members), 3, RECOGNITION_HEIGHT, batch_width), np.float32)
+            for row, index in enumerate(members):
+                resized = cv2.resize(crops[index], (widths[index], RECOGNITION_HEIGHT)).astype(np.float32)
+                batch[row, :, :, : widths[index]] = ((resized / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
+            probabilities = self._recognizer.run(None, {input_name: batch})[0]
+            for row, index in enumerate(members):
+                lines[index] = self._characters(probabilities[row])
+        return lines
 
     def _characters(self, probabilities: np.ndarray) -> tuple[list[_Character], str]:
         """Greedy CTC decoding over blank, the alphanumerics (any case or width) and everything else.
@@ -387,6 +523,32 @@ def _crop(picture: np.ndarray, box: _TextBox) -> np.ndarray:
     )
 
 
+def _windows(picture: np.ndarray, boxes: list[_TextBox]) -> list[tuple[int, int, int, int]]:
+    """Windows (x0, y0, x1, y1) for a closer look around `boxes`, in order, each a plate's surroundings.
+
+    A box may be a whole faint plate or a part of one: its window reaches two of its heights (and half its
+    width) further on every side. A box whose centre an earlier window holds gets none.
+    """
+    image_height, image_width = picture.shape[:2]
+    windows: list[tuple[int, int, int, int]] = []
+    for box in boxes:
+        x0, y0, x1, y1 = box.bounds()
+        height, width = y1 - y0, x1 - x0
+        center_x, center_y = (x0 + x1) / 2, (y0 + y1) / 2
+        if any(wx0 <= center_x < wx1 and wy0 <= center_y < wy1 for wx0, wy0, wx1, wy1 in windows):
+            continue
+        reach_x, reach_y = max(0.5 * width, 2 * height, 16), max(2 * height, 16)
+        windows.append(
+            (
+                max(0, int(x0 - reach_x)),
+                max(0, int(y0 - reach_y)),
+                min(image_width, math.ceil(x1 + reach_x)),
+                min(image_height, math.ceil(y1 + reach_y)),
+            )
+        )
+    return windows
+
+
 def _joined_neighbours(boxes: list[_TextBox]) -> list[_TextBox]:
     """Boxes for lines the detector split in two (a plate's halves around a gap, badge or dash)."""
     joined = []
@@ -407,11 +569,79 @@ def _joined_neighbours(boxes: list[_TextBox]) -> list[_TextBox]:
     return joined
 
 
+def _band_edge(picture: np.ndarray, box: _TextBox) -> float | None:
+    """Where the EU's blue band ends (its right edge, image x) when it shows left of this line's characters.
+
+    The band is a blue stripe about half the characters' height wide, just left of the first one: inside
+    the line's box (which takes in a margin) or just outside it. It counts when blue columns make such a
+    stripe with no blue on either side of it or above it (a blue car), and no white plate left of it.
+    """
+    x0, y0, _, y1 = box.bounds()
+    height = y1 - y0
+    image_height, image_width = picture.shape[:2]
+    left, right = max(0, round(x0 - 0.8 * height)), min(image_width, round(x0 + 1.0 * height))
+    top, bottom = max(0, round(y0 - 1.2 * height)), min(image_height, round(y1 - 0.1 * height))
+    middle = round(y0 + 0.1 * height) - top  # the band's rows start here; the rows above are the check
+    if right - left < 4 or middle < 2 or bottom - top - middle < 2:
+        return None
+    hsv = cv2.cvtColor(picture[top:bottom, left:right], cv2.COLOR_BGR2HSV)
+    blue = (
+        (hsv[..., 0] >= BAND_HUES[0])
+        & (hsv[..., 0] <= BAND_HUES[1])
+        & (hsv[..., 1] >= BAND_MIN_SATURATION)
+        & (hsv[..., 2] >= BAND_MIN_VALUE)
+    )
+    band_columns = blue[middle:].mean(axis=0) >= BAND_MIN_SHARE
+    above_columns = blue[: max(1, middle - round(0.4 * height))].mean(axis=0) >= BAND_MIN_SHARE
+    # White plate left of a blue stripe makes it a character in blue ink (California's), not the band,
+    # which sits at the plate's edge.
+    white = (hsv[middle:, :, 1] < 60) & (hsv[middle:, :, 2] >= 150)
+    white_columns = white.mean(axis=0) >= BAND_MIN_SHARE
+    edge = max(2, round(0.2 * height))
+    # Runs of blue columns: one as wide as a band, ending inside the window, with no blue above it.
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], band_columns.astype(np.int8), [0]))))
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if not (BAND_WIDTH[0] * height <= end - start <= BAND_WIDTH[1] * height):
+            continue
+        if start == 0 or end == len(band_columns) or above_columns[start:end].mean() >= 0.5:
+            continue
+        if white_columns[max(0, start - edge) : start].mean() >= 0.5:
+            continue
+        return float(left + end)
+    return None
+
+
+def _alphanumerics(characters: list[_Character]) -> str:
+    return "".join(character.best()[0] for character in characters)
+
+
+def _trimmed(box: _TextBox, x: float) -> _TextBox:
+    """`box` without what lies left of `x` (the band and its country letters), if a line is left."""
+    corners = box.corners.copy()
+    corners[0, 0], corners[3, 0] = max(corners[0, 0], x), max(corners[3, 0], x)
+    trimmed = _TextBox(corners, box.score)
+    return trimmed if trimmed.width >= trimmed.height else box
+
+
+def _above_or_below(other: _TextBox, box: _TextBox) -> bool:
+    """True when `other` is a line just above or below `box` (a state's name on the plate, say)."""
+    x0, y0, x1, y1 = box.bounds()
+    ox0, oy0, ox1, oy1 = other.bounds()
+    height = y1 - y0
+    overlap = min(x1, ox1) - max(x0, ox0)
+    return other is not box and overlap > 0 and y0 - 2 * height <= (oy0 + oy1) / 2 <= y1 + 2 * height
+
+
 def _rank_candidates(
-    box: _TextBox, characters: list[_Character], regions: tuple[str, ...]
+    box: _TextBox, characters: list[_Character], regions: tuple[str, ...], cue: str | None = None
 ) -> _Reading | None:
+    """Ranked candidates for a line; `cue` is what the plate shows of its country (`_band_edge`...)."""
     if len(characters) < 3:
         return None
+    if not regions and cue == plate_patterns.US_STATE:
+        regions = ("us",)  # a state's name on the plate says where it is from, as a hint would
+    # With no hint, the cue says which countries' layouts apply.
+    layout_regions = regions or plate_patterns.regions_for_cue(cue)
     proposals: dict[str, float] = {}
     # A 0 only counts as a digit when the recognizer saw a zero rather than an O (a word like PROPERTY
     # must not pass for a plate because its O's read as zeros).
@@ -419,12 +649,16 @@ def _rank_candidates(
     zero_for_o = bool(regions) and all(
         plate_patterns.base_region(region) in plate_patterns.REGIONS_WITHOUT_LETTER_O for region in regions
     )
+    if not regions and cue is None:
+        # US characters are drawn narrow (about half as wide as tall, against two thirds in Europe and
+        # Brazil), and US serials avoid the letter O: a narrow line's round glyph is a zero.
+        zero_for_o = box.width < NARROW_PITCH * box.height * len(characters)
 
     def propose(text: str, probabilities: Sequence[float]) -> None:
         if not text:
             return
         confidence = math.exp(sum(math.log(max(p, 1e-6)) for p in probabilities) / len(probabilities))
-        score = confidence * _plate_prior(text, regions, saw_zero=saw_zero)
+        score = confidence * _plate_prior(text, regions, layout_regions, saw_zero=saw_zero)
         proposals[text] = max(score, proposals.get(text, 0.0))
 
     # The recognizer's own alternatives: a small beam over each character's best guesses.
@@ -442,19 +676,26 @@ def _rank_candidates(
 
     # The layouts of the requested regions, over every window of the line: the recognizer's best letter
     # where the layout wants a letter and best digit where it wants a digit (O/0, I/1, B/8, S/5 ...).
-    classes = {"L": ALPHANUMERICS[10:], "D": ALPHANUMERICS[:10], "A": ALPHANUMERICS}
+    classes = {"L": ALPHANUMERICS[10:], "D": ALPHANUMERICS[:10], "N": ALPHANUMERICS[1:10], "A": ALPHANUMERICS}
     # A line may carry a character or two more than the plate (a frame edge, a badge, a doubled stroke).
     # With no hint every known layout may correct a reading, but only with one character left out: the
     # many layouts together would otherwise fit almost any line.
-    layouts = plate_patterns.layouts_for(regions or plate_patterns.DEFAULT_REGION_ORDER)
+    layouts = plate_patterns.layouts_for(layout_regions)
     max_dropped = MAX_DROPPED_CHARACTERS if regions else 1
+    # Look-alikes only count for the wanted class when the country is known (a hint or a cue): every
+    # country's layouts together would turn any line into some plate. For the same reason a line the
+    # recognizer read as a word (no digit: ARIZONA, ZOMBIE) is no plate unless the country is known.
+    share = LOOK_ALIKE_SHARE if regions or cue else 0.0
+    if not share and not any(symbol.isdigit() for symbol in beam[0][0]):
+        return None
     for layout in layouts:
         extra = len(characters) - len(layout)
         if not 0 <= extra <= max_dropped:
             continue
         for kept in itertools.combinations(range(len(characters)), len(layout)):
             picks = [
-                characters[index].best(classes[symbol]) for index, symbol in zip(kept, layout, strict=True)
+                characters[index].best(classes[symbol], share)
+                for index, symbol in zip(kept, layout, strict=True)
             ]
             # Characters left out count against the reading as the chance they are not there.
             dropped = [characters[index] for index in range(len(characters)) if index not in kept]
@@ -464,30 +705,45 @@ def _rank_candidates(
             )
 
     ranked = sorted(proposals.items(), key=lambda item: item[1], reverse=True)[:MAX_CANDIDATES]
-    reading = _Reading(box, [(text.lower(), round(score, 3)) for text, score in ranked])
-    reading.region = _region_of(ranked[0][0], regions)
+    # The recognizer's own reading stays a candidate, however many layout fixes outrank it (a vanity
+    # plate fits no layout).
+    own = beam[0][0]
+    if own in proposals and own not in dict(ranked):
+        ranked[-1] = (own, proposals[own])
+    reading = _Reading(box, [(text.lower(), round(score, 3)) for text, score in ranked], cue=cue)
+    reading.region = _region_of(ranked[0][0], regions, cue)
     return reading
 
 
-def _plate_prior(text: str, regions: tuple[str, ...], *, saw_zero: bool) -> float:
+def _plate_prior(
+    text: str, regions: tuple[str, ...], layout_regions: Sequence[str], *, saw_zero: bool
+) -> float:
     """How much `text` looks like a plate: generic shape first, then the layouts of the regions."""
     has_digit = any(symbol in "123456789" for symbol in text) or (saw_zero and "0" in text)
     if not (has_digit and plate_patterns.GENERIC_PLATE.match(text)):
         return 0.1
-    if regions:
-        return 1.0 if plate_patterns.fits_layout(text, regions) else 0.6
-    return 1.0 if plate_patterns.fits_layout(text, plate_patterns.DEFAULT_REGION_ORDER) else 0.8
+    if plate_patterns.fits_layout(text, layout_regions):
+        return 1.0
+    return 0.6 if regions else 0.8
 
 
-def _region_of(text: str, regions: tuple[str, ...]) -> tuple[str, float]:
-    matches = plate_patterns.matching_regions(text, regions)
-    if matches:
-        return matches[0], round(1.0 / len(matches), 3)
+def _region_of(text: str, regions: tuple[str, ...], cue: str | None = None) -> tuple[str, float]:
+    """The region to report: a hinted one the layout fits, else the one country the plate can be from.
+
+    A single hinted country is reported even when no layout of it fits (vanity plates): the camera is
+    there. Otherwise nothing is better than a guess (`unknown`).
+    """
     if regions:
-        return regions[0], 0.1
-    matches = plate_patterns.matching_regions(text, plate_patterns.DEFAULT_REGION_ORDER)
-    if matches:
-        return matches[0], round(0.5 / len(matches), 3)
+        matches = plate_patterns.matching_regions(text, regions)
+        if matches:
+            return matches[0], round(1.0 / len(matches), 3)
+        if len({plate_patterns.base_region(region) for region in regions}) == 1:
+            return regions[0], 0.1
+        return "unknown", 0.0
+    country = plate_patterns.infer_country(text, cue)
+    # A band seen and a layout only one country uses is strong; a layout alone, with no band, less so.
+    if country is not None:
+        return country, 0.8 if cue else 0.5
     return "unknown", 0.0
 
 

@@ -1,0 +1,283 @@
+"""The offline engine's decoding rules on synthetic lines and pictures: layouts, cues, region attribution."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip(
+    "rapidocr", reason="the local engine's models are not installed: pip install 'plate-bridge[local]'"
+)
+
+import cv2
+import numpy as np
+
+from bridge.engines import local, plate_patterns
+
+BLUE = (153, 51, 0)  # BGR of the EU band's blue
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+
+def _character(best: str, runner_up: str | None = None) -> local._Character:
+    """A character the recognizer read as `best` (0.6), with `runner_up` (0.35) as the alternative."""
+    probabilities = np.zeros(len(local.ALPHANUMERICS), np.float32)
+    probabilities[local.ALPHANUMERICS.index(best)] = 0.6 if runner_up else 0.95
+    if runner_up:
+        probabilities[local.ALPHANUMERICS.index(runner_up)] = 0.35
+    return local._Character(probabilities)
+
+
+def _line(read: str, alternatives: str | None = None) -> list[local._Character]:
+    alternatives = alternatives or read
+    return [_character(a, b if b != a else None) for a, b in zip(read, alternatives, strict=True)]
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> local._TextBox:
+    return local._TextBox(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32), 0.9)
+
+
+BOX = _box(0, 0, 100, 20)
+
+
+# -- region attribution -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "plate",
+    [
+        "7ABC123",  # California, and Belgium's layout too
+        "RK026AJ",  # Slovakia, Italy, France... share it
+        "ABC1234",  # old Brazil, many US states, Germany...
+        "WA56660",  # Poland, Denmark, Norway, some US states
+    ],
+)
+def test_a_layout_several_countries_issue_names_no_country(plate: str) -> None:
+    assert plate_patterns.infer_country(plate, None) is None
+    assert local._region_of(plate, ()) == ("unknown", 0.0)
+
+
+def test_a_layout_only_one_country_issues_names_it() -> None:
+    assert plate_patterns.infer_country("ABC1D23", None) == "br"  # Mercosul
+    assert plate_patterns.infer_country("4B39376", None) == "cz"
+    assert local._region_of("ABC1D23", ())[0] == "br"
+
+
+def test_the_eu_band_narrows_the_countries() -> None:
+    # A Belgian serial fits a Californian one; with the EU band only Belgium is left.
+    assert plate_patterns.infer_country("1ABC234", None) is None
+    assert plate_patterns.infer_country("1ABC234", plate_patterns.EU_BAND) == "be"
+    assert local._region_of("1ABC234", (), plate_patterns.EU_BAND) == ("be", 0.8)
+    # Still ambiguous inside the EU: no country.
+    assert plate_patterns.infer_country("RK026AJ", plate_patterns.EU_BAND) is None
+
+
+def test_a_state_name_reads_as_a_us_hint() -> None:
+    reading = local._rank_candidates(BOX, _line("7ABC123"), (), plate_patterns.US_STATE)
+
+    assert reading is not None
+    assert reading.candidates[0][0] == "7abc123"
+    assert reading.region[0] == "us"
+
+
+def test_hints_report_a_matching_hinted_region_or_the_one_country_hinted() -> None:
+    assert local._region_of("ABC1D23", ("us", "br")) == ("br", 1.0)
+    assert local._region_of("VANITY1", ("us",)) == ("us", 0.1)  # vanity plate: the camera is in the US
+    # Several countries hinted and none fits: no guess among them.
+    assert local._region_of("VANITY1", ("us", "br")) == ("unknown", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("California", True),
+        ("CALIFORNA", True),  # a letter missed
+        ("WISCONSIN AMERICA'S DAIRYLAND", True),
+        ("Ohio", True),
+        ("dmv.ca.gov", False),
+        ("OHIOAN", False),  # a short name only counts as the whole line
+        ("7ABC123", False),
+        ("SUNTRUP", False),
+    ],
+)
+def test_state_names(text: str, names: bool) -> None:
+    assert plate_patterns.names_us_state(text) is names
+
+
+# -- the layout lattice -------------------------------------------------------------------------------
+
+
+def test_position_fixes_follow_the_layout() -> None:
+    # Old Brazilian LLLDDDD read with a 2 where a letter goes and an S where a digit goes (the O/0 in
+    # third place is a toss-up): with the hint, each position takes the likeliest character of its class.
+    line = _line("N2O627S", "NZ06275")
+
+    reading = local._rank_candidates(BOX, line, ("br",))
+
+    assert reading is not None
+    assert reading.candidates[0][0] == "nzo6275"
+    assert reading.region == ("br", 1.0)
+
+
+def test_a_look_alike_counts_for_the_class_the_position_wants() -> None:
+    # An old Brazilian plate whose fourth character the recognizer is sure is a B (0.9, an 8 at 0.05):
+    # the layout wants a digit there, and part of the B's probability counts for the 8.
+    line = [_character(symbol) for symbol in "ABCB234"]
+    line[3] = local._Character(np.zeros(len(local.ALPHANUMERICS), np.float32))
+    line[3].probabilities[local.ALPHANUMERICS.index("B")] = 0.9
+    line[3].probabilities[local.ALPHANUMERICS.index("8")] = 0.05
+
+    reading = local._rank_candidates(BOX, line, ("br",))
+
+    assert reading is not None
+    assert reading.candidates[0][0] == "abc8234"
+    # The recognizer's own reading stays among the candidates.
+    assert "abcb234" in [text for text, _ in reading.candidates]
+
+
+def test_the_eu_band_lets_only_eu_layouts_correct() -> None:
+    # LLLDDDL is Mexican; no EU country issues it, so with the EU band the last D is read as the 0 of a
+    # Polish or Greek LLLDDDD serial.
+    line = _line("ABC123D", "ABC1230")
+
+    without_band = local._rank_candidates(BOX, line, ())
+    with_band = local._rank_candidates(BOX, line, (), plate_patterns.EU_BAND)
+
+    assert without_band is not None and without_band.candidates[0][0] == "abc123d"
+    assert with_band is not None and with_band.candidates[0][0] == "abc1230"
+
+
+def test_narrow_characters_read_a_round_glyph_as_zero() -> None:
+    # The recognizer slightly prefers O; on a line as narrow as a US plate's the zero wins, on a wider
+    # (European) one the O stays.
+    # (Both readings fit some country's layout, so only the glyph decides.)
+    line = _line("CLTO108", "CLT0108")
+
+    narrow = local._rank_candidates(_box(0, 0, 50, 20), line, ())
+    wide = local._rank_candidates(_box(0, 0, 84, 20), line, ())
+
+    assert narrow is not None and narrow.candidates[0][0] == "clt0108"
+    assert wide is not None and wide.candidates[0][0] == "clto108"
+
+
+def test_a_word_is_not_made_a_plate_by_layouts() -> None:
+    # ARIZONA with the look-alikes a layout could want (AR120NA fits LLDDDLL): no digit read, no plate.
+    reading = local._rank_candidates(BOX, _line("ARIZONA", "AR120NA"), ())
+
+    assert reading is None or reading.score < local.MIN_RESULT_SCORE
+
+
+def test_without_a_country_look_alikes_do_not_rewrite_a_confident_reading() -> None:
+    # K179658 fits no layout; KI79658 fits several. With no hint nor cue the confident 1 stays a 1; with
+    # a hint whose layouts want a letter there, half its probability counts for the I.
+    line = [_character(symbol) for symbol in "K179658"]
+
+    reading = local._rank_candidates(BOX, line, ())
+    hinted = local._rank_candidates(BOX, line, ("pl",))
+
+    assert reading is not None and reading.candidates[0][0] == "k179658"
+    assert hinted is not None and hinted.candidates[0][0] == "ki79658"
+
+
+def test_a_leading_zero_fits_no_czech_serial() -> None:
+    assert plate_patterns.matching_regions("4B39376", ["cz"]) == ["cz"]
+    assert plate_patterns.matching_regions("0DC9387", ["cz"]) == []
+
+
+def test_a_dealer_name_is_no_plate() -> None:
+    assert local._rank_candidates(BOX, _line("SUNTRUP"), ()) is None
+
+
+# -- cues seen in pictures ----------------------------------------------------------------------------
+
+
+def _plate_picture(*, band: bool, car: tuple[int, int, int] = (90, 90, 90)) -> np.ndarray:
+    """A car-coloured picture with a white plate; the line's box covers the characters' area."""
+    picture = np.full((200, 400, 3), car, np.uint8)
+    cv2.rectangle(picture, (100, 80), (300, 124), WHITE, -1)
+    if band:
+        cv2.rectangle(picture, (100, 80), (118, 124), BLUE, -1)
+    return picture
+
+
+LINE = _box(114, 88, 296, 116)  # the detector's box takes in a margin, and here the band's edge
+
+
+def test_the_eu_band_is_seen_left_of_the_characters() -> None:
+    edge = local._band_edge(_plate_picture(band=True), LINE)
+
+    assert edge == pytest.approx(118, abs=2)  # where the band ends, inside the line's box
+
+
+def test_a_line_is_read_from_the_band_edge() -> None:
+    trimmed = local._trimmed(LINE, 118)
+
+    assert trimmed.bounds() == (118, 88, 296, 116)
+    # A band edge past most of the line leaves the line as it was.
+    assert local._trimmed(LINE, 280) is LINE
+
+
+def test_no_band_no_cue() -> None:
+    assert local._band_edge(_plate_picture(band=False), LINE) is None
+
+
+def test_blue_characters_are_not_a_band() -> None:
+    # California prints its serial in dark blue: the first character's stroke is a blue stripe, but with
+    # white plate on its left.
+    picture = _plate_picture(band=False)
+    cv2.putText(picture, "8MZR417", (122, 116), cv2.FONT_HERSHEY_SIMPLEX, 1.1, BLUE, 5)
+
+    assert local._band_edge(picture, LINE) is None
+
+
+def test_a_blue_car_is_not_a_band() -> None:
+    assert local._band_edge(_plate_picture(band=False, car=BLUE), LINE) is None
+    assert local._band_edge(_plate_picture(band=True, car=BLUE), LINE) is None
+
+
+def test_a_state_name_above_the_line_is_near_it() -> None:
+    name = _box(130, 60, 280, 80)
+    far = _box(130, 0, 280, 10)
+    aside = _box(320, 60, 390, 80)
+
+    assert local._above_or_below(name, LINE)
+    assert not local._above_or_below(far, LINE)
+    assert not local._above_or_below(aside, LINE)
+    assert not local._above_or_below(LINE, LINE)
+
+
+# -- the closer look ----------------------------------------------------------------------------------
+
+
+def test_closer_look_windows_surround_a_plate_and_stay_in_the_frame() -> None:
+    picture = np.zeros((720, 1280, 3), np.uint8)
+    faint = _box(600, 400, 640, 410)  # a part of a small plate
+    inside = _box(610, 402, 630, 408)  # its centre is in the first window: no second look there
+    corner = _box(0, 0, 30, 10)
+
+    windows = local._windows(picture, [faint, inside, corner])
+
+    assert windows == [(580, 380, 660, 430), (0, 0, 50, 30)]
+    # A window is a view of the frame, not a copy.
+    x0, y0, x1, y1 = windows[0]
+    assert np.shares_memory(picture[y0:y1, x0:x1], picture)
+
+
+def test_a_small_plate_in_a_large_frame_is_read() -> None:
+    picture = np.full((720, 1280, 3), 120, np.uint8)
+    cv2.rectangle(picture, (600, 400), (782, 442), WHITE, -1)
+    cv2.putText(picture, "ABC1234", (606, 434), cv2.FONT_HERSHEY_SIMPLEX, 0.98, BLACK, 2)
+    encoded, png = cv2.imencode(".png", picture)
+    assert encoded
+
+    response = local.LocalEngine().read(png.tobytes())
+
+    assert [result["plate"] for result in response["results"]] == ["abc1234"]
+    box = response["results"][0]["box"]
+    assert 590 <= box["xmin"] < box["xmax"] <= 800 and 390 <= box["ymin"] < box["ymax"] <= 450
+
+
+def test_fits_layout_checks_every_layout_of_the_regions_at_once() -> None:
+    assert plate_patterns.fits_layout("ABC1D23", ["us", "br"])
+    assert not plate_patterns.fits_layout("ABC1D23", ["us"])
+    assert plate_patterns.fits_layout("MAB1234", ["de"])  # a regular-expression layout
+    assert not plate_patterns.fits_layout("ABC1234", [])
+    assert not plate_patterns.fits_layout("ABC1234X", ["br"])  # whole plate, not a prefix
