@@ -262,7 +262,7 @@ class LocalEngine:
         The naive pass `plate-bridge evaluate --baseline` measures the engine against: one detection of the
         whole frame at the detector's own scale, every line recognized, no layouts, no second scale.
         """
-        picture = _decode(image)
+        picture = _decode(image, self.max_pixels)
         self.load()
         boxes, _ = self._detect(picture, *NAIVE_DETECTION_SCALE)
         lines = self._recognize([_crop(picture, box) for box in boxes])
