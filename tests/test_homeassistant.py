@@ -236,8 +236,11 @@ def test_known_cameras_are_announced_at_start_up_with_a_retained_state(
         assert state["watched"] is bool(result.get("watched"))
         [snapshot_bytes] = wait_raw(collector, "plate-bridge/gate/snapshot")
         assert snapshot_bytes.startswith(b"\xff\xd8\xff")
-        [event] = collector.wait_for("plate-bridge/gate/event")
-        assert event["event_type"] == "plate_detected" and event["plate"] == "nhk552"
+        # NHK552 is on the family list: a plate_detected event, then a watched_plate_detected one.
+        events = collector.wait_for("plate-bridge/gate/event", 2)
+        assert [event["event_type"] for event in events] == ["plate_detected", "watched_plate_detected"]
+        assert all(event["plate"] == "nhk552" for event in events) and events[1]["list"] == "family"
+        assert state["watched"] is True
         # Counters follow, retained.
         counted = collector.wait_for("plate-bridge/bridge/stats", 2)[-1]
         assert counted["processed"] == 1
