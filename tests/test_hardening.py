@@ -414,3 +414,35 @@ def test_retained_memory_is_bounded_per_topic_and_in_topics(digest: Any) -> None
         memory.seen_before(topic, b"x", retained=False)
     assert len(memory) == 3
     assert not memory.seen_before("a", b"3", retained=True), "topic a was the least recently used"
+
+
+def test_publishing_while_connecting_never_puts_a_packet_before_connect(broker: BrokerAddress) -> None:
+    """paho opens the socket, then queues CONNECT: a publish from another thread in between went out
+    first, and the broker closed the connection ("closed before answering"). Each attempt below
+    connects while a thread publishes without pause; every one must be accepted."""
+    from bridge.config import MQTTConfig
+    from bridge.mqtt import MqttClient
+
+    settings = MQTTConfig(host=broker.host, port=broker.port, client_id="race", persistent_session=False)
+    for attempt in range(10):
+        client = MqttClient(settings, on_message=lambda _message: None)
+        started = threading.Event()
+        done = threading.Event()
+
+        def hammer(
+            client: MqttClient = client, started: threading.Event = started, done: threading.Event = done
+        ) -> None:
+            started.set()
+            while not done.is_set():
+                client.publish("race/out", b"x", qos=1, retain=False)
+
+        thread = threading.Thread(target=hammer, daemon=True)
+        thread.start()
+        started.wait(5)
+        try:
+            client.start(wait=10)  # raises BrokerError when the broker closed the connection
+            assert client.wait_connected(10), f"attempt {attempt}: not connected"
+        finally:
+            done.set()
+            thread.join(5)
+            client.stop()

@@ -99,13 +99,22 @@ class _PahoClient(paho.Client):
 
     on_connect_error: Callable[[OSError], None] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Held while paho (re)connects. paho's reconnect() opens the socket and only then queues
+        # CONNECT; a publish from another thread in between (a worker's event, an extension's timer)
+        # is queued first, and the broker closes a connection whose first packet is not CONNECT
+        # (mosquitto does; CI caught it as "closed the connection before answering").
+        self.connect_lock = threading.Lock()
+
     def reconnect(self) -> paho.MQTTErrorCode:
-        try:
-            return super().reconnect()
-        except OSError as exc:
-            if self.on_connect_error is not None:
-                self.on_connect_error(exc)
-            raise
+        with self.connect_lock:
+            try:
+                return super().reconnect()
+            except OSError as exc:
+                if self.on_connect_error is not None:
+                    self.on_connect_error(exc)
+                raise
 
 
 class MqttClient:
@@ -165,7 +174,7 @@ class MqttClient:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> _PahoClient:
         settings = self.settings
         v5 = settings.protocol == "5"
         client = _PahoClient(
@@ -298,7 +307,12 @@ class MqttClient:
         options = {}
         if properties and self.settings.protocol == "5":
             options["properties"] = publish_properties(properties)
-        info = self._client.publish(topic, payload, qos=qos, retain=retain, **options)
+        if self.connected:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain, **options)
+        else:
+            # Not after a (re)connection's socket and before its CONNECT (see _PahoClient).
+            with self._client.connect_lock:
+                info = self._client.publish(topic, payload, qos=qos, retain=retain, **options)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             # NO_CONN: paho has queued the message and sends it after reconnecting.
             raise PublishError(f"cannot publish on {topic}: {paho.error_string(info.rc)}", topic=topic)
