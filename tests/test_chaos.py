@@ -332,8 +332,10 @@ def test_reader_failures_end_every_frame_in_one_event_within_the_rate_limits(
     ]
     assert not crowded, f"{CLIENT_RATE + 1} calls within less than a second (start, span): {crowded}"
     # After a 429 the worker that got it pauses every worker for the second asked. Calls that arrive
-    # within that second can only be ones the other workers had been let go before the pause began:
-    # at most one each, never the same worker again (counted, not timed).
+    # within that second (counted from the emulator's stamp, before the bridge has the answer) can only
+    # be ones the other workers were let go before the pause began: one each, and one more at most for
+    # a worker whose own call came back between the stamp and the answer reaching the bridge (CI saw
+    # it on a busy machine). Without the pause the limiter alone would let CLIENT_RATE calls in.
     too_soon = [
         (round(rate_limited.received_at - arrivals[0], 3), len(within))
         for rate_limited in calls
@@ -341,6 +343,6 @@ def test_reader_failures_end_every_frame_in_one_event_within_the_rate_limits(
         for within in [
             [call for call in calls if 0 < call.received_at - rate_limited.received_at < 1.0 - EPSILON]
         ]
-        if len(within) > CONCURRENCY - 1
+        if len(within) > CONCURRENCY
     ]
     assert not too_soon, f"calls within a second after a 429 (429 at, how many): {too_soon}"

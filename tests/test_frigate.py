@@ -138,9 +138,10 @@ def test_frigates_retained_snapshot_topics_work_as_a_plain_route(
     # Frigate publishes each object's best snapshot as a retained JPEG on frigate/<camera>/<label>/snapshot.
     publisher: Collector = collector_factory(broker.host, broker.port, ["unused/#"])
     publisher.publish("frigate/garage/car/snapshot", jpeg(), retain=True)
+    # Listening before the bridge starts: it reads the retained frame as soon as it subscribes.
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/+/result"])
     bridge = start_bridge(broker, emulator, routes=[{"topic": "frigate/+/car/snapshot"}])
     try:
-        collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/+/result"])
         [event] = collector.wait_for("plate-bridge/garage/result")
         assert event["topic"] == "frigate/garage/car/snapshot" and event["results"]
         assert "frigate" not in event

@@ -82,6 +82,8 @@ def v5_bridge(broker: BrokerAddress, emulator: ReaderEmulator) -> Any:
         # One worker: the answers come back in the order the frames went in.
         reader={"url": emulator.url, "max_calls_per_second": None, "concurrency": 1},
         requests={"enabled": True},
+        # Tests send a few frames of one camera at once: none may be pushed out unread.
+        queued_frames_per_camera=8,
     )
     bridge = Bridge(config)
     bridge.start()
