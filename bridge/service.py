@@ -197,7 +197,7 @@ class Bridge:
                 reader=reader,
                 guard=self.guard,
                 max_payload_bytes=self.config.max_payload_bytes,
-                on_event=self._published if self.extensions else None,
+                on_event=self._published,
                 watchlists=self.config.watchlists,
             )
             flow = Flow.build(route, context)

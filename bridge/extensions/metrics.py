@@ -13,11 +13,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import ConfigError
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.extensions.httpserver import HTTPListener
 from bridge.messages import utc_now
 
 if TYPE_CHECKING:
@@ -97,8 +97,9 @@ class MetricsExtension(Extension):
     def __init__(self, context: ExtensionContext) -> None:
         super().__init__(context)
         self.settings = context.config.metrics
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = HTTPListener(
+            "metrics", self.settings.host, self.settings.port, self._handler(), thread_name="metrics-http"
+        )
         self._cached_seen: OrderedDict[tuple[str, object], None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -109,9 +110,7 @@ class MetricsExtension(Extension):
     @property
     def port(self) -> int:
         """The port listened on (the chosen one when `metrics.port` is 0)."""
-        if self._server is None:
-            raise RuntimeError("the metrics server is not started")
-        return self._server.server_address[1]
+        return self._http.port
 
     def start(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -142,22 +141,11 @@ class MetricsExtension(Extension):
             registry=self.registry,
         )
         self.registry.register(_HealthCollector(self))
-        where = f"{self.settings.host}:{self.settings.port}"
-        try:
-            self._server = ThreadingHTTPServer((self.settings.host, self.settings.port), self._handler())
-        except OSError as exc:
-            raise ConfigError(f"metrics: cannot listen on {where}: {exc.strerror or exc}") from None
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
-        self._thread.start()
+        self._http.start()
         log.info("metrics on http://%s:%d/metrics, health on /health", self.settings.host, self.port)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._http.stop()
 
     def on_frame(self, msg: Message) -> None:
         self._frames.labels(msg.route).inc()

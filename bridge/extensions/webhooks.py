@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from bridge import schemas
-from bridge.errors import ConfigError
 from bridge.events import decode_json, encode
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.extensions.httpserver import HTTPListener
 from bridge.flows.flow import READING_KEY, TAKEN_AT_KEY
 from bridge.messages import topic_level
 
@@ -146,8 +146,14 @@ class WebhookReceiver(Extension):
         super().__init__(context)
         self.settings = context.config.webhooks.listen
         self.max_body = context.config.max_payload_bytes + BODY_MARGIN_BYTES
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = HTTPListener(
+            "webhooks.listen",
+            self.settings.host,
+            self.settings.port,
+            self._handler(),
+            thread_name="webhook-receiver",
+            server_type=_BoundedServer,
+        )
 
     @classmethod
     def enabled(cls, config: BridgeConfig) -> bool:
@@ -155,28 +161,15 @@ class WebhookReceiver(Extension):
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the webhook receiver is not started")
-        return self._server.server_address[1]
+        """The port listened on (the chosen one when `webhooks.listen.port` is 0)."""
+        return self._http.port
 
     def start(self) -> None:
-        where = f"{self.settings.host}:{self.settings.port}"
-        try:
-            self._server = _BoundedServer((self.settings.host, self.settings.port), self._handler())
-        except OSError as exc:
-            raise ConfigError(f"webhooks.listen: cannot listen on {where}: {exc.strerror or exc}") from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook-receiver", daemon=True
-        )
-        self._thread.start()
+        self._http.start()
         log.info("receiving webhooks on http://%s:%d%s", self.settings.host, self.port, self.settings.path)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._http.stop()
 
     def authorized(self, query: str, authorization: str | None) -> bool:
         if self.settings.token is None:
