@@ -566,7 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     evaluate = command("evaluate", "accuracy and latency of a reader on labelled images")
-    evaluate.add_argument("labels", metavar="LABELS.tsv", help="TSV with a header: image, plate[, set]")
+    evaluate.add_argument(
+        "labels",
+        metavar="LABELS.tsv",
+        help="TSV with a header: image, plate[, set][, x, y, w, h (the plate's box)]",
+    )
     regions_option(evaluate)
     evaluate.add_argument(
         "--set-regions", action="append", default=[], metavar="SET=CODES", help="hints for one set: us=us"

@@ -16,6 +16,14 @@ from tqdm import tqdm
 
 Reader = Callable[[bytes, Sequence[str]], dict[str, Any]]
 TOP_K = 5
+# Why a plate was missed, from where the reader went wrong (the first that applies):
+# - ranked_below: the plate is among the reader's answers (any result's candidates), but not first;
+# - misread: a result's box covers the labelled plate (`x y w h` columns), yet no candidate is the plate;
+# - not_found: no result covers the plate: the detector, not the recognizer, missed it;
+# - not_read: the plate is in no answer and the labels give no box to say which of the two it was.
+MISS_CAUSES = ("ranked_below", "misread", "not_found", "not_read")
+# The share of the labelled box a result's box must cover to count as having found the plate.
+FOUND_COVERAGE = 0.3
 
 
 def normalize_plate(text: str) -> str:
@@ -33,6 +41,7 @@ class ImageOutcome:
     read: str | None
     top_k: list[str]
     latency_ms: float
+    miss_cause: str | None = None
 
     @property
     def exact(self) -> bool:
@@ -53,6 +62,7 @@ class SetSummary:
     top_k: int
     median_ms: float
     p95_ms: float
+    miss_causes: dict[str, int] = field(default_factory=dict)
 
     @property
     def exact_percent(self) -> float:
@@ -72,6 +82,7 @@ class SetSummary:
             "top5_percent": round(self.top_k_percent, 1),
             "median_ms": round(self.median_ms, 1),
             "p95_ms": round(self.p95_ms, 1),
+            "miss_causes": dict(self.miss_causes),
         }
 
 
@@ -127,6 +138,10 @@ class EvaluationReport:
                 " (same images, same run)"
             )
         lines.append(f"p95 latency: {ratios['p95_over_median']:.2f}x the median")
+        causes = self.sets()[-1].miss_causes
+        if causes:
+            counted = ", ".join(f"{count} {cause.replace('_', ' ')}" for cause, count in causes.items())
+            lines.append(f"misses by cause: {counted}")
         return "\n".join(lines)
 
 
@@ -146,7 +161,9 @@ def evaluate(
 
     The TSV has a header with at least `image` (a path relative to the TSV) and `plate`; the set is the
     `set` column or else the image path's first component. Top-1 is the first result's plate; top-5 is the
-    first five distinct plates among the results' candidates, best result first. With `progress`, a
+    first five distinct plates among the results' candidates, best result first. Each miss gets a cause
+    (`MISS_CAUSES`); the optional `x`, `y`, `w`, `h` columns (the plate's box in pixels) tell a plate the
+    detector missed from one it found but misread. With `progress`, a
     progress bar on stderr when it is a terminal (each image counted when its reading is done).
     """
     labels_path = Path(labels_path)
@@ -180,14 +197,46 @@ def _outcome(
     response = read(payload, regions)
     latency_ms = (time.perf_counter() - started) * 1000
     guesses = _ranked_plates(response)
+    expected = normalize_plate(row["plate"])
+    read = guesses[0] if guesses else None
     return ImageOutcome(
         set_name=set_name,
         image=row["image"],
-        expected=normalize_plate(row["plate"]),
-        read=guesses[0] if guesses else None,
+        expected=expected,
+        read=read,
         top_k=guesses[:TOP_K],
         latency_ms=latency_ms,
+        miss_cause=None if read == expected else _miss_cause(response, expected, guesses, row),
     )
+
+
+def _miss_cause(response: dict[str, Any], expected: str, guesses: list[str], row: Mapping[str, str]) -> str:
+    """Where the reader lost a plate it missed (`MISS_CAUSES`): ranking, recognition or detection."""
+    if expected in guesses:
+        return "ranked_below"
+    plate_box = _labelled_box(row)
+    if plate_box is None:
+        return "not_read"
+    x, y, width, height = plate_box
+    for result in response.get("results") or []:
+        box = result.get("box") or {}
+        try:
+            x0, y0, x1, y1 = (float(box[key]) for key in ("xmin", "ymin", "xmax", "ymax"))
+        except (KeyError, TypeError, ValueError):
+            continue
+        covered = max(0.0, min(x1, x + width) - max(x0, x)) * max(0.0, min(y1, y + height) - max(y0, y))
+        if covered >= FOUND_COVERAGE * width * height:
+            return "misread"
+    return "not_found"
+
+
+def _labelled_box(row: Mapping[str, str]) -> tuple[float, float, float, float] | None:
+    """The plate's box (x, y, width, height) from the optional label columns, when all four are there."""
+    try:
+        x, y, width, height = (float(row[key]) for key in ("x", "y", "w", "h"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (x, y, width, height) if width > 0 and height > 0 else None
 
 
 def naive_baseline() -> Reader:
@@ -239,7 +288,7 @@ def _summaries(outcomes: list[ImageOutcome]) -> list[SetSummary]:
 
 def _misses(outcomes: list[ImageOutcome]) -> list[dict[str, Any]]:
     return [
-        {"image": o.image, "expected": o.expected, "read": o.read, "top5": o.top_k}
+        {"image": o.image, "expected": o.expected, "read": o.read, "top5": o.top_k, "cause": o.miss_cause}
         for o in outcomes
         if not o.exact
     ]
@@ -274,4 +323,9 @@ def _summarize(name: str, outcomes: list[ImageOutcome]) -> SetSummary:
         top_k=sum(outcome.in_top_k for outcome in outcomes),
         median_ms=statistics.median(latencies) if latencies else 0.0,
         p95_ms=latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)] if latencies else 0.0,
+        miss_causes={
+            cause: count
+            for cause in MISS_CAUSES
+            if (count := sum(outcome.miss_cause == cause for outcome in outcomes))
+        },
     )

@@ -125,3 +125,49 @@ def test_the_naive_baseline_reads_a_synthetic_plate() -> None:
 
     # The line with digits is the plate; a word without one is not.
     assert [result["plate"] for result in response["results"]] == ["abc1234"]
+
+
+def test_each_miss_says_whether_ranking_recognition_or_detection_lost_it(
+    tmp_path: Path, fake_clock: None
+) -> None:
+    """The labelled box tells a plate read nowhere near it (not found) from one read wrong (misread)."""
+    for name in ("ranked.jpg", "misread.jpg", "lost.jpg", "right.jpg", "nobox.jpg"):
+        (tmp_path / name).write_bytes(name.encode())
+    labels = tmp_path / "labels.tsv"
+    labels.write_text(
+        "set\timage\tplate\tx\ty\tw\th\n"
+        "us\tranked.jpg\tABC123\t100\t100\t80\t40\n"
+        "us\tmisread.jpg\tABC123\t100\t100\t80\t40\n"
+        "us\tlost.jpg\tABC123\t100\t100\t80\t40\n"
+        "us\tright.jpg\tABC123\t100\t100\t80\t40\n"
+        "us\tnobox.jpg\tABC123\t\t\t\t\n"
+    )
+    on_plate = {"xmin": 105, "ymin": 110, "xmax": 175, "ymax": 135}
+    elsewhere = {"xmin": 400, "ymin": 10, "xmax": 470, "ymax": 30}
+    answers: dict[bytes, list[dict[str, Any]]] = {
+        # The plate is the first result's second candidate: the reader had it, the ranking lost it.
+        b"ranked.jpg": [{"plate": "abc128", "box": on_plate, "candidates": [{"plate": "abc123"}]}],
+        b"misread.jpg": [
+            {"plate": "taxi12", "box": elsewhere, "candidates": []},
+            {"plate": "abc12", "box": on_plate, "candidates": [{"plate": "abc12"}]},
+        ],
+        b"lost.jpg": [{"plate": "taxi12", "box": elsewhere, "candidates": []}],
+        b"right.jpg": [{"plate": "abc123", "box": on_plate, "candidates": []}],
+        b"nobox.jpg": [{"plate": "xyz", "box": on_plate, "candidates": []}],
+    }
+
+    def read(image: bytes, regions: Sequence[str]) -> dict[str, Any]:
+        return {"results": answers[image]}
+
+    report = evaluate(labels, read)
+
+    causes = {miss["image"]: miss["cause"] for miss in report.as_dict()["misses"]}
+    assert causes == {
+        "ranked.jpg": "ranked_below",
+        "misread.jpg": "misread",
+        "lost.jpg": "not_found",
+        "nobox.jpg": "not_read",
+    }
+    total = report.sets()[-1]
+    assert total.miss_causes == {"ranked_below": 1, "misread": 1, "not_found": 1, "not_read": 1}
+    assert "misses by cause: 1 ranked below, 1 misread, 1 not found, 1 not read" in report.as_table()
