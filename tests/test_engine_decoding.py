@@ -281,3 +281,77 @@ def test_fits_layout_checks_every_layout_of_the_regions_at_once() -> None:
     assert plate_patterns.fits_layout("MAB1234", ["de"])  # a regular-expression layout
     assert not plate_patterns.fits_layout("ABC1234", [])
     assert not plate_patterns.fits_layout("ABC1234X", ["br"])  # whole plate, not a prefix
+
+
+# -- plate regions from vertical edges ----------------------------------------------------------------
+
+
+def _street(seed: int = 7) -> np.ndarray:
+    """A 1280x720 frame of smooth shading with a low-contrast plate and a few distractors."""
+    rows = np.linspace(60, 140, 720, dtype=np.float32)[:, np.newaxis]
+    picture = np.repeat(np.repeat(rows, 1280, axis=1)[..., np.newaxis], 3, axis=2).astype(np.uint8)
+    noise = np.random.default_rng(seed).integers(-6, 7, picture.shape)
+    picture = np.clip(picture.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    cv2.rectangle(picture, (100, 100), (400, 108), WHITE, -1)  # a thin bright bar: no plate's shape
+    cv2.circle(picture, (1000, 200), 60, (40, 40, 40), -1)  # a dark blob: no vertical strokes
+    return picture
+
+
+def test_edge_regions_find_a_plate_the_size_of_a_distant_one() -> None:
+    picture = _street()
+    # A plate 100x50 pixels (a car some 10 m away in a 1280x720 frame), grey on grey, as at dusk.
+    cv2.rectangle(picture, (600, 420), (700, 470), (170, 170, 170), -1)
+    cv2.putText(picture, "CJ8P4V", (606, 456), cv2.FONT_HERSHEY_SIMPLEX, 0.75, (60, 60, 60), 2)
+
+    regions = local._edge_regions(picture)
+
+    assert 1 <= len(regions) <= local.MAX_EDGE_REGIONS
+    (_, text_height), _ = cv2.getTextSize("CJ8P4V", cv2.FONT_HERSHEY_SIMPLEX, 0.75, 2)
+    characters = (610, 456 - text_height, 690, 456)  # most of the characters' area
+    covering = [box for box in regions if _covered_share(box, characters) >= 0.8]
+    assert covering, [box.bounds() for box in regions]
+    x0, y0, x1, y1 = covering[0].bounds()
+    assert x0 >= 560 and x1 <= 740 and y0 >= 400 and y1 <= 490  # the plate's surroundings, not the frame
+
+
+def test_edge_regions_of_a_plain_frame_are_none() -> None:
+    assert local._edge_regions(_street()) == []
+
+
+def test_regions_the_detector_already_holds_are_not_read_again() -> None:
+    detected = _box(600, 430, 700, 465)
+    same_place = _box(590, 425, 705, 470)
+    elsewhere = _box(100, 100, 200, 140)
+    duplicate = _box(102, 100, 200, 141)
+
+    kept = local._not_covered([same_place, elsewhere, duplicate], [detected])
+
+    assert kept == [elsewhere]
+
+
+def _covered_share(box: local._TextBox, target: tuple[int, int, int, int]) -> float:
+    x0, y0, x1, y1 = box.bounds()
+    tx0, ty0, tx1, ty1 = target
+    covered = max(0.0, min(x1, tx1) - max(x0, tx0)) * max(0.0, min(y1, ty1) - max(y0, ty0))
+    return covered / ((tx1 - tx0) * (ty1 - ty0))
+
+
+# -- priors across lines --------------------------------------------------------------------------------
+
+
+def test_a_four_character_line_ranks_below_a_plate_read_as_well() -> None:
+    # A taxi's fleet number above its plate, both read with the same confidence.
+    fleet = local._rank_candidates(BOX, _line("1056"), ())
+    plate = local._rank_candidates(BOX, _line("75061H1"), ())
+
+    assert fleet is not None and plate is not None
+    assert plate.score > fleet.score
+
+
+def test_a_line_fitting_a_published_layout_outranks_one_that_fits_none() -> None:
+    # A Brazilian plate (LLLDDDD) and a sticker's text of the same length and confidence.
+    plate = local._rank_candidates(BOX, _line("OZV6697"), ())
+    sticker = local._rank_candidates(BOX, _line("T60SUV1"), ())
+
+    assert plate is not None and sticker is not None
+    assert plate.score / sticker.score == pytest.approx(1 / local.NO_LAYOUT_PRIOR, rel=0.02)

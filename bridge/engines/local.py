@@ -73,6 +73,22 @@ CHARACTER_ALTERNATIVES = 3  # alternatives per character explored for candidates
 MAX_CANDIDATES = 5
 MAX_DROPPED_CHARACTERS = 2
 MIN_RESULT_SCORE = 0.2
+# A reading of 4 characters or fewer is rarely a whole plate (a fleet number, a badge, a plate's half):
+# it counts this much less. One that fits no published layout, with no hint, counts NO_LAYOUT_PRIOR.
+SHORT_PLATE_PRIOR = 0.7
+NO_LAYOUT_PRIOR = 0.65
+# Plate regions from vertical edges (`_edge_regions`), the classic plate localiser, for plates the text
+# detector does not respond to at DETECTION_SCALE (dark, faint or busy US plates): found on a copy at
+# most EDGE_SCALE pixels long, characters' strokes closed into blobs (EDGE_CLOSE), specks opened away
+# (EDGE_OPEN); a blob counts when it has a plate's proportions and fills its box.
+EDGE_SCALE = 640
+EDGE_CLOSE = (13, 3)
+EDGE_OPEN = (5, 5)
+EDGE_ASPECT = (1.5, 7.0)
+EDGE_MIN_FILL = 0.5
+EDGE_MAX_WIDTH = 0.4  # of the frame: wider is a bumper or a sign
+EDGE_PAD = 0.5  # heights added left and right: closing may stop short of the outer characters
+MAX_EDGE_REGIONS = 4
 # A line's width per character over its height, below which its characters are drawn narrow as on US
 # plates (0.3 to 0.45 measured on the detector's boxes, against 0.45 to 0.6 for EU and Brazilian ones).
 NARROW_PITCH = 0.40
@@ -275,11 +291,21 @@ class LocalEngine:
 
     def _read_plates(self, picture: np.ndarray, regions: tuple[str, ...]) -> list[_Reading]:
         boxes, proposals = self._detect(picture, *DETECTION_SCALE)
-        readings = self._read_lines(picture, boxes, regions)
+        state_names: list[_TextBox] = []
+        readings = self._read_lines(picture, boxes, regions, state_names)
         if not any(reading.score >= CONFIDENT_SCORE for reading in readings):
-            # Small or faint plates: look again, closer, but only around what the first look found (lines
-            # read without confidence, faint plate-shaped text), never the whole frame at a larger scale.
-            targets = [reading.box for reading in readings if reading.box.height < CLOSER_MAX_HEIGHT]
+            # The detector misses some plates at this scale (dark, faint, busy ones) that a plate localiser
+            # finds: plate-shaped regions dense in vertical edges where it saw no text. Read as they are
+            # (rough crops), they rank where to look closer; their own readings only stand where nothing
+            # better was read.
+            edge_boxes = _not_covered(_edge_regions(picture), boxes)
+            edge_readings = self._read_lines(picture, edge_boxes, regions, state_names)
+            edge_readings.sort(key=lambda reading: reading.score, reverse=True)
+            # Small or faint plates: look again, closer, but only around what the first look found (plate
+            # regions, best read first; small lines read without confidence; faint plate-shaped text),
+            # never the whole frame at a larger scale.
+            targets = [reading.box for reading in edge_readings]
+            targets += [reading.box for reading in readings if reading.box.height < CLOSER_MAX_HEIGHT]
             targets += proposals
             for x0, y0, x1, y1 in _windows(picture, targets)[:MAX_CLOSER_LOOKS]:
                 window = picture[y0:y1, x0:x1]  # a view: the frame is not copied
@@ -289,16 +315,25 @@ class LocalEngine:
                 )
                 for box in found:
                     box.corners += np.array([x0, y0], np.float32)
-                readings += self._read_lines(picture, found, regions)
+                readings += self._read_lines(picture, found, regions, state_names)
                 if any(reading.score >= CONFIDENT_SCORE for reading in readings):
                     break
+            readings += _not_covered_readings(edge_readings, readings)
         readings.sort(key=lambda reading: reading.score, reverse=True)
         return _suppress_overlaps(readings)
 
     def _read_lines(
-        self, picture: np.ndarray, boxes: list[_TextBox], regions: tuple[str, ...]
+        self,
+        picture: np.ndarray,
+        boxes: list[_TextBox],
+        regions: tuple[str, ...],
+        state_names: list[_TextBox],
     ) -> list[_Reading]:
-        """Recognize the lines in `boxes` (and pairs of them that may be one plate), rank each as a plate."""
+        """Recognize the lines in `boxes` (and pairs of them that may be one plate), rank each as a plate.
+
+        `state_names` holds the lines of the frame read so far as a US state's name; lines read here as one
+        are added to it, so a plate read in a later pass still sees the name printed above it.
+        """
         boxes = [
             box for box in boxes + _joined_neighbours(boxes) if box.width <= MAX_LINE_ASPECT * box.height
         ]
@@ -321,7 +356,7 @@ class LocalEngine:
             ):
                 boxes[index], lines[index] = trim, trim_line
         lines = lines[: len(boxes)]
-        state_names = [
+        state_names += [
             box for box, (_, text) in zip(boxes, lines, strict=True) if plate_patterns.names_us_state(text)
         ]
         readings = []
@@ -549,6 +584,62 @@ def _windows(picture: np.ndarray, boxes: list[_TextBox]) -> list[tuple[int, int,
     return windows
 
 
+def _edge_regions(picture: np.ndarray) -> list[_TextBox]:
+    """Regions of a plate's proportions dense in vertical edges, most solid first (at most a few).
+
+    A plate's characters are close vertical strokes on a plain ground: the horizontal gradient's strong
+    pixels (Otsu's threshold) closed along the line make one solid blob of the plate's text, where the
+    text detector may see nothing (it was trained on documents and scenes, not plates at 20 pixels).
+    Busy textures (grilles, foliage) make blobs too; the recognizer and the plate priors sort them out.
+    """
+    height, width = picture.shape[:2]
+    scale = min(1.0, EDGE_SCALE / max(height, width))
+    small = cv2.resize(picture, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    edges = cv2.convertScaleAbs(cv2.Sobel(grey, cv2.CV_16S, 1, 0, ksize=3))
+    _, binary = cv2.threshold(edges, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, EDGE_CLOSE))
+    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, EDGE_OPEN))
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    small_width = small.shape[1]
+    found = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if h < 6 or w < 18 or w > EDGE_MAX_WIDTH * small_width:
+            continue
+        if not EDGE_ASPECT[0] <= w / h <= EDGE_ASPECT[1]:
+            continue
+        fill = cv2.contourArea(contour) / (w * h)
+        if fill < EDGE_MIN_FILL:
+            continue
+        pad = EDGE_PAD * h
+        x0, x1 = max(0.0, x - pad) / scale, min(small_width - 1.0, x + w + pad) / scale
+        y0, y1 = y / scale, (y + h) / scale
+        found.append(_TextBox(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32), fill))
+    found.sort(key=lambda box: box.score, reverse=True)
+    return found[:MAX_EDGE_REGIONS]
+
+
+def _not_covered(candidates: list[_TextBox], boxes: list[_TextBox]) -> list[_TextBox]:
+    """The `candidates` of which no box of `boxes` (nor an earlier candidate kept) covers half."""
+    kept: list[_TextBox] = []
+    for candidate in candidates:
+        x0, y0, x1, y1 = candidate.bounds()
+        area = max(1.0, (x1 - x0) * (y1 - y0))
+        if not any(
+            max(0.0, min(x1, ox1) - max(x0, ox0)) * max(0.0, min(y1, oy1) - max(y0, oy0)) > 0.5 * area
+            for ox0, oy0, ox1, oy1 in (other.bounds() for other in boxes + kept)
+        ):
+            kept.append(candidate)
+    return kept
+
+
+def _not_covered_readings(candidates: list[_Reading], readings: list[_Reading]) -> list[_Reading]:
+    """The `candidates` whose boxes no reading of `readings` covers by half."""
+    kept = _not_covered([candidate.box for candidate in candidates], [reading.box for reading in readings])
+    return [candidate for candidate in candidates if any(candidate.box is box for box in kept)]
+
+
 def _joined_neighbours(boxes: list[_TextBox]) -> list[_TextBox]:
     """Boxes for lines the detector split in two (a plate's halves around a gap, badge or dash)."""
     joined = []
@@ -722,9 +813,10 @@ def _plate_prior(
     has_digit = any(symbol in "123456789" for symbol in text) or (saw_zero and "0" in text)
     if not (has_digit and plate_patterns.GENERIC_PLATE.match(text)):
         return 0.1
+    length = SHORT_PLATE_PRIOR if len(text) <= 4 else 1.0
     if plate_patterns.fits_layout(text, layout_regions):
-        return 1.0
-    return 0.6 if regions else 0.8
+        return length
+    return length * (0.6 if regions else NO_LAYOUT_PRIOR)
 
 
 def _region_of(text: str, regions: tuple[str, ...], cue: str | None = None) -> tuple[str, float]:
