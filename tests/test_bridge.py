@@ -269,7 +269,9 @@ def test_a_custom_node_from_the_config(
         {
             "topic": "cameras/+/image",
             "nodes": [
-                {"type": "plate_bridge_watchlist:WatchlistAlertNode", "plates": ["NHK 552"]},
+                # The emulator answers with a captured payload (nhk552) or, without ../shared, its
+                # built-in one (ab12cde): either is watched.
+                {"type": "plate_bridge_watchlist:WatchlistAlertNode", "plates": ["NHK 552", "AB12CDE"]},
                 {"type": "filter", "min_score": 0.99},
             ],
         }
@@ -309,7 +311,8 @@ def test_a_plugin_from_the_entry_point_group(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(EXAMPLES / "watchlist"))
-    routes = [{"topic": "cameras/+/image", "nodes": [{"type": "watchlist_alert", "plates": ["nhk552"]}]}]
+    plates = ["nhk552", "ab12cde"]  # the captured answer, or the emulator's built-in one without ../shared
+    routes = [{"topic": "cameras/+/image", "nodes": [{"type": "watchlist_alert", "plates": plates}]}]
     running_bridge(bridge_config(broker, emulator, routes=routes))
     collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
     collector.publish("cameras/drive/image", FRAME)
