@@ -453,6 +453,12 @@ class ReaderEmulator:
         self._thread: threading.Thread | None = None
         self._fast_bodies: dict[bool, bytes] = {}
 
+    def answer_plates(self, *, mmc: bool = False) -> set[str]:
+        """The plates of the answer to an image it has no paired response for: the captured payload's
+        when `shared/` is there, else the built-in stand-in's (so tests need not know which)."""
+        answer = self._payloads.default_mmc if mmc else self._payloads.default
+        return {result["plate"] for result in answer["results"]}
+
     # lifecycle
 
     def start(self) -> ReaderEmulator:
