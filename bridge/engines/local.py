@@ -58,7 +58,7 @@ NAIVE_DETECTION_SCALE = (736, 1600)
 CLOSER_ZOOM = 2
 MAX_CLOSER_LOOKS = 2
 CLOSER_MAX_HEIGHT = 32  # lines taller than this are not small: a closer look would not read them better
-CLOSER_MAX_SIDE = 768  # a closer look costs at most about half the first
+CLOSER_MAX_SIDE = 768  # the long side of a closer look: a window around a whole plate is large
 PROPOSAL_THRESHOLD = 0.15  # a faint text response, worth a closer look when plate-shaped
 CONFIDENT_SCORE = 0.6
 PIXEL_THRESHOLD = 0.3  # DB text-map threshold, as PP-OCR uses it
@@ -302,16 +302,19 @@ class LocalEngine:
             edge_readings = self._read_lines(picture, edge_boxes, regions, state_names)
             edge_readings.sort(key=lambda reading: reading.score, reverse=True)
             # Small or faint plates: look again, closer, but only around what the first look found (plate
-            # regions, best read first; small lines read without confidence; faint plate-shaped text),
-            # never the whole frame at a larger scale.
+            # regions, best read first, then those read as nothing; small lines read without confidence;
+            # faint plate-shaped text), never the whole frame at a larger scale.
             targets = [reading.box for reading in edge_readings]
+            targets += [box for box in edge_boxes if not any(box is reading.box for reading in edge_readings)]
             targets += [reading.box for reading in readings if reading.box.height < CLOSER_MAX_HEIGHT]
             targets += proposals
             for x0, y0, x1, y1 in _windows(picture, targets)[:MAX_CLOSER_LOOKS]:
                 window = picture[y0:y1, x0:x1]  # a view: the frame is not copied
                 height, width = window.shape[:2]
                 found, _ = self._detect(
-                    window, CLOSER_ZOOM * min(height, width), CLOSER_ZOOM * max(height, width)
+                    window,
+                    CLOSER_ZOOM * min(height, width),
+                    min(CLOSER_ZOOM * max(height, width), CLOSER_MAX_SIDE),
                 )
                 for box in found:
                     box.corners += np.array([x0, y0], np.float32)
@@ -616,7 +619,9 @@ def _edge_regions(picture: np.ndarray) -> list[_TextBox]:
         x0, x1 = max(0.0, x - pad) / scale, min(small_width - 1.0, x + w + pad) / scale
         y0, y1 = y / scale, (y + h) / scale
         found.append(_TextBox(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32), fill))
-    found.sort(key=lambda box: box.score, reverse=True)
+    # Largest solid blobs first: a plate close enough to read is among the larger textured patches, and
+    # the small ones are mostly grilles, foliage and text too small to read anyway.
+    found.sort(key=lambda box: box.score * box.width * box.height, reverse=True)
     return found[:MAX_EDGE_REGIONS]
 
 
