@@ -588,7 +588,7 @@ def _windows(picture: np.ndarray, boxes: list[_TextBox]) -> list[tuple[int, int,
 
 
 def _edge_regions(picture: np.ndarray) -> list[_TextBox]:
-    """Regions of a plate's proportions dense in vertical edges, most solid first (at most a few).
+    """Regions of a plate's proportions dense in vertical edges, the largest solid ones (at most a few).
 
     A plate's characters are close vertical strokes on a plain ground: the horizontal gradient's strong
     pixels (Otsu's threshold) closed along the line make one solid blob of the plate's text, where the
