@@ -163,8 +163,8 @@ def evaluate(
     `set` column or else the image path's first component. Top-1 is the first result's plate; top-5 is the
     first five distinct plates among the results' candidates, best result first. Each miss gets a cause
     (`MISS_CAUSES`); the optional `x`, `y`, `w`, `h` columns (the plate's box in pixels) tell a plate the
-    detector missed from one it found but misread. With `progress`, a
-    progress bar on stderr when it is a terminal (each image counted when its reading is done).
+    detector missed from one it found but misread. With `progress`, a progress bar on stderr when it is a
+    terminal (each image counted when its reading is done).
     """
     labels_path = Path(labels_path)
     rows = _label_rows(labels_path)
