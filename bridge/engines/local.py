@@ -629,12 +629,8 @@ def _not_covered(candidates: list[_TextBox], boxes: list[_TextBox]) -> list[_Tex
     """The `candidates` of which no box of `boxes` (nor an earlier candidate kept) covers half."""
     kept: list[_TextBox] = []
     for candidate in candidates:
-        x0, y0, x1, y1 = candidate.bounds()
-        area = max(1.0, (x1 - x0) * (y1 - y0))
-        if not any(
-            max(0.0, min(x1, ox1) - max(x0, ox0)) * max(0.0, min(y1, oy1) - max(y0, oy0)) > 0.5 * area
-            for ox0, oy0, ox1, oy1 in (other.bounds() for other in boxes + kept)
-        ):
+        area = _area(candidate)
+        if not any(_intersection(candidate, other) > 0.5 * area for other in boxes + kept):
             kept.append(candidate)
     return kept
 
@@ -848,19 +844,24 @@ def _suppress_overlaps(readings: list[_Reading]) -> list[_Reading]:
     """Keep the best reading where boxes overlap (a joined line and its halves, say)."""
     kept: list[_Reading] = []
     for reading in readings:
-        x0, y0, x1, y1 = reading.box.bounds()
-        area = max(1.0, (x1 - x0) * (y1 - y0))
-        overlaps = False
-        for other in kept:
-            ox0, oy0, ox1, oy1 = other.box.bounds()
-            inter = max(0.0, min(x1, ox1) - max(x0, ox0)) * max(0.0, min(y1, oy1) - max(y0, oy0))
-            other_area = max(1.0, (ox1 - ox0) * (oy1 - oy0))
-            if inter / min(area, other_area) > 0.5:
-                overlaps = True
-                break
-        if not overlaps:
+        area = _area(reading.box)
+        if not any(
+            _intersection(reading.box, other.box) > 0.5 * min(area, _area(other.box)) for other in kept
+        ):
             kept.append(reading)
     return kept
+
+
+def _area(box: _TextBox) -> float:
+    x0, y0, x1, y1 = box.bounds()
+    return max(1.0, (x1 - x0) * (y1 - y0))
+
+
+def _intersection(box: _TextBox, other: _TextBox) -> float:
+    """The area two boxes' bounds share."""
+    x0, y0, x1, y1 = box.bounds()
+    ox0, oy0, ox1, oy1 = other.bounds()
+    return max(0.0, min(x1, ox1) - max(x0, ox0)) * max(0.0, min(y1, oy1) - max(y0, oy0))
 
 
 def _result(reading: _Reading, width: int, height: int) -> dict[str, Any]:
