@@ -34,8 +34,10 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
+from benchmarks.frames import SHARED_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
-PLATES_DIR = ROOT.parent / "shared" / "data" / "plates"
+PLATES_DIR = SHARED_DIR / "data" / "plates"
 EXAMPLES_DIR = ROOT / "examples" / "images"
 FRAME_SIZE = (1280, 720)
 FPS = 2.0

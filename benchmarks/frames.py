@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-# The repo sits beside shared/ (…/main and …/shared); the photos are read in place, never copied.
-SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+# The repo sits beside shared/ (…/main and …/shared); the photos are read in place, never copied. A checkout
+# elsewhere names it in PLATE_BRIDGE_SHARED, as the tests do.
+SHARED_DIR = Path(
+    os.environ.get("PLATE_BRIDGE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared"
+)
 PLATES_DIR = SHARED_DIR / "data" / "plates"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SYNTHETIC_SIZE = (1280, 720)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import secrets
 import signal
 import socket
@@ -42,8 +43,11 @@ INFO_PATH = "/info/"
 STATISTICS_PATH = "/v1/statistics/"
 PLATE_READER_PATHS = (CLOUD_PATH, SDK_PATH)
 
-# The repo sits beside shared/ (…/main and …/shared); read in place, never copied.
-DEFAULT_SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+# The repo sits beside shared/ (…/main and …/shared); read in place, never copied. A checkout elsewhere (a
+# git worktree, a CI workspace) names it in PLATE_BRIDGE_SHARED.
+DEFAULT_SHARED_DIR = Path(
+    os.environ.get("PLATE_BRIDGE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared"
+)
 
 # Real bodies: the 403 and 429 ones are captured payloads; the missing-header one is DRF's wording.
 INVALID_TOKEN = {"detail": "Invalid token.", "status_code": 403}

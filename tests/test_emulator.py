@@ -23,9 +23,9 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.emulator import ReaderEmulator
+from tests.emulator import DEFAULT_SHARED_DIR, ReaderEmulator
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = DEFAULT_SHARED_DIR
 RESPONSES = SHARED / "data" / "responses"
 IMAGES_TSV = RESPONSES / "images" / "IMAGES.tsv"
 EMULATOR_SCRIPT = Path(__file__).with_name("emulator.py")

@@ -23,8 +23,9 @@ from bridge.engines.local import LocalEngine
 from bridge.errors import PayloadNotImage, PayloadTooLarge
 from bridge.evaluate import evaluate, normalize_plate
 from tests import images
+from tests.emulator import DEFAULT_SHARED_DIR
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = DEFAULT_SHARED_DIR
 PLATES = SHARED / "data" / "plates"
 needs_photos = pytest.mark.skipif(
     not (PLATES / "labels.tsv").is_file(), reason=f"the shared photos {PLATES} are not there (read in place)"
