@@ -17,7 +17,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bridge.config import load_config
 from bridge.mqtt.broker import EmbeddedBroker, pick_port
+from bridge.service import Bridge
 from tests.emulator import DEFAULT_SHARED_DIR as SHARED
 from tests.emulator import ReaderEmulator
 
@@ -113,6 +115,33 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerAdd
 def emulator() -> Iterator[ReaderEmulator]:
     with ReaderEmulator() as running:
         yield running
+
+
+def start_bridge(broker: BrokerAddress, emulator: ReaderEmulator, **sections: Any) -> Bridge:
+    """A bridge on `broker` reading through `emulator`, with `sections` of configuration, connected."""
+    config = load_config(
+        mqtt={"host": broker.host, "port": broker.port, "health_interval": 0},
+        reader={"url": emulator.url, "max_calls_per_second": None},
+        **sections,
+    )
+    bridge = Bridge(config)
+    bridge.start()
+    assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+    return bridge
+
+
+def loaded_local_engine() -> Any:
+    """The offline engine with its models loaded, or the test skipped saying what is missing (loading here
+    makes missing models a skip rather than a server failing to start)."""
+    local = pytest.importorskip(
+        "bridge.engines.local", reason="the local engine's packages are not installed", exc_type=ImportError
+    )
+    engine = local.LocalEngine()
+    try:
+        engine.load()
+    except (ImportError, FileNotFoundError) as exc:
+        pytest.skip(f"the local engine's models are not installed: {exc}")
+    return engine
 
 
 class Collector:

@@ -12,8 +12,7 @@ from bridge import schemas
 from bridge.config import load_config
 from bridge.errors import ConfigError
 from bridge.extensions.frigate import FrigateExtension, FrigateObject, sub_label_for
-from bridge.service import Bridge
-from tests.conftest import BrokerAddress, Collector
+from tests.conftest import BrokerAddress, Collector, start_bridge
 from tests.emulator import ReaderEmulator
 from tests.frigate_emulator import FrigateEmulator, event_message
 from tests.images import jpeg
@@ -34,18 +33,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) 
 def frigate() -> Iterator[FrigateEmulator]:
     with FrigateEmulator() as running:
         yield running
-
-
-def start_bridge(broker: BrokerAddress, emulator: ReaderEmulator, **sections: Any) -> Bridge:
-    config = load_config(
-        mqtt={"host": broker.host, "port": broker.port, "health_interval": 0},
-        reader={"url": emulator.url, "max_calls_per_second": None},
-        **sections,
-    )
-    bridge = Bridge(config)
-    bridge.start()
-    assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
-    return bridge
 
 
 def test_a_tracked_car_is_read_once_then_only_for_a_better_snapshot(

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, Collector, Mosquitto
+from tests.conftest import EXAMPLES, Collector, Mosquitto, loaded_local_engine
 from tests.nodered import NodeRed
 from tests.test_server import TOKEN, Served, start, stop
 
@@ -55,14 +55,7 @@ class RecordingEngine:
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     """`serve` as it ships (the offline engine, with a token) under uvicorn on 127.0.0.1."""
-    local = pytest.importorskip(
-        "bridge.engines.local", reason="the local engine's packages are not installed", exc_type=ImportError
-    )
-    engine = local.LocalEngine()
-    try:
-        engine.load()  # here, so missing models skip the test instead of failing the server's start-up
-    except (ImportError, FileNotFoundError) as exc:
-        pytest.skip(f"the local engine's models are not installed: {exc}")
+    engine = loaded_local_engine()
     running = start(RecordingEngine(engine), token=TOKEN)
     try:
         yield running

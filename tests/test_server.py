@@ -49,7 +49,7 @@ from bridge.server.app import (  # noqa: E402
     startup_banner,
 )
 from tests import images  # noqa: E402
-from tests.conftest import EXAMPLES, free_port  # noqa: E402
+from tests.conftest import EXAMPLES, free_port, loaded_local_engine  # noqa: E402
 
 TOKEN = "serve-test-token"
 NO_CREDENTIALS = {"detail": "Authentication credentials were not provided."}
@@ -605,14 +605,7 @@ def test_requests_past_max_pending_are_throttled() -> None:
 @pytest.fixture(scope="module")
 def local_served() -> Iterator[Served]:
     """`serve` as it ships: the offline engine, with a token."""
-    local = pytest.importorskip(
-        "bridge.engines.local", reason="the local engine's packages are not installed", exc_type=ImportError
-    )
-    engine = local.LocalEngine()
-    try:
-        engine.load()  # here, so missing models skip the test instead of failing the server's start-up
-    except (ImportError, FileNotFoundError) as exc:
-        pytest.skip(f"the local engine's models are not installed: {exc}")
+    engine = loaded_local_engine()
     running = start(engine, token=TOKEN)
     try:
         yield running

@@ -17,7 +17,7 @@ from bridge.config import load_config
 from bridge.errors import ConfigError
 from bridge.extensions.webhooks import CONCURRENT_REQUESTS, WebhookReceiver, where
 from bridge.service import Bridge
-from tests.conftest import RESPONSES, BrokerAddress, Collector, free_port, needs_shared
+from tests.conftest import RESPONSES, BrokerAddress, Collector, free_port, needs_shared, start_bridge
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
 
@@ -45,18 +45,6 @@ def webhook_body(camera_id: str | None = "gate") -> dict[str, Any]:
             "camera_id": camera_id,
         },
     }
-
-
-def start_bridge(broker: BrokerAddress, emulator: ReaderEmulator, **sections: Any) -> Bridge:
-    config = load_config(
-        mqtt={"host": broker.host, "port": broker.port, "health_interval": 0},
-        reader={"url": emulator.url, "max_calls_per_second": None},
-        **sections,
-    )
-    bridge = Bridge(config)
-    bridge.start()
-    assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
-    return bridge
 
 
 def receiver_url(bridge: Bridge, path: str = "/plate-recognizer") -> str:
