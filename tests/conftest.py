@@ -112,6 +112,18 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerAdd
 
 
 @pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto of the test's own on a free port (MQTT 5 too), for tests that need that broker alone."""
+    if shutil.which("mosquitto") is None:
+        pytest.skip("the mosquitto binary is not installed (this test needs a real mosquitto)")
+    broker = Mosquitto(tmp_path).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
 def emulator() -> Iterator[ReaderEmulator]:
     with ReaderEmulator() as running:
         yield running

@@ -4,14 +4,10 @@ running bridge: what the flows publish is what a user's home would get."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bridge.config import load_config
 from bridge.service import Bridge
@@ -45,15 +41,6 @@ class Camera:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    if shutil.which("mosquitto") is None:
-        pytest.skip("the mosquitto binary is not installed (the request/response flow needs MQTT 5)")
-    broker = Mosquitto(tmp_path).start()
-    yield broker
-    broker.stop()
 
 
 def test_the_example_flows_drive_the_bridge_and_act_on_its_events(

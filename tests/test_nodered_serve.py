@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -61,15 +60,6 @@ def served() -> Iterator[Served]:
         yield running
     finally:
         stop(running)
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    if shutil.which("mosquitto") is None:
-        pytest.skip("the mosquitto binary is not installed (the flow talks to the test over MQTT)")
-    broker = Mosquitto(tmp_path).start()
-    yield broker
-    broker.stop()
 
 
 def banner_url_for_node_red(served: Served) -> str:
