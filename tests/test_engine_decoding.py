@@ -355,3 +355,25 @@ def test_a_line_fitting_a_published_layout_outranks_one_that_fits_none() -> None
 
     assert plate is not None and sticker is not None
     assert plate.score / sticker.score == pytest.approx(1 / local.NO_LAYOUT_PRIOR, rel=0.02)
+
+
+def test_the_recognizer_cut_to_plate_characters_reads_as_the_whole_one() -> None:
+    """The engine keeps only the classifier columns a plate can use; a line's characters and their
+    probabilities must come out as the whole recognizer's do after decoding's renormalisation."""
+    crops = []
+    for text, width in (("ABC1234", 300), ("KA-05 MX", 330), ("O0I1B8", 240)):
+        crop = np.full((60, width, 3), 235, np.uint8)
+        cv2.putText(crop, text, (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.3, BLACK, 3)
+        crops.append(crop)
+    cut, whole = local.LocalEngine(), local.LocalEngine(plate_characters_only=False)
+    cut.load()
+    whole.load()
+
+    assert len(cut._labels) < 300 < len(whole._labels)
+    for (cut_characters, cut_text), (whole_characters, whole_text) in zip(
+        cut._recognize(crops), whole._recognize(crops), strict=True
+    ):
+        assert cut_text == whole_text
+        assert len(cut_characters) == len(whole_characters) >= 5
+        for mine, theirs in zip(cut_characters, whole_characters, strict=True):
+            np.testing.assert_allclose(mine.probabilities, theirs.probabilities, atol=1e-4)
