@@ -14,6 +14,7 @@ import numpy as np
 from bridge.engines import local, plate_patterns
 
 BLUE = (153, 51, 0)  # BGR of the EU band's blue
+RED = (45, 16, 200)  # BGR of Austria's red stripes
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
 
@@ -145,6 +146,20 @@ def test_the_eu_band_lets_only_eu_layouts_correct() -> None:
     assert with_band is not None and with_band.candidates[0][0] == "abc1230"
 
 
+def test_a_band_without_red_stripes_is_not_austrian() -> None:
+    # LLDDDLL (Slovakia, Italy, France) with an O/0 in sixth place also fits Austria's LLDDDDL; only
+    # Austria's plates carry red stripes, so without them the letter the Slovak layout wants wins.
+    line = _line("BA3020Z", "BA302OZ")
+
+    plain = local._rank_candidates(BOX, line, (), plate_patterns.EU_BAND)
+    striped = local._rank_candidates(BOX, line, (), plate_patterns.EU_BAND_STRIPED)
+
+    assert plain is not None and plain.candidates[0][0] == "ba302oz"
+    assert striped is not None and striped.candidates[0][0] == "ba3020z"
+    assert "at" not in plate_patterns.regions_for_cue(plate_patterns.EU_BAND)
+    assert "at" in plate_patterns.regions_for_cue(plate_patterns.EU_BAND_STRIPED)
+
+
 def test_narrow_characters_read_a_round_glyph_as_zero() -> None:
     # The recognizer slightly prefers O; on a line as narrow as a US plate's the zero wins, on a wider
     # (European) one the O stays.
@@ -189,10 +204,17 @@ def test_a_dealer_name_is_no_plate() -> None:
 # -- cues seen in pictures ----------------------------------------------------------------------------
 
 
-def _plate_picture(*, band: bool, car: tuple[int, int, int] = (90, 90, 90)) -> np.ndarray:
+def _plate_picture(
+    *, band: bool, car: tuple[int, int, int] = (90, 90, 90), stripes: bool = False, frame: bool = False
+) -> np.ndarray:
     """A car-coloured picture with a white plate; the line's box covers the characters' area."""
     picture = np.full((200, 400, 3), car, np.uint8)
+    if frame:
+        cv2.rectangle(picture, (96, 76), (304, 128), (30, 30, 30), -1)
     cv2.rectangle(picture, (100, 80), (300, 124), WHITE, -1)
+    if stripes:  # Austria's: red along the top and bottom edges
+        cv2.rectangle(picture, (100, 80), (300, 84), RED, -1)
+        cv2.rectangle(picture, (100, 120), (300, 124), RED, -1)
     if band:
         cv2.rectangle(picture, (100, 80), (118, 124), BLUE, -1)
     return picture
@@ -226,6 +248,18 @@ def test_blue_characters_are_not_a_band() -> None:
     cv2.putText(picture, "8MZR417", (122, 116), cv2.FONT_HERSHEY_SIMPLEX, 1.1, BLUE, 5)
 
     assert local._band_edge(picture, LINE) is None
+
+
+def test_red_stripes_along_the_plate_are_austrias() -> None:
+    assert local._red_stripes(_plate_picture(band=True, stripes=True), LINE, 118)
+    assert not local._red_stripes(_plate_picture(band=True), LINE, 118)
+
+
+def test_a_red_car_beyond_the_plates_frame_is_no_stripe() -> None:
+    red_car = (30, 30, 180)
+    assert not local._red_stripes(_plate_picture(band=True, car=red_car, frame=True), LINE, 118)
+    # Red where the characters are: a sign, not a plate's stripes.
+    assert not local._red_stripes(np.full((200, 400, 3), red_car, np.uint8), LINE, 118)
 
 
 def test_a_blue_car_is_not_a_band() -> None:

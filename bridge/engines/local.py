@@ -101,6 +101,13 @@ BAND_MIN_SATURATION = 45
 BAND_MIN_VALUE = 30
 BAND_MIN_SHARE = 0.5  # of a column's pixels
 BAND_WIDTH = (0.2, 0.9)  # in characters' heights
+# Austria's red stripes: OpenCV hues of red (they wrap around 0), saturation and brightness, the share of
+# a row they fill, and how far (in the line's heights) above and below the characters they are looked for.
+STRIPE_HUES = (10, 165)
+STRIPE_MIN_SATURATION = 80
+STRIPE_MIN_VALUE = 60
+STRIPE_MIN_SHARE = 0.5
+STRIPE_REACH = 0.6
 # Separators and marks read on plates and around them; they split nothing and are dropped from plates.
 PLATE_SYMBOLS = frozenset(" -.:/|·•'\"")
 # 2014-04-28, 28/04/2014, 11:08:05: what a camera's overlay prints, and no plate looks like. The
@@ -370,7 +377,10 @@ class LocalEngine:
         for box, edge, (characters, text) in zip(boxes, band_edges, lines, strict=True):
             if _looks_like_date_or_time(text) or any(box is name for name in state_names):
                 continue  # the time stamp cameras print over the picture; a state's name
-            cue = None if edge is None else plate_patterns.EU_BAND
+            cue = None
+            if edge is not None:
+                striped = _red_stripes(picture, box, edge)
+                cue = plate_patterns.EU_BAND_STRIPED if striped else plate_patterns.EU_BAND
             if cue is None and any(_above_or_below(name, box) for name in state_names):
                 cue = plate_patterns.US_STATE
             reading = _rank_candidates(box, characters, regions, cue)
@@ -734,6 +744,39 @@ def _band_edge(picture: np.ndarray, box: _TextBox) -> float | None:
             continue
         return float(left + end)
     return None
+
+
+def _red_stripes(picture: np.ndarray, box: _TextBox, band_edge: float) -> bool:
+    """Whether red stripes run above and below this line's characters, right of the band, as along the top
+    and bottom edges of Austria's plates.
+
+    A stripe is a row red over most of the characters' width, within about half their height of them,
+    with nothing dark between it and them: on the plate, not a red car beyond the plate's frame. The
+    characters' own rows must not be red (a red sign).
+    """
+    x0, y0, x1, y1 = box.bounds()
+    height = y1 - y0
+    top = max(0, round(y0 - STRIPE_REACH * height))
+    bottom = min(picture.shape[0], round(y1 + STRIPE_REACH * height))
+    left, right = round(max(x0, band_edge)), round(x1)
+    if right - left < 4 or bottom - top < 4:
+        return False
+    hsv = cv2.cvtColor(picture[top:bottom, left:right], cv2.COLOR_BGR2HSV)
+    red = (
+        ((hsv[..., 0] <= STRIPE_HUES[0]) | (hsv[..., 0] >= STRIPE_HUES[1]))
+        & (hsv[..., 1] >= STRIPE_MIN_SATURATION)
+        & (hsv[..., 2] >= STRIPE_MIN_VALUE)
+    )
+    red_rows = red.mean(axis=1) >= STRIPE_MIN_SHARE
+    dark_rows = (hsv[..., 2] < STRIPE_MIN_VALUE).mean(axis=1) >= STRIPE_MIN_SHARE
+    center = round((y0 + y1) / 2) - top
+    reach = round(0.25 * height)
+    if red_rows[max(0, center - reach) : center + reach + 1].any():
+        return False
+    above = [row for row in range(center - reach - 1, -1, -1) if red_rows[row] or dark_rows[row]]
+    below = [row for row in range(center + reach + 1, len(red_rows)) if red_rows[row] or dark_rows[row]]
+    # The first row met going out from the characters that is red or dark must be red, on both sides.
+    return bool(above and below and red_rows[above[0]] and red_rows[below[0]])
 
 
 def _alphanumerics(characters: list[_Character]) -> str:

@@ -59,8 +59,11 @@ REGIONS_WITHOUT_LETTER_O = frozenset({"us", "ca"})
 # What a plate shows of its country besides its serial (`local._rank_candidates`'s `cue`):
 # - EU_BAND: the blue band with the country's letters left of the characters (EU Regulation 2411/98; the
 #   EEA and the UK issued it too), as `local._band_edge` finds it;
+# - EU_BAND_STRIPED: the band, and a red stripe along the plate's top and bottom edges as Austria's
+#   plates have (red-white-red, the flag's colours): no other country on the band draws them;
 # - US_STATE: a US state's name printed above or below the characters.
-EU_BAND, US_STATE = "eu", "us-state"
+EU_BAND, EU_BAND_STRIPED, US_STATE = "eu", "eu-striped", "us-state"
+STRIPED_REGIONS = frozenset({"at"})
 EU_BAND_REGIONS = frozenset(
     {
         "it", "fr", "es", "pt", "gb", "ie", "pl", "cz", "sk", "hu", "ro", "bg", "hr", "si", "gr", "se",
@@ -147,9 +150,20 @@ def names_us_state(text: str) -> bool:
 
 
 def regions_for_cue(cue: str | None) -> tuple[str, ...]:
-    """The regions whose plates may look like this: the EU's for its band, the US for a state's name, else
-    all (a cue may be missed)."""
+    """The regions whose plates may look like this: the EU's for its band (Austria only with its red
+    stripes), the US for a state's name, else all (a cue may be missed).
+
+    Stripes seen do not make a plate Austrian (a red car above and below a plate looks the same), but a
+    band without them rules Austria out: its layouts would otherwise read Slovak, Italian or French
+    `LLDDDLL` plates with a look-alike in sixth place as `LLDDDDL` (BA302OZ as BA3020Z).
+    """
     if cue == EU_BAND:
+        return tuple(
+            region
+            for region in DEFAULT_REGION_ORDER
+            if region in EU_BAND_REGIONS and region not in STRIPED_REGIONS
+        )
+    if cue == EU_BAND_STRIPED:
         return tuple(region for region in DEFAULT_REGION_ORDER if region in EU_BAND_REGIONS)
     if cue == US_STATE:
         return ("us",)
