@@ -262,6 +262,31 @@ def test_a_red_car_beyond_the_plates_frame_is_no_stripe() -> None:
     assert not local._red_stripes(np.full((200, 400, 3), red_car, np.uint8), LINE, 118)
 
 
+def _austrian_style_plate(*, stripes: bool) -> bytes:
+    picture = np.full((720, 1280, 3), 70, np.uint8)
+    cv2.rectangle(picture, (420, 330), (860, 432), WHITE, -1)
+    if stripes:
+        cv2.rectangle(picture, (420, 330), (860, 340), RED, -1)
+        cv2.rectangle(picture, (420, 422), (860, 432), RED, -1)
+    cv2.rectangle(picture, (420, 330), (460, 432), BLUE, -1)
+    cv2.putText(picture, "GU1234A", (472, 404), cv2.FONT_HERSHEY_SIMPLEX, 1.9, BLACK, 5)
+    encoded, png = cv2.imencode(".png", picture)
+    assert encoded
+    return png.tobytes()
+
+
+def test_only_a_plate_with_red_stripes_is_reported_austrian() -> None:
+    # LLDDDDL: of the countries on the band, only Austria issues it.
+    engine = local.LocalEngine()
+
+    [striped] = engine.read(_austrian_style_plate(stripes=True))["results"]
+    [plain] = engine.read(_austrian_style_plate(stripes=False))["results"]
+
+    assert striped["plate"] == plain["plate"] == "gu1234a"
+    assert striped["region"]["code"] == "at"
+    assert plain["region"]["code"] == "unknown"
+
+
 def test_a_blue_car_is_not_a_band() -> None:
     assert local._band_edge(_plate_picture(band=False, car=BLUE), LINE) is None
     assert local._band_edge(_plate_picture(band=True, car=BLUE), LINE) is None
