@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip(
@@ -436,3 +438,27 @@ def test_the_recognizer_cut_to_plate_characters_reads_as_the_whole_one() -> None
         assert len(cut_characters) == len(whole_characters) >= 5
         for mine, theirs in zip(cut_characters, whole_characters, strict=True):
             np.testing.assert_allclose(mine.probabilities, theirs.probabilities, atol=1e-4)
+
+
+def test_a_recognizer_without_the_known_classifier_runs_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model whose last layer is not the MatMul and Add over its characters is not cut, but used as it
+    is, with a warning (a model_dir with other models)."""
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Softmax", ["x"], ["y"], axis=2)],
+        "recognizer",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 4])],
+    )
+    model = onnx.helper.make_model(graph)
+    onnx.helper.set_model_props(model, {"character": "A\n字"})
+    path = tmp_path / "recognizer.onnx"
+    onnx.save(model, str(path))
+
+    serialized, labels = local._recognition_model(path, plate_characters_only=True)
+
+    assert labels == ["", "A", "字", " "]
+    assert onnx.load_from_string(serialized).graph.output[0].type.tensor_type.shape.dim[-1].dim_value == 4
+    assert "no classifier over its 4 characters to cut down" in caplog.text

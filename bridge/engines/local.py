@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import logging
 import math
 import os
 import re
@@ -32,6 +33,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extra
         f"the local engine needs onnxruntime, OpenCV and the PP-OCR models ({exc.name} is missing):"
         " pip install 'plate-bridge[local]'"
     ) from exc
+
+log = logging.getLogger(__name__)
 
 # The package whose wheel carries the models; it is only located on disk, never imported, so none of its
 # start-up code (or its model downloader) runs.
@@ -544,7 +547,12 @@ def _recognition_model(path: Path, *, plate_characters_only: bool) -> tuple[byte
     ]
     classifier = [tensor for tensor in model.graph.initializer if tensor.dims[-1:] == [len(labels)]]
     if len(classifier) != 2:  # the weights and the bias; anything else is a model this code does not know
-        raise RuntimeError(f"{path.name}: no classifier over its {len(labels)} characters to cut down")
+        log.warning(
+            "%s: no classifier over its %d characters to cut down; the recognizer runs whole",
+            path.name,
+            len(labels),
+        )
+        return model.SerializeToString(), labels
     for tensor in classifier:
         pruned = numpy_helper.to_array(tensor)[..., kept]
         tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(pruned), tensor.name))
