@@ -45,7 +45,7 @@ from bridge.regions import normalize_regions
 
 SERVE_TOKEN_ENV = "PLATE_BRIDGE_SERVE_TOKEN"
 # What `reader.url: local` imports (the [local] extra), looked up without importing it.
-LOCAL_ENGINE_MODULES = ("rapidocr", "onnxruntime", "cv2")
+LOCAL_ENGINE_MODULES = ("rapidocr", "onnxruntime", "onnx", "cv2")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 CSV_COLUMNS = [

@@ -30,7 +30,7 @@ try:
     from onnx import numpy_helper
 except ImportError as exc:  # pragma: no cover - depends on the installed extra
     raise ImportError(
-        f"the local engine needs onnxruntime, OpenCV and the PP-OCR models ({exc.name} is missing):"
+        f"the local engine needs onnxruntime, onnx, OpenCV and the PP-OCR models ({exc.name} is missing):"
         " pip install 'plate-bridge[local]'"
     ) from exc
 
