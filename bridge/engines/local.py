@@ -538,13 +538,8 @@ def _recognition_model(path: Path, *, plate_characters_only: bool) -> tuple[byte
     labels = ["", *metadata["character"].splitlines(), " "]
     if not plate_characters_only:
         return model.SerializeToString(), labels
-    kept = [
-        column
-        for column, label in enumerate(labels)
-        if column == 0
-        or label in PLATE_SYMBOLS
-        or unicodedata.normalize("NFKC", label).upper() in set(ALPHANUMERICS)
-    ]
+    symbols = (column for column, label in enumerate(labels) if label in PLATE_SYMBOLS)
+    kept = sorted({0, *np.concatenate(_alphanumeric_columns(labels)).tolist(), *symbols})
     classifier = [tensor for tensor in model.graph.initializer if tensor.dims[-1:] == [len(labels)]]
     if len(classifier) != 2:  # the weights and the bias; anything else is a model this code does not know
         log.warning(
