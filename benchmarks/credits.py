@@ -53,6 +53,8 @@ class Photo:
     image: Image.Image
     plate: str
     source: str
+    box: tuple[int, int, int, int] | None = None
+    """The plate's box in the photo (x, y, w, h, as labels.tsv has it), when known."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Frame:
     """The vehicle in view (None: nobody)."""
     reading: str | None = None
     """What the reader answers for this frame when it misreads it (None: `plate`)."""
+    box: tuple[int, int, int, int] | None = None
+    """Where the plate is in the frame (xmin, ymin, xmax, ymax), as a reader would box it."""
 
     @property
     def read_as(self) -> str | None:
@@ -113,12 +117,21 @@ def photos(limit: int = 12, folder: Path | None = None) -> list[Photo]:
         for row in rows[::step][:limit]:
             try:
                 with Image.open(place / row["image"]) as picture:
-                    found.append(Photo(picture.convert("RGB"), row["plate"], str(place)))
+                    box = _label_box(row)
+                    found.append(Photo(picture.convert("RGB"), row["plate"], str(place), box))
             except OSError:
                 continue
         if found:
             return found
     raise FileNotFoundError(f"no labelled photos in {PLATES_DIR} or {EXAMPLES_DIR}")
+
+
+def _label_box(row: dict[str, str]) -> tuple[int, int, int, int] | None:
+    try:
+        x, y, w, h = (int(float(row[key])) for key in ("x", "y", "w", "h"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (x, y, w, h) if w > 0 and h > 0 else None
 
 
 def _font(height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -137,6 +150,11 @@ def _noise(size: tuple[int, int], seed: int) -> Image.Image:
 def camera_frame(scene: Image.Image, at: float, rng: random.Random, *, shift: int = 0) -> bytes:
     """What a live camera sends of `scene` at `at` s: shifted `shift` px (a moving vehicle) and jittered
     by a pixel, brightness within ±3 %, sensor noise, its clock in the top-left corner, JPEG 85-95."""
+    return camera_shot(scene, at, rng, shift=shift)[0]
+
+
+def camera_shot(scene: Image.Image, at: float, rng: random.Random, *, shift: int = 0) -> tuple[bytes, int]:
+    """`camera_frame`, and how far from the scene's left edge the frame was cut (for the plate's box)."""
     height = scene.height
     width = round(height * 16 / 9)
     jitter = rng.randint(-1, 1)
@@ -155,25 +173,54 @@ def camera_frame(scene: Image.Image, at: float, rng: random.Random, *, shift: in
     )
     out = io.BytesIO()
     picture.save(out, "JPEG", quality=rng.randint(85, 95))
-    return out.getvalue()
+    return out.getvalue(), left
 
 
 def _stage(photo: Photo, travel: int = 0, height: int = FRAME_SIZE[1]) -> Image.Image:
     """The photo filling a 16:9 frame `height` px high, `travel` px wider so a vehicle can move across it."""
+    return _staged(photo, travel, height)[0]
+
+
+def _staged(
+    photo: Photo, travel: int = 0, height: int = FRAME_SIZE[1]
+) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
+    """`_stage`, and the plate's box in the scene (xmin, ymin, xmax, ymax) when the photo has one."""
     size = (round(height * 16 / 9) + travel, height)
-    return ImageOps.fit(photo.image, size, Image.Resampling.LANCZOS)
+    scene = ImageOps.fit(photo.image, size, Image.Resampling.LANCZOS)
+    if photo.box is None:
+        return scene, None
+    # ImageOps.fit scales the photo to cover `size` and cuts the middle (centring 0.5, 0.5).
+    scale = max(size[0] / photo.image.width, size[1] / photo.image.height)
+    cut_x = (photo.image.width * scale - size[0]) / 2
+    cut_y = (photo.image.height * scale - size[1]) / 2
+    x, y, w, h = photo.box
+    return scene, (x * scale - cut_x, y * scale - cut_y, (x + w) * scale - cut_x, (y + h) * scale - cut_y)
+
+
+def _frame_box(
+    scene_box: tuple[float, float, float, float] | None, left: int, height: int
+) -> tuple[int, int, int, int] | None:
+    """The plate's box in a frame cut `left` px from the scene's edge, or None when it is not all in it."""
+    if scene_box is None:
+        return None
+    xmin, ymin, xmax, ymax = scene_box
+    width = round(height * 16 / 9)
+    box = (round(xmin - left), round(ymin), round(xmax - left), round(ymax))
+    return box if box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height else None
 
 
 def parked_car(
     photo: Photo, *, seconds: float = 60.0, height: int = FRAME_SIZE[1], seed: int = 1
 ) -> Scenario:
     rng = random.Random(seed)
-    scene = _stage(photo, travel=8, height=height)
-    frames = tuple(
-        Frame(camera_frame(scene, index / FPS, rng), index / FPS, photo.plate)
-        for index in range(round(seconds * FPS))
+    scene, scene_box = _staged(photo, travel=8, height=height)
+    frames = []
+    for index in range(round(seconds * FPS)):
+        jpeg, left = camera_shot(scene, index / FPS, rng)
+        frames.append(Frame(jpeg, index / FPS, photo.plate, box=_frame_box(scene_box, left, height)))
+    return Scenario(
+        "parked_car", f"parked car: the same scene at {FPS:g} frames/s for {seconds:g} s", tuple(frames)
     )
-    return Scenario("parked_car", f"parked car: the same scene at {FPS:g} frames/s for {seconds:g} s", frames)
 
 
 def misreads(plate: str) -> list[str]:
@@ -196,19 +243,16 @@ def passing_car(photo: Photo, *, count: int = 10, height: int = FRAME_SIZE[1], s
     frame); the reader misreads frames 1, 3 and 6, each differently."""
     rng = random.Random(seed)
     step = height // 18
-    scene = _stage(photo, travel=step * count + 8, height=height)
+    scene, scene_box = _staged(photo, travel=step * count + 8, height=height)
     wrong = dict(zip(PASSING_MISREAD_FRAMES, misreads(photo.plate), strict=True))
-    frames = tuple(
-        Frame(
-            camera_frame(scene, index / FPS, rng, shift=index * step - (step * count) // 2),
-            index / FPS,
-            photo.plate,
-            wrong.get(index),
+    frames = []
+    for index in range(count):
+        jpeg, left = camera_shot(scene, index / FPS, rng, shift=index * step - (step * count) // 2)
+        frames.append(
+            Frame(jpeg, index / FPS, photo.plate, wrong.get(index), _frame_box(scene_box, left, height))
         )
-        for index in range(count)
-    )
     return Scenario(
-        "passing_car", f"passing car: {count} frames over {count / FPS:g} s, 3 of them misread", frames
+        "passing_car", f"passing car: {count} frames over {count / FPS:g} s, 3 of them misread", tuple(frames)
     )
 
 
@@ -227,17 +271,24 @@ def busy_street(
     frames = []
     for number in range(vehicles):
         photo = pictures[number % len(pictures)]
-        scene = _stage(photo, travel=step * per_vehicle + 8, height=height)
+        scene, scene_box = _staged(photo, travel=step * per_vehicle + 8, height=height)
         for index in range(per_vehicle):
             at = number * every + index / FPS
             shift = index * step - (step * per_vehicle) // 2
-            frames.append(Frame(camera_frame(scene, at, rng, shift=shift), at, photo.plate))
+            jpeg, left = camera_shot(scene, at, rng, shift=shift)
+            frames.append(Frame(jpeg, at, photo.plate, box=_frame_box(scene_box, left, height)))
     return Scenario("busy_street", f"busy street: a different vehicle every {every:g} s", tuple(frames))
 
 
-def reader_response(plate: str | None, right: str | None = None) -> dict[str, Any]:
-    """A plate-reader answer reading `plate` (none when None); a misread lists the `right` plate as the
-    second candidate, as the service often does."""
+DEFAULT_BOX = (500, 400, 640, 440)
+
+
+def reader_response(
+    plate: str | None, right: str | None = None, box: tuple[int, int, int, int] | None = None
+) -> dict[str, Any]:
+    """A plate-reader answer reading `plate` (none when None) boxed at `box` (the frame's plate, when
+    known); a misread lists the `right` plate as the second candidate, as the service often does."""
+    xmin, ymin, xmax, ymax = box or DEFAULT_BOX
     if plate is None:
         return {"processing_time": 40.0, "results": [], "filename": "frame.jpg", "version": 1}
     score = 0.86 if right else 0.9
@@ -248,7 +299,7 @@ def reader_response(plate: str | None, right: str | None = None) -> dict[str, An
         "processing_time": 40.0,
         "results": [
             {
-                "box": {"xmin": 500, "ymin": 400, "xmax": 640, "ymax": 440},
+                "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
                 "plate": plate.lower(),
                 "region": {"code": "gb", "score": 0.9},
                 "vehicle": {
@@ -316,7 +367,7 @@ def _play(scenario: Scenario, route: dict[str, Any], *, fast: bool) -> Outcome:
     with ReaderEmulator() as emulator:
         for item in scenario.frames:
             emulator.set_response(
-                item.jpeg, reader_response(item.read_as, item.plate if item.reading else None)
+                item.jpeg, reader_response(item.read_as, item.plate if item.reading else None, item.box)
             )
         config = load_config(
             mqtt={"host": "127.0.0.1", "port": broker_port, "client_id": "credits-bench"},

@@ -283,6 +283,21 @@ class ReuseConfig(StrictModel):
         description="While the camera's last reading has a plate, read at most one changed frame every this "
         "many seconds (frame time); the frames between reuse that reading. 0: read every changed frame.",
     )
+    plate_threshold: float = Field(
+        0.45,
+        gt=0,
+        description="Largest change of a plate box, looked at closely, for a similar frame to reuse a "
+        "reading that found plates (the most changed 4x4 block of a 24-pixel-high crop, in units of the "
+        "plate's contrast: ~0.2-0.4 for the same plate in another frame, 0.5 and more for another "
+        "character).",
+    )
+    frame_bytes: int = Field(
+        16 << 20,
+        ge=0,
+        description="Bytes of frames kept, over all cameras, until a similar frame asks for a close look at "
+        "their plates (each camera's newest reading with plates only). A reading whose frame was let go "
+        "is not reused for a similar frame: the frame is read again.",
+    )
     history: int = Field(4, ge=1, le=64, description="Recent readings per camera a frame is compared with.")
     cameras: int = Field(
         64, ge=1, description="Cameras whose readings are kept; the least recently seen is forgotten first."

@@ -56,17 +56,22 @@ def recognize(reader: CannedReader, **route: Any) -> RecognizeNode:
 # --- the repeat cache: bounded by camera, by age, and keeps no image ----------------------------------
 
 
-def test_a_thousand_cameras_keep_the_cache_at_its_cap_and_no_image_in_it() -> None:
+def test_a_thousand_cameras_keep_the_cache_at_its_cap_and_frames_within_their_bytes() -> None:
     reader = CannedReader(READING)
-    node = recognize(reader, reuse={"cameras": 64})
+    frame_bytes = 1 << 20
+    node = recognize(reader, reuse={"cameras": 64, "frame_bytes": frame_bytes})
     image = noisy_jpeg(320, 240)  # ~90 kB: the cache must not grow by it per camera
     for number in range(1000):
         node.process(frame(image, camera=f"cam-{number}"))
     assert len(reader.calls) == 1000
     assert len(node.cache) == 64
-    # What is kept per camera is a digest, a ~1.7 kB signature and the answer, not the frame.
-    assert node.cache.nbytes <= 64 * 4 * 1024
-    assert node.cache.nbytes / 64 < len(image) / 20
+    # Per camera a digest, a ~1.7 kB signature and the answer; frames (kept until a similar frame asks
+    # for a close look at their plates) only within `frame_bytes` over all cameras.
+    assert frame_bytes - len(image) < node.cache.nbytes - 64 * 1024 <= frame_bytes + 64 * 4 * 1024
+    unframed = recognize(CannedReader(READING), reuse={"cameras": 64, "frame_bytes": 0})
+    for number in range(100):
+        unframed.process(frame(image, camera=f"cam-{number}"))
+    assert unframed.cache.nbytes <= 64 * 4 * 1024
     stats = node.stats()
     assert (stats["frames"], stats["calls"], stats["calls_saved"], stats["cache_cameras"]) == (
         1000,
@@ -103,7 +108,8 @@ def test_a_reading_expires_after_the_window_on_either_clock() -> None:
 
 def test_similar_frames_reuse_a_reading_unless_turned_off_or_asked_differently() -> None:
     frames = credits.parked_car(credits.photos()[0], seconds=2, height=HEIGHT).frames
-    reader = CannedReader(READING)
+    # The answer boxes the plate where it is in the frames: a similar frame's plate is looked at closely.
+    reader = CannedReader(credits.reader_response(frames[0].plate, box=frames[0].box))
     node = recognize(reader, regions=["gb"])
     reasons = [
         node.process(frame(item.jpeg, regions=("gb",))).metadata.get("cached_reason") for item in frames
@@ -299,7 +305,9 @@ def teach(emulator: ReaderEmulator, scenario: credits.Scenario) -> None:
     """The emulator answers each frame with the plate it shows, or the scenario's misread of it."""
     for item in scenario.frames:
         right = item.plate if item.reading else None
-        emulator.set_response(item.jpeg, credits.reader_response(item.read_as, right), verbatim=False)
+        emulator.set_response(
+            item.jpeg, credits.reader_response(item.read_as, right, item.box), verbatim=False
+        )
 
 
 def bridge_settings(

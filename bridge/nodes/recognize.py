@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from PIL import Image
 
 from bridge.digest import frame_digest
 from bridge.errors import ReaderPayloadTooLarge
 from bridge.images import downscale_to_fit
 from bridge.messages import Message
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.nodes.repeats import CameraLocks, Reading, RepeatCache
+from bridge.nodes.repeats import CameraLocks, PlateProof, Reading, RepeatCache
+from bridge.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
 from bridge.signature import Mask, difference, signature
 
 # The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
@@ -35,9 +37,13 @@ class RecognizeNode(Node):
 
     - `identical`: byte for byte the frame that was read (a snapshot sent twice);
     - `similar`: the same scene (bridge/signature.py: re-encoded, brighter or darker, the clock in the
-      picture changed, masked regions aside), which a parked car in front of a live camera is;
+      picture changed, masked regions aside), which a parked car in front of a live camera is. When
+      the reading found plates, each plate box must also be unchanged up close (bridge/platecrops.py):
+      another car of the same make and colour at the same spot looks the same at 64 pixels, not its
+      plate. A reading whose plates cannot be compared (no box, its frame let go) is not reused;
     - `interval`: `reuse.vehicle_interval` is set and the camera's last reading, less than that long
-      ago, has a plate: a vehicle in view is read a few times, not at the camera's frame rate.
+      ago, has a plate: a vehicle in view is read a few times, not at the camera's frame rate. Nothing
+      proves the plate is the same one, so strict watch lists (access control) ignore these events.
     """
 
     type = "recognize"
@@ -46,7 +52,10 @@ class RecognizeNode(Node):
         super().__init__(settings, context)
         reuse = context.route.reuse
         self.cache = RepeatCache(
-            cameras=reuse.cameras, history=reuse.history, window=context.route.repeat_window
+            cameras=reuse.cameras,
+            history=reuse.history,
+            window=context.route.repeat_window,
+            frame_bytes=reuse.frame_bytes,
         )
         self._mask = Mask(reuse.mask)
         self._locks = CameraLocks()
@@ -64,6 +73,8 @@ class RecognizeNode(Node):
             "calls": counts.get("calls", 0),
             "calls_saved": sum(saved.values()),
             **{f"saved_{reason}": count for reason, count in saved.items()},
+            # Similar scenes read again because a plate box changed (or could not be compared).
+            "similar_plates_changed": counts.get("plates_changed", 0),
             "cache_cameras": len(self.cache),
             "cache_bytes": self.cache.nbytes,
         }
@@ -101,14 +112,18 @@ class RecognizeNode(Node):
                 return self._reuse(msg, reading, "identical")
         frame_signature = signature(msg.image, self._mask) if reuse.similar else None
         if frame_signature is not None:
-            # Newest first, and the first similar one wins: a parked car matches the camera's last
-            # reading at once, and a changed scene stops each comparison at its first changed block.
+            # Newest first, and the first similar one whose plates are unchanged wins: a parked car
+            # matches the camera's last reading at once, and a changed scene stops each comparison at
+            # its first changed block.
+            closer = _CloserLook(msg.image)
             for reading in reversed(recent):
                 if reading.signature is not None and (
                     difference(reading.signature, frame_signature, self._mask, stop_above=reuse.threshold)
                     <= reuse.threshold
                 ):
-                    return self._reuse(msg, reading, "similar")
+                    if not reading.has_plate or self._same_plates(reading, closer):
+                        return self._reuse(msg, reading, "similar")
+                    self._count("plates_changed")
         if reuse.vehicle_interval and recent:
             last = recent[-1]
             # Either side: two workers may take a camera's frames a moment out of order.
@@ -118,6 +133,11 @@ class RecognizeNode(Node):
         read = self._recognize(msg)
         assert read.result is not None
         results = read.result.get("results")
+        proof = None
+        if results and frame_signature is not None:
+            boxes = plate_boxes(read.result, read.scale)
+            # The frame as it came (a 413 retry's copy is smaller: the boxes were scaled back).
+            proof = PlateProof(boxes, msg.image) if boxes else None
         self.cache.add(
             msg.camera_id,
             Reading(
@@ -129,12 +149,34 @@ class RecognizeNode(Node):
                 frame_time=frame_time,
                 read_at=now,
                 has_plate=bool(results),
+                proof=proof,
                 nbytes=len(digest)
                 + (frame_signature.nbytes if frame_signature else 0)
                 + len(orjson.dumps(read.result)),
             ),
         )
         return read
+
+    def _same_plates(self, reading: Reading, closer: _CloserLook) -> bool:
+        """Whether each plate box of `reading` is unchanged in the frame `closer` looks at."""
+        proof = reading.proof
+        if proof is None or not proof.boxes:
+            return False
+        if proof.crops is None:
+            if proof.frame is None:
+                return False
+            known = decode_grey(proof.frame)
+            crops = plate_crops(known, proof.boxes) if known is not None else None
+            if crops is None:
+                proof.boxes = ()  # nothing to compare, now or later: let the frame go
+                self.cache.cropped(proof, None)
+                return False
+            self.cache.cropped(proof, crops)
+        grey = closer.grey()
+        if grey is None or proof.crops is None:
+            return False
+        threshold = self.context.route.reuse.plate_threshold
+        return plates_difference(proof.crops, grey, stop_above=threshold) <= threshold
 
     def _reuse(self, msg: Message, reading: Reading, reason: str) -> Message:
         self._count("frames", f"reused_{reason}")
@@ -190,3 +232,20 @@ class RecognizeNode(Node):
 
         guard = self.context.guard
         return guard.call(read) if guard is not None else read()
+
+
+class _CloserLook:
+    """A frame decoded up close (bridge/platecrops.py) the first time a plate check needs it, once."""
+
+    __slots__ = ("_grey", "_image", "_tried")
+
+    def __init__(self, image: bytes) -> None:
+        self._image = image
+        self._grey: Image.Image | None = None
+        self._tried = False
+
+    def grey(self) -> Image.Image | None:
+        if not self._tried:
+            self._tried = True
+            self._grey = decode_grey(self._image)
+        return self._grey
