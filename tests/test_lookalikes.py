@@ -13,8 +13,10 @@ the test exercises the new check, not the signature).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,8 @@ from bridge.messages import Message
 from bridge.nodes import NodeContext, RecognizeNode
 from bridge.signature import difference, signature
 from tests.canned import RecordingPublisher
+from tests.conftest import BrokerAddress, Collector, Mosquitto, start_bridge
+from tests.emulator import ReaderEmulator
 
 RECEIVED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 SIZE = (960, 540)
@@ -51,23 +55,27 @@ class TruthReader:
     def read(self, image: bytes | str, **_: Any) -> dict[str, Any]:
         assert isinstance(image, bytes)
         self.calls += 1
-        plate = self.plates[hashlib.sha256(image).hexdigest()]
+        return answer(self.plates[hashlib.sha256(image).hexdigest()])
+
+
+def answer(plate: str | None) -> dict[str, Any]:
+    """The reader's answer for a frame showing `plate` at PLATE_BOX (None: no plate)."""
+    results = []
+    if plate is not None:
         xmin, ymin, xmax, ymax = PLATE_BOX
-        results = []
-        if plate is not None:
-            box = {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}
-            results.append(
-                {
-                    "box": box,
-                    "plate": plate.lower(),
-                    "score": 0.9,
-                    "dscore": 0.9,
-                    "region": {"code": "gb", "score": 0.9},
-                    "candidates": [{"plate": plate.lower(), "score": 0.9}],
-                    "vehicle": {"type": "Sedan", "score": 0.8, "box": box},
-                }
-            )
-        return {"processing_time": 40.0, "results": results, "filename": "frame.jpg", "version": 1}
+        box = {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}
+        results.append(
+            {
+                "box": box,
+                "plate": plate.lower(),
+                "score": 0.9,
+                "dscore": 0.9,
+                "region": {"code": "gb", "score": 0.9},
+                "candidates": [{"plate": plate.lower(), "score": 0.9}],
+                "vehicle": {"type": "Sedan", "score": 0.8, "box": box},
+            }
+        )
+    return {"processing_time": 40.0, "results": results, "filename": "frame.jpg", "version": 1}
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +218,46 @@ def test_no_reused_event_carries_a_plate_other_than_its_frames(car: Image.Image,
         reused += bool(event.metadata.get("cached"))
     # The parked stretches were reused (the test is not passing by reading everything).
     assert reused > 0 and reader.calls > 0
+
+
+def test_through_the_bridge_the_stranger_at_the_gate_is_read_and_opens_nothing(
+    car: Image.Image, mosquitto: Mosquitto, emulator: ReaderEmulator, collector_factory: Any
+) -> None:
+    """The issue's case end to end: mosquitto, the bridge as configured by a user (a strict family list,
+    reuse on by default), the emulator answering each frame with the plate in it."""
+    rng = random.Random(22)
+    frames = [
+        (shot(with_plate(car, "UH1F0F"), rng), "UH1F0F", 0.0),
+        (shot(with_plate(car, "UH1F0F"), rng, brightness=1.03), "UH1F0F", 3.0),  # parked: reused
+        (shot(with_plate(car, "YG8E4F"), rng), "YG8E4F", 9.0),  # the stranger, 6 s after
+    ]
+    for image, plate, _ in frames:
+        emulator.set_response(image, answer(plate))
+    address = BrokerAddress("mosquitto", "127.0.0.1", mosquitto.port, mosquitto.process)
+    bridge = start_bridge(
+        address,
+        emulator,
+        routes=[{"topic": "cameras/+/image"}],
+        watchlists={"family": {"plates": [{"plate": "UH1F0F", "label": "Anna's car"}], "strict": True}},
+        queued_frames_per_camera=10,
+    )
+    try:
+        collector: Collector = collector_factory(address.host, address.port, ["plate-bridge/gate/#"])
+        events = []
+        for number, (image, _, at) in enumerate(frames, start=1):
+            envelope = {
+                "image": base64.b64encode(image).decode("ascii"),
+                "camera_id": "gate",
+                "timestamp": (RECEIVED + timedelta(seconds=at)).isoformat().replace("+00:00", "Z"),
+            }
+            collector.publish("cameras/gate/image", json.dumps(envelope).encode())
+            # One at a time, as a gate camera sends them: each frame is decided after the one before.
+            events = collector.wait_for("plate-bridge/gate/result", number, timeout=20)
+    finally:
+        bridge.stop(deadline=5)
+    assert collector.on("plate-bridge/gate/error") == []
+    plates = [event["results"][0]["plate"].upper() for event in events]
+    assert plates == [plate for _, plate, _ in frames]
+    assert [event.get("cached_reason") for event in events] == [None, "similar", None]
+    assert [[item["list"] for item in event["watched"]] for event in events] == [["family"], ["family"], []]
+    assert emulator.calls == 2

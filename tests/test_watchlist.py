@@ -409,3 +409,53 @@ def test_the_readme_example_runs_as_written() -> None:
     ]
     gate_lists = next(node for node in flows[1].nodes if isinstance(node, WatchlistNode)).lists
     assert [watch_list.name for watch_list in gate_lists] == ["family", "deliveries"]
+
+
+# --- strict lists: access control ---------------------------------------------------------------------
+
+GATE = {"plates": [{"plate": "AB12 CDE", "label": "Anna's car"}]}
+
+
+def test_a_strict_list_refuses_a_one_character_misread_that_a_fuzzy_list_accepts() -> None:
+    both = lists(notify=GATE, gate={**GATE, "strict": True})
+    # One character off (F for E), and a look-alike (8 for B) that costs only half on a fuzzy list.
+    for plate in ("AB12CDF", "A812CDE"):
+        matched = {item["list"] for item in watch(result(plate), watchlists=both)}
+        assert matched == {"notify"}, plate
+    exact = watch(result("ab12-cde"), watchlists=both)  # case and separators are not the plate
+    assert {item["list"] for item in exact} == {"notify", "gate"}
+
+
+def test_a_strict_list_refuses_a_match_by_a_candidate_or_a_low_score() -> None:
+    both = lists(notify=GATE, gate={**GATE, "strict": True})
+    by_candidate = watch(result("ZZ12CXX", "AB12CDE"), watchlists=both)
+    assert [(item["list"], item["matched"]) for item in by_candidate] == [("notify", "candidate")]
+    unsure = watch(result("AB12CDE", score=0.6), watchlists=both)
+    assert [item["list"] for item in unsure] == ["notify"]
+    assert [
+        item["list"]
+        for item in watch(
+            result("AB12CDE", score=0.6), watchlists=lists(gate={**GATE, "strict": True, "min_score": 0.5})
+        )
+    ] == ["gate"]
+
+
+def test_a_strict_list_ignores_a_reading_reused_without_proof_of_its_plate() -> None:
+    node = WatchlistNode.from_settings({}, context(lists(notify=GATE, gate={**GATE, "strict": True})))
+    for reason, expected in (
+        ("interval", {"notify"}),
+        ("similar", {"notify", "gate"}),
+        (None, {"notify", "gate"}),
+    ):
+        msg = message(result("AB12CDE"))
+        if reason:
+            msg = msg.replace(metadata={"cached": True, "cached_reason": reason})
+        out = node.process(msg)
+        assert out is not None
+        assert {item["list"] for item in out.metadata["watched"]} == expected, reason
+
+
+def test_a_strict_list_with_a_tolerance_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="strict list matches exactly"):
+        WatchListConfig.model_validate({**GATE, "strict": True, "tolerance": 1})
+    assert WatchListConfig.model_validate({**GATE, "strict": True}).tolerance == 0

@@ -4,6 +4,11 @@ Every result's plate and its candidates are compared with each list's plates in 
 `bridge.plates` (case, spaces and dashes ignored) within the list's tolerance, where O/0, I/1, B/8...
 count half, and fully matched against its patterns. The matches ride in `msg.metadata["watched"]`,
 best first, in the shape `bridge.events.plate_event` publishes as the event's `watched` array.
+
+A strict list (access control: `strict: true`) is matched by a result's own plate only, exactly, with
+at least the list's score, and never by a reading reused without proof that its plate is the one in
+view (`cached_reason: interval`): `AB12CDF` must not open the gate of `AB12CDE`, nor a candidate the
+reader itself ranked lower.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from bridge.nodes.base import Node, NodeContext, NodeSettings
 from bridge.plates import CONFUSABLE_PAIRS, normalize_plate, plate_distance
 
 METADATA_KEY = "watched"
+UNPROVEN_REUSE = ("interval",)
+"""Reasons a reading was reused that say nothing of the plate in view (bridge/nodes/recognize.py)."""
 
 
 def _look_alike_classes() -> dict[int, str]:
@@ -71,17 +78,21 @@ class Reading:
 
     texts: tuple[str, ...]
     normals: tuple[str, ...]
+    score: float = 1.0
+    """The reader's score of the plate (1 when it gave none)."""
 
     @classmethod
     def of(cls, result: Mapping[str, Any]) -> Reading:
         plate = str(result.get("plate") or "")
+        score = result.get("score")
         texts, normals = [plate], [normalize_plate(plate)]
         for candidate in result.get("candidates") or ():
             text = candidate.get("plate") if isinstance(candidate, Mapping) else None
             if isinstance(text, str) and (normal := normalize_plate(text)) and normal not in normals:
                 texts.append(text)
                 normals.append(normal)
-        return cls(tuple(texts), tuple(normals))
+        numeric = isinstance(score, int | float) and not isinstance(score, bool)
+        return cls(tuple(texts), tuple(normals), float(score) if numeric else 1.0)
 
     @property
     def plate(self) -> str:
@@ -112,6 +123,8 @@ class WatchList:
     folded: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
     tolerance: float
+    strict: bool = False
+    min_score: float = 0.0
 
     @classmethod
     def compile(cls, name: str, config: WatchListConfig) -> WatchList:
@@ -122,10 +135,17 @@ class WatchList:
             folded=tuple(fold(plate.normal) for plate in plates),
             patterns=tuple(re.compile(pattern, re.IGNORECASE) for pattern in config.patterns),
             tolerance=config.tolerance,
+            strict=config.strict,
+            min_score=config.lowest_score,
         )
 
     def match(self, reading: Reading) -> Iterator[Match]:
         """Each plate and pattern of the list that `reading` matches, once, by its best reading."""
+        if reading.score < self.min_score:
+            return
+        if self.strict:
+            yield from self._match_exactly(reading)
+            return
         best: dict[int, tuple[float, int]] = {}  # entry position -> (distance, reading index)
         cutoff = int(self.tolerance)
         for index, normal in enumerate(reading.normals):
@@ -151,6 +171,18 @@ class WatchList:
                     yield self._match(pattern.pattern, None, 0.0, reading, index, "pattern", position)
                     break
 
+    def _match_exactly(self, reading: Reading) -> Iterator[Match]:
+        """A strict list: the result's own plate, equal to an entry (or fully matching a pattern)."""
+        normal = reading.normals[0]
+        if not normal:
+            return
+        for position, entry in enumerate(self.plates):
+            if entry.normal == normal:
+                yield self._match(entry.text, entry.label, 0.0, reading, 0, "plate", position)
+        for position, pattern in enumerate(self.patterns):
+            if pattern.fullmatch(normal):
+                yield self._match(pattern.pattern, None, 0.0, reading, 0, "pattern", position)
+
     def _match(
         self,
         entry: str,
@@ -174,16 +206,25 @@ class WatchList:
 
 
 def match_results(
-    lists: Sequence[WatchList], results: Sequence[Mapping[str, Any]], limit: int | None = None
+    lists: Sequence[WatchList],
+    results: Sequence[Mapping[str, Any]],
+    limit: int | None = None,
+    *,
+    proven: bool = True,
 ) -> list[dict[str, Any]]:
     """The matches of `results` against `lists`, best first: smallest distance, the plate before a
-    candidate, a listed plate before a pattern, then in the order of the results, lists and entries."""
+    candidate, a listed plate before a pattern, then in the order of the results, lists and entries.
+
+    `proven`: the results were read from this frame, or reused with proof that its plates are the
+    same; strict lists match nothing otherwise."""
     ranked: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     for result_index, result in enumerate(results):
         reading = Reading.of(result)
         if not any(reading.normals):
             continue
         for list_index, watch_list in enumerate(lists):
+            if watch_list.strict and not proven:
+                continue
             for match in watch_list.match(reading):
                 distance, via_candidate, via_pattern, position = match.rank
                 key = (distance, via_candidate, via_pattern, result_index, list_index, position)
@@ -244,7 +285,10 @@ class WatchlistNode(Node):
 
     def process(self, msg: Message) -> Message | None:
         results = (msg.result or {}).get("results") or ()
-        matches = match_results(self.lists, results, self.settings.max_matches)
+        # A reading reused by `interval` is the camera's last one, with nothing to say its plate is
+        # the one in view now: strict lists do not act on it.
+        proven = msg.metadata.get("cached_reason") not in UNPROVEN_REUSE
+        matches = match_results(self.lists, results, self.settings.max_matches, proven=proven)
         earlier = msg.metadata.get(METADATA_KEY)
         if earlier:
             matches = _merge(earlier, matches)[: self.settings.max_matches]
