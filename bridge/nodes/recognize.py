@@ -18,9 +18,9 @@ from bridge.errors import ReaderPayloadTooLarge
 from bridge.images import downscale_to_fit
 from bridge.messages import Message
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.nodes.repeats import CameraLocks, PlateProof, Reading, RepeatCache
+from bridge.nodes.repeats import CameraLocks, Evidence, Reading, RepeatCache
 from bridge.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
-from bridge.signature import Mask, difference, signature
+from bridge.signature import Mask, Signature, band, difference, signature
 
 # The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
 DOWNSCALE_TARGET_BYTES = 2_500_000
@@ -110,18 +110,14 @@ class RecognizeNode(Node):
         for reading in reversed(recent):
             if reading.digest == digest:
                 return self._reuse(msg, reading, "identical")
-        frame_signature = signature(msg.image, self._mask) if reuse.similar else None
-        if frame_signature is not None:
+        # Looked at only as closely as a comparison needs: with no recent reading, not at all.
+        look = _Look(msg.image, self._mask)
+        if reuse.similar and recent:
             # Newest first, and the first similar one whose plates are unchanged wins: a parked car
-            # matches the camera's last reading at once, and a changed scene stops each comparison at
-            # its first changed block.
-            closer = _CloserLook(msg.image)
+            # matches the camera's last reading at once.
             for reading in reversed(recent):
-                if reading.signature is not None and (
-                    difference(reading.signature, frame_signature, self._mask, stop_above=reuse.threshold)
-                    <= reuse.threshold
-                ):
-                    if not reading.has_plate or self._same_plates(reading, closer):
+                if self._similar(reading, look):
+                    if not reading.has_plate or self._same_plates(reading, look):
                         return self._reuse(msg, reading, "similar")
                     self._count("plates_changed")
         if reuse.vehicle_interval and recent:
@@ -133,50 +129,76 @@ class RecognizeNode(Node):
         read = self._recognize(msg)
         assert read.result is not None
         results = read.result.get("results")
-        proof = None
-        if results and frame_signature is not None:
-            boxes = plate_boxes(read.result, read.scale)
-            # The frame as it came (a 413 retry's copy is smaller: the boxes were scaled back).
-            proof = PlateProof(boxes, msg.image) if boxes else None
+        # What a later frame compares with is made when one asks; until then the frame is kept.
+        evidence = Evidence(
+            frame=msg.image if reuse.similar else None,
+            band=look.band_or_none,
+            signature=look.signature_or_none,
+            boxes=plate_boxes(read.result, read.scale) if results else (),
+        )
         self.cache.add(
             msg.camera_id,
             Reading(
                 digest=digest,
-                signature=frame_signature,
                 parameters=parameters,
                 result=read.result,
                 scale=read.scale,
                 frame_time=frame_time,
                 read_at=now,
                 has_plate=bool(results),
-                proof=proof,
-                nbytes=len(digest)
-                + (frame_signature.nbytes if frame_signature else 0)
-                + len(orjson.dumps(read.result)),
+                evidence=evidence,
+                nbytes=len(digest) + len(orjson.dumps(read.result)),
             ),
         )
         return read
 
-    def _same_plates(self, reading: Reading, closer: _CloserLook) -> bool:
-        """Whether each plate box of `reading` is unchanged in the frame `closer` looks at."""
-        proof = reading.proof
-        if proof is None or not proof.boxes:
+    def _similar(self, reading: Reading, look: _Look) -> bool:
+        """Whether the frame `look` looks at shows the scene of `reading`: their bands first (a frame
+        whose top differs is decided for a fraction of the cost), then their whole signatures."""
+        evidence = reading.evidence
+        threshold = self.context.route.reuse.threshold
+        known = evidence.signature or evidence.band
+        if known is None and evidence.frame is not None:
+            known = evidence.band = band(evidence.frame, self._mask)
+        seen = look.band()
+        if (
+            known is not None
+            and seen is not None
+            and difference(known, seen, self._mask, stop_above=threshold) > threshold
+        ):
             return False
-        if proof.crops is None:
-            if proof.frame is None:
+        if evidence.signature is None:
+            if evidence.frame is None:
+                return False  # its frame was let go before anything asked: nothing to compare with
+            evidence.signature = signature(evidence.frame, self._mask)
+            if not evidence.needs_frame:
+                self.cache.done_with_frame(evidence)
+        whole = look.signature()
+        if evidence.signature is None or whole is None:
+            return False
+        return difference(evidence.signature, whole, self._mask, stop_above=threshold) <= threshold
+
+    def _same_plates(self, reading: Reading, look: _Look) -> bool:
+        """Whether each plate box of `reading` is unchanged in the frame `look` looks at."""
+        evidence = reading.evidence
+        if not evidence.boxes:
+            return False  # plates without boxes: nothing proves a later frame shows them
+        if evidence.crops is None:
+            if evidence.frame is None:
                 return False
-            known = decode_grey(proof.frame)
-            crops = plate_crops(known, proof.boxes) if known is not None else None
+            known = decode_grey(evidence.frame)
+            crops = plate_crops(known, evidence.boxes) if known is not None else None
             if crops is None:
-                proof.boxes = ()  # nothing to compare, now or later: let the frame go
-                self.cache.cropped(proof, None)
+                evidence.boxes = None  # nothing to compare, now or later
+            evidence.crops = crops
+            self.cache.done_with_frame(evidence)
+            if crops is None:
                 return False
-            self.cache.cropped(proof, crops)
-        grey = closer.grey()
-        if grey is None or proof.crops is None:
+        grey = look.grey()
+        if grey is None or evidence.crops is None:
             return False
         threshold = self.context.route.reuse.plate_threshold
-        return plates_difference(proof.crops, grey, stop_above=threshold) <= threshold
+        return plates_difference(evidence.crops, grey, stop_above=threshold) <= threshold
 
     def _reuse(self, msg: Message, reading: Reading, reason: str) -> Message:
         self._count("frames", f"reused_{reason}")
@@ -234,18 +256,45 @@ class RecognizeNode(Node):
         return guard.call(read) if guard is not None else read()
 
 
-class _CloserLook:
-    """A frame decoded up close (bridge/platecrops.py) the first time a plate check needs it, once."""
+class _Look:
+    """A frame looked at only as closely as the comparisons ask, each view made once: its band, its
+    signature (bridge/signature.py), its grey picture for the plate boxes (bridge/platecrops.py)."""
 
-    __slots__ = ("_grey", "_image", "_tried")
+    __slots__ = ("_band", "_grey", "_image", "_made", "_mask", "_signature")
 
-    def __init__(self, image: bytes) -> None:
+    def __init__(self, image: bytes, mask: Mask) -> None:
         self._image = image
+        self._mask = mask
+        self._band: Signature | None = None
+        self._signature: Signature | None = None
         self._grey: Image.Image | None = None
-        self._tried = False
+        self._made: set[str] = set()
+
+    def band(self) -> Signature | None:
+        """The band, or the whole signature for a frame that has none (PNG, progressive, small)."""
+        if "band" not in self._made:
+            self._made.add("band")
+            self._band = band(self._image, self._mask)
+        return self._band if self._band is not None else self.signature()
+
+    def signature(self) -> Signature | None:
+        if "signature" not in self._made:
+            self._made.add("signature")
+            self._signature = signature(self._image, self._mask)
+        return self._signature
 
     def grey(self) -> Image.Image | None:
-        if not self._tried:
-            self._tried = True
+        if "grey" not in self._made:
+            self._made.add("grey")
             self._grey = decode_grey(self._image)
         return self._grey
+
+    @property
+    def band_or_none(self) -> Signature | None:
+        """The band if it was made (nothing is decoded for it)."""
+        return self._band
+
+    @property
+    def signature_or_none(self) -> Signature | None:
+        """The signature if it was made (nothing is decoded for it)."""
+        return self._signature

@@ -1,11 +1,12 @@
 """The recognize node's memory of recent readings: bounded by camera (LRU), by readings per camera, by age.
 
-What is kept of a frame that was read is its digest, its signature (bridge/signature.py, ~2 kB) and the
-reader's answer, and for a reading that found plates, what proves a later frame shows the same plates
-(bridge/platecrops.py): a crop of each plate box, made from the frame the first time a similar frame
-asks for it. Until then the frame itself is kept, for the camera's newest reading only and within
-`frame_bytes` over all cameras (the oldest let go first); a reading that lost its frame before its
-crops were made cannot be reused for a similar frame, and the frame is read again.
+What is kept of a frame that was read is its digest, the reader's answer and its `Evidence`: what
+tells a later frame of the camera that it shows the same scene (its signature, bridge/signature.py,
+~2 kB, or at first only its band) and, for a reading that found plates, the same plates (a crop of each
+plate box, bridge/platecrops.py). Both are made only when a later frame asks: most frames are never
+compared with anything. Until then the frame itself is kept, for the camera's newest reading only and
+within `frame_bytes` over all cameras (the oldest let go first); a reading that lost its frame before
+what it needed was made cannot be reused for a similar frame, and that frame is read again.
 """
 
 from __future__ import annotations
@@ -14,30 +15,51 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.platecrops import Box, PlateCrops
 from bridge.signature import Signature
 
-__all__ = ["CameraLocks", "PlateProof", "Reading", "RepeatCache"]
+__all__ = ["CameraLocks", "Evidence", "Reading", "RepeatCache"]
 
 
-class PlateProof:
-    """What a reading with plates keeps to prove that a later frame shows them unchanged: the plate
-    boxes, and either the frame they were read from (until asked) or their crops (from then on).
-    Changed only under the camera's lock (CameraLocks), read under it too."""
+class Evidence:
+    """What a reading keeps to recognise its frame's scene and plates in a later frame: the frame's
+    band or signature, its plate boxes and their crops, and the frame they are made from until then.
+    Changed and read under the camera's lock (CameraLocks) only."""
 
-    __slots__ = ("boxes", "crops", "frame")
+    __slots__ = ("band", "boxes", "crops", "frame", "signature")
 
-    def __init__(self, boxes: tuple[Box, ...], frame: bytes) -> None:
+    def __init__(
+        self,
+        *,
+        frame: bytes | None,
+        band: Signature | None = None,
+        signature: Signature | None = None,
+        boxes: tuple[Box, ...] | None = (),
+    ) -> None:
+        self.frame = frame
+        self.band = band
+        self.signature = signature
         self.boxes = boxes
-        self.frame: bytes | None = frame
+        """The plate boxes to prove unchanged: () for a reading without plates, None when the answer's
+        plates had no usable boxes (then no similar frame may reuse it)."""
         self.crops: PlateCrops | None = None
 
     @property
     def nbytes(self) -> int:
-        return (len(self.frame) if self.frame is not None else 0) + (self.crops.nbytes if self.crops else 0)
+        return (
+            (len(self.frame) if self.frame is not None else 0)
+            + (self.band.nbytes if self.band is not None else 0)
+            + (self.signature.nbytes if self.signature is not None else 0)
+            + (self.crops.nbytes if self.crops is not None else 0)
+        )
+
+    @property
+    def needs_frame(self) -> bool:
+        """Whether something is still to be made from the frame."""
+        return self.signature is None or (bool(self.boxes) and self.crops is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +67,6 @@ class Reading:
     """One reader call's answer for a camera's frame, and what is needed to recognise that frame again."""
 
     digest: bytes
-    signature: Signature | None
     parameters: tuple[Any, ...]
     result: Mapping[str, Any]
     scale: float | None
@@ -55,10 +76,8 @@ class Reading:
     """The bridge's monotonic clock when it was read."""
     has_plate: bool
     nbytes: int
-    """What the cache counts for it: digest, signature and the answer as JSON (its proof apart)."""
-    proof: PlateProof | None = None
-    """For a reading with plates: what proves a later frame shows the same plates; None when the
-    answer's plates had no usable boxes (then no similar frame may reuse it)."""
+    """What the cache counts for it besides its evidence: digest and the answer as JSON."""
+    evidence: Evidence = field(default_factory=lambda: Evidence(frame=None))
 
 
 class RepeatCache:
@@ -72,9 +91,8 @@ class RepeatCache:
         self.frame_bytes = frame_bytes
         self._lock = threading.Lock()
         self._cameras: OrderedDict[Hashable, deque[Reading]] = OrderedDict()
-        self._nbytes = 0
-        # Readings whose proof still holds its frame, oldest first, and the bytes of those frames.
-        self._framed: OrderedDict[int, PlateProof] = OrderedDict()
+        # Evidence still holding its frame, oldest first, and the bytes of those frames.
+        self._framed: OrderedDict[int, Evidence] = OrderedDict()
         self._framed_bytes = 0
 
     def __len__(self) -> int:
@@ -83,22 +101,23 @@ class RepeatCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by every reading kept (digests, signatures, answers as JSON, frames and crops)."""
+        """Bytes held by every reading kept (digests, answers as JSON, signatures, crops, frames)."""
         with self._lock:
-            return self._nbytes + self._framed_bytes
+            return sum(
+                reading.nbytes + reading.evidence.nbytes
+                for readings in self._cameras.values()
+                for reading in readings
+            )
 
-    def cropped(self, proof: PlateProof, crops: PlateCrops | None) -> None:
-        """`proof`'s crops were made (None: could not be): its frame is let go."""
+    def done_with_frame(self, evidence: Evidence) -> None:
+        """What `evidence` needed of its frame is made (or cannot be): the frame is let go."""
         with self._lock:
-            self._let_go(proof)
-            proof.crops = crops
-            if crops is not None:
-                self._nbytes += crops.nbytes
+            self._let_go(evidence)
 
-    def _let_go(self, proof: PlateProof) -> None:
-        if self._framed.pop(id(proof), None) is not None and proof.frame is not None:
-            self._framed_bytes -= len(proof.frame)
-        proof.frame = None
+    def _let_go(self, evidence: Evidence) -> None:
+        if self._framed.pop(id(evidence), None) is not None and evidence.frame is not None:
+            self._framed_bytes -= len(evidence.frame)
+        evidence.frame = None
 
     def recent(self, camera: Hashable, frame_time: float, now: float) -> list[Reading]:
         """The camera's readings still usable for a frame taken at `frame_time`, oldest first."""
@@ -112,17 +131,10 @@ class RepeatCache:
                 kept = {id(reading) for reading in live}
                 for reading in readings:
                     if id(reading) not in kept:
-                        self._forget(reading)
+                        self._let_go(reading.evidence)
                 readings.clear()
                 readings.extend(live)
             return live
-
-    def _forget(self, reading: Reading) -> None:
-        self._nbytes -= reading.nbytes
-        if reading.proof is not None:
-            self._let_go(reading.proof)
-            if reading.proof.crops is not None:
-                self._nbytes -= reading.proof.crops.nbytes
 
     def _expired(self, reading: Reading, frame_time: float, now: float) -> bool:
         # Both clocks: the camera's, so a burst of queued frames is judged by when they were taken, and
@@ -137,23 +149,21 @@ class RepeatCache:
             self._cameras.move_to_end(camera)
             # Only the camera's newest reading keeps its frame: a parked car matches that one.
             for older in readings:
-                if older.proof is not None:
-                    self._let_go(older.proof)
+                self._let_go(older.evidence)
             readings.append(reading)
-            self._nbytes += reading.nbytes
-            proof = reading.proof
-            if proof is not None and proof.frame is not None:
-                if len(proof.frame) > self.frame_bytes:
-                    proof.frame = None
+            evidence = reading.evidence
+            if evidence.frame is not None:
+                if len(evidence.frame) > self.frame_bytes or not evidence.needs_frame:
+                    evidence.frame = None
                 else:
-                    self._framed[id(proof)] = proof
-                    self._framed_bytes += len(proof.frame)
+                    self._framed[id(evidence)] = evidence
+                    self._framed_bytes += len(evidence.frame)
             while len(readings) > self.history:
-                self._forget(readings.popleft())
+                self._let_go(readings.popleft().evidence)
             while len(self._cameras) > self.max_cameras:
                 _, forgotten = self._cameras.popitem(last=False)
                 for old in forgotten:
-                    self._forget(old)
+                    self._let_go(old.evidence)
             while self._framed_bytes > self.frame_bytes:
                 _, oldest = self._framed.popitem(last=False)
                 self._framed_bytes -= len(oldest.frame or b"")
