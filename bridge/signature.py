@@ -32,7 +32,7 @@ from PIL import Image, ImageChops, ImageStat, UnidentifiedImageError
 
 from bridge.images import MAX_DOWNSCALE_PIXELS
 
-__all__ = ["BLOCK", "LONG_SIDE", "Mask", "Signature", "band", "difference", "signature"]
+__all__ = ["BLOCK", "LONG_SIDE", "Mask", "Signature", "band", "band_changed", "difference", "signature"]
 
 BAND_ROWS = 8
 """A band's rows: one row of blocks (a sixth of a 4:3 frame, two ninths of a 16:9 one)."""
@@ -58,10 +58,12 @@ class Signature:
     pixels: bytes
     mean: float
     """Mean grey level of the pixels not masked out."""
+    band_blocks: tuple[float, ...] = ()
+    """The mean grey level of each block of its top row of blocks, the band's (none with a mask)."""
 
     @property
     def nbytes(self) -> int:
-        return len(self.pixels)
+        return len(self.pixels) + 8 * len(self.band_blocks)
 
     @property
     def rows(self) -> int:
@@ -200,7 +202,24 @@ def _finished(
                 kept.paste(0, box)
     stat = ImageStat.Stat(small, kept)
     mean = stat.mean[0] if stat.count[0] else 0.0
-    return Signature(frame_size, size, small.tobytes(), mean)
+    blocks: tuple[float, ...] = ()
+    if kept is None and small.height >= BAND_ROWS:
+        blocks = _values(
+            small.crop((0, 0, small.width, BAND_ROWS)).resize((small.width // BLOCK, 1), Image.Resampling.BOX)
+        )
+    return Signature(frame_size, size, small.tobytes(), mean, blocks)
+
+
+def band_changed(a: Signature, b: Signature, threshold: float) -> bool:
+    """A quick "changed" from two signatures' band blocks alone, brightness evened out over the band:
+    when the means of one block differ by more than `threshold`, their pixels differ by at least that
+    much on average (and a brightness ratio that differs from the frame's only costs a closer look).
+    False when it cannot tell (a mask, frames of other sizes): then `difference` decides."""
+    if not a.band_blocks or len(a.band_blocks) != len(b.band_blocks) or a.frame_size != b.frame_size:
+        return False
+    first, second = sum(a.band_blocks), sum(b.band_blocks)
+    gain = first / second if second > len(b.band_blocks) else 1.0
+    return any(abs(x - gain * y) > threshold for x, y in zip(a.band_blocks, b.band_blocks, strict=True))
 
 
 # Start-of-frame markers: baseline and extended sequential Huffman JPEG, which libjpeg decodes row by row.

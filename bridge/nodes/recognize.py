@@ -20,7 +20,7 @@ from bridge.messages import Message
 from bridge.nodes.base import Node, NodeContext, NodeSettings
 from bridge.nodes.repeats import CameraLocks, Evidence, Reading, RepeatCache
 from bridge.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
-from bridge.signature import Mask, Signature, band, difference, signature
+from bridge.signature import Mask, Signature, band, band_changed, difference, signature
 
 # The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
 DOWNSCALE_TARGET_BYTES = 2_500_000
@@ -164,7 +164,10 @@ class RecognizeNode(Node):
         if (
             known is not None
             and seen is not None
-            and difference(known, seen, self._mask, stop_above=threshold) > threshold
+            and (
+                band_changed(known, seen, threshold)
+                or difference(known, seen, self._mask, stop_above=threshold) > threshold
+            )
         ):
             return False
         if evidence.signature is None:
