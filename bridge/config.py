@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from bridge.errors import ConfigError
 from bridge.messages import TopicFilter, check_publish_topic
+from bridge.redact import redacted, shown_url
 from bridge.regions import normalize_regions
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
@@ -209,7 +210,9 @@ class ReaderConfig(StrictModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value != LOCAL_READER and not value.startswith(("http://", "https://")):
-            raise ValueError(f"reader.url {value!r} must start with http:// or https://, or be 'local'")
+            raise ValueError(
+                f"reader.url {shown_url(value)!r} must start with http:// or https://, or be 'local'"
+            )
         return value
 
     @model_validator(mode="after")
@@ -521,7 +524,7 @@ class FrigateConfig(StrictModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"frigate.url {value!r} must start with http:// or https://")
+            raise ValueError(f"frigate.url {shown_url(value)!r} must start with http:// or https://")
         return value.rstrip("/")
 
     @field_validator("topic")
@@ -716,8 +719,10 @@ class BridgeConfig(BaseSettings):
         return env_settings, init_settings
 
     def masked(self) -> dict[str, Any]:
-        """The effective configuration as plain data, secrets replaced by `**********`."""
-        return self.model_dump(mode="json")
+        """The effective configuration as it may be shown (bridge/info, check-config): secrets and
+        header values replaced by `**********`, URLs cut to scheme://host:port (bridge/redact.py)."""
+        shown: dict[str, Any] = redacted(self.model_dump(mode="json"))
+        return shown
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -756,7 +761,7 @@ def format_problems(error: ValidationError) -> list[str]:
         message = problem["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and level)"
-        lines.append(f"{where}: {message}")
+        lines.append(redacted(f"{where}: {message}"))
     return lines
 
 

@@ -21,6 +21,7 @@ from bridge.nodes import NodeContext, Reader
 from bridge.nodes.savings import credit_stats
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
+from bridge.redact import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def build_reader(settings: ReaderConfig, *, validate: bool = False) -> Reader:
         )
     except ImportError as exc:
         raise ConfigError(str(exc)) from None
-    log.info("reader: %s over %s", reader.url, reader.transport)
+    log.info("reader: %s over %s", shown_url(reader.url), reader.transport)
     return reader
 
 
