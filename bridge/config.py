@@ -467,6 +467,19 @@ class RequestsConfig(StrictModel):
     message_expiry: int | None = Field(
         60, ge=1, description="Seconds the broker keeps an answer nobody has taken yet; null: forever."
     )
+    allowed_topics: tuple[str, ...] = Field(
+        (),
+        description="MQTT filters a response topic must match to be answered; empty: any topic the bridge "
+        "does not itself publish or read, nor Home Assistant's discovery prefix, nor a $ topic.",
+    )
+
+    @field_validator("allowed_topics")
+    @classmethod
+    def _filters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            if TopicFilter.parse(text).share_group:
+                raise ValueError(f"{text!r}: a response topic is published to, not shared")
+        return value
 
 
 class MetricsConfig(StrictModel):
