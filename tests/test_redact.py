@@ -186,6 +186,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[byte
     )
 
 
+@pytest.mark.mosquitto
 def test_no_secret_leaves_a_running_bridge(
     mosquitto: Mosquitto, tmp_path: Path, collector_factory: Any
 ) -> None:
