@@ -612,6 +612,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The embedded broker's libraries narrate every state change at INFO; keep their warnings only.
     for chatty in ("amqtt", "transitions"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    # urllib3's DEBUG lines quote each request's path and query, where webhook and Frigate URLs keep
+    # their tokens; what leaves the process shows a URL as scheme://host:port only (bridge/redact.py).
+    logging.getLogger("urllib3").setLevel(logging.INFO)
     try:
         return int(args.handler(args))
     except ConfigError as error:

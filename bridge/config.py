@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from bridge.errors import ConfigError
 from bridge.messages import TopicFilter, check_publish_topic
+from bridge.redact import redacted, shown_url
 from bridge.regions import normalize_regions
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
@@ -209,7 +210,9 @@ class ReaderConfig(StrictModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value != LOCAL_READER and not value.startswith(("http://", "https://")):
-            raise ValueError(f"reader.url {value!r} must start with http:// or https://, or be 'local'")
+            raise ValueError(
+                f"reader.url {shown_url(value)!r} must start with http:// or https://, or be 'local'"
+            )
         return value
 
     @model_validator(mode="after")
@@ -515,6 +518,19 @@ class RequestsConfig(StrictModel):
     message_expiry: int | None = Field(
         60, ge=1, description="Seconds the broker keeps an answer nobody has taken yet; null: forever."
     )
+    allowed_topics: tuple[str, ...] = Field(
+        (),
+        description="MQTT filters a response topic must match to be answered; empty: any topic the bridge "
+        "does not itself publish or read, nor Home Assistant's discovery prefix, nor a $ topic.",
+    )
+
+    @field_validator("allowed_topics")
+    @classmethod
+    def _filters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            if TopicFilter.parse(text).share_group:
+                raise ValueError(f"{text!r}: a response topic is published to, not shared")
+        return value
 
 
 class MetricsConfig(StrictModel):
@@ -572,7 +588,7 @@ class FrigateConfig(StrictModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"frigate.url {value!r} must start with http:// or https://")
+            raise ValueError(f"frigate.url {shown_url(value)!r} must start with http:// or https://")
         return value.rstrip("/")
 
     @field_validator("topic")
@@ -767,8 +783,10 @@ class BridgeConfig(BaseSettings):
         return env_settings, init_settings
 
     def masked(self) -> dict[str, Any]:
-        """The effective configuration as plain data, secrets replaced by `**********`."""
-        return self.model_dump(mode="json")
+        """The effective configuration as it may be shown (bridge/info, check-config): secrets and
+        header values replaced by `**********`, URLs cut to scheme://host:port (bridge/redact.py)."""
+        shown: dict[str, Any] = redacted(self.model_dump(mode="json"))
+        return shown
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -807,7 +825,7 @@ def format_problems(error: ValidationError) -> list[str]:
         message = problem["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and level)"
-        lines.append(f"{where}: {message}")
+        lines.append(redacted(f"{where}: {message}"))
     return lines
 
 

@@ -21,6 +21,7 @@ from bridge.nodes import NodeContext, Reader
 from bridge.nodes.savings import credit_stats
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
+from bridge.redact import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def build_reader(settings: ReaderConfig, *, validate: bool = False) -> Reader:
         )
     except ImportError as exc:
         raise ConfigError(str(exc)) from None
-    log.info("reader: %s over %s", reader.url, reader.transport)
+    log.info("reader: %s over %s", shown_url(reader.url), reader.transport)
     return reader
 
 
@@ -166,6 +167,7 @@ class Bridge:
             health=self.health,
             reader=reader,
             submit=self.submit,
+            reads=self.reads,
         )
         self.extensions = [kind(extension_context) for kind in enabled_extensions(self.config)]
         for route in self.config.routes:
@@ -234,7 +236,14 @@ class Bridge:
             "reader_retries": guard.retries if guard else 0,
             "connected": self.mqtt.connected if self.mqtt else False,
             "credits": credit_stats(node for route in self._routes for node in route.flow.nodes),
+            "extensions": {ext.name: stats for ext in self.extensions if (stats := ext.stats())},
         }
+
+    def reads(self, topic: str) -> bool:
+        """Whether a route or an extension of this bridge takes messages on `topic`."""
+        return any(f.match(topic) is not None for f, _ in self._extension_topics) or any(
+            route.topic_filter.match(topic) is not None for route in self.config.routes
+        )
 
     def _report_health(self) -> None:
         while not self._stopped.wait(self.config.mqtt.health_interval):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 
@@ -19,6 +20,7 @@ from bridge.service import Bridge
 from tests.conftest import BrokerAddress, Collector
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
+from tests.test_frigate import wait_until
 
 
 class Requester:
@@ -147,3 +149,111 @@ def test_publish_properties_by_snake_case_name() -> None:
     assert properties.CorrelationData == b"x" and properties.MessageExpiryInterval == 5
     with pytest.raises(ValueError, match="session_expiry_interval"):
         publish_properties({"session_expiry_interval": 5})
+
+
+def v5_config(broker: BrokerAddress, emulator: ReaderEmulator, **sections: Any) -> Any:
+    return load_config(
+        mqtt={"host": broker.host, "port": broker.port, "protocol": "5", "health_interval": 0},
+        reader={"url": emulator.url, "max_calls_per_second": None, "concurrency": 1},
+        queued_frames_per_camera=16,
+        **sections,
+    )
+
+
+def refused_count(bridge: Bridge) -> int:
+    return int(bridge.health()["extensions"]["requests"]["refused"])
+
+
+def test_answers_are_refused_on_topics_the_bridge_home_assistant_or_a_route_reads(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    if broker.kind == "amqtt":
+        pytest.skip("amqtt speaks MQTT 3.1.1 only; response topics are MQTT 5")
+    caplog.set_level(logging.INFO, logger="bridge.extensions.requests")
+    config = v5_config(
+        broker,
+        emulator,
+        requests={"enabled": True},
+        routes=[
+            {"topic": "cameras/+/image", "result_topic": "alpr/{camera_id}/plate"},
+            {"topic": "frigate/+/+/event_snapshot"},
+        ],
+        # Frigate is followed (its events topic is read) but never called: no event arrives.
+        frigate={"enabled": True, "url": "http://127.0.0.1:9"},
+    )
+    bridge = Bridge(config)
+    bridge.start()
+    collector: Collector = collector_factory(broker.host, broker.port, ["#"])
+    requester = Requester(broker.host, broker.port, "scripts/me/replies")
+    refused = [
+        "homeassistant/sensor/evil/config",  # discovery, though Home Assistant discovery is off
+        "cameras/loop/image",  # a route's camera input: the answer would be read again, a loop
+        "frigate/events",  # what the Frigate extension reads
+        "frigate/cam/car/event_snapshot",  # a route's filter
+        "$SYS/x",
+        "plate-bridge",  # the base topic and its subtree
+        "plate-bridge/bridge/state",
+        "alpr/other/plate",  # another camera's events (a route's result topic template)
+    ]
+    try:
+        assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+        for topic in refused:
+            requester.request("cameras/drive/image", jpeg(), topic.encode(), reply_to=topic)
+        # The same topic again: counted again, logged once.
+        requester.request("cameras/drive/image", jpeg(), b"again", reply_to="cameras/loop/image")
+        requester.request("cameras/drive/image", jpeg(), b"fine")  # answered on scripts/me/replies
+        # Every frame was still read and its event published on the route's result topic.
+        collector.wait_for("alpr/drive/plate", len(refused) + 2)
+        [(correlation, _, _)] = requester.wait_for(1)
+        assert correlation == b"fine"
+        # The bridge publishes in order: once the last answer is in, any answer before it would be.
+        collector.wait_for("scripts/me/replies")
+        answered = {name for name, payload, _ in collector.messages if b'"results"' in payload}
+        assert answered.isdisjoint(refused), answered
+        wait_until(lambda: refused_count(bridge) == len(refused) + 1, "the refused answers to be counted")
+    finally:
+        requester.close()
+        bridge.stop(deadline=5)
+    logged = [r.getMessage() for r in caplog.records if r.name == "bridge.extensions.requests"]
+    for topic in refused:
+        assert sum(f"response topic {topic} " in line for line in logged) == 1, (topic, logged)
+
+
+def test_an_allow_list_narrows_the_response_topics_answered(
+    broker: BrokerAddress, emulator: ReaderEmulator
+) -> None:
+    if broker.kind == "amqtt":
+        pytest.skip("amqtt speaks MQTT 3.1.1 only; response topics are MQTT 5")
+    config = v5_config(
+        broker, emulator, requests={"enabled": True, "allowed_topics": ["scripts/+/replies", "#"]}
+    )
+    narrow = v5_config(broker, emulator, requests={"enabled": True, "allowed_topics": ["scripts/+/replies"]})
+    assert config.requests.allowed_topics == ("scripts/+/replies", "#")
+    bridge = Bridge(narrow)
+    bridge.start()
+    allowed = Requester(broker.host, broker.port, "scripts/me/replies")
+    elsewhere = Requester(broker.host, broker.port, "other/replies")
+    try:
+        assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+        elsewhere.request("cameras/drive/image", jpeg(), b"not-allowed")
+        allowed.request("cameras/drive/image", jpeg(), b"allowed")
+        [(correlation, answer, _)] = allowed.wait_for(1)
+        assert correlation == b"allowed" and answer["results"]
+        wait_until(lambda: refused_count(bridge) == 1, "the answer off the allow-list to be refused")
+        assert elsewhere.answers == []
+    finally:
+        allowed.close()
+        elsewhere.close()
+        bridge.stop(deadline=5)
+
+
+@pytest.mark.parametrize("bad", ["a/#/b", "x+/y", "$share/g/replies/#", ""])
+def test_allowed_topics_must_be_filters(bad: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            mqtt={"protocol": "5"},
+            reader={"url": "http://127.0.0.1:1/alpr"},
+            requests={"enabled": True, "allowed_topics": [bad]},
+        )
+    problems = caught.value.problems
+    assert any(p.startswith("requests.allowed_topics") and "unknown key" not in p for p in problems), problems

@@ -15,7 +15,8 @@ import requests
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
-from bridge.extensions.webhooks import CONCURRENT_REQUESTS, WebhookReceiver, where
+from bridge.extensions.webhooks import CONCURRENT_REQUESTS, WebhookReceiver
+from bridge.redact import shown_url
 from bridge.service import Bridge
 from tests.conftest import RESPONSES, BrokerAddress, Collector, free_port, needs_shared, start_bridge
 from tests.emulator import ReaderEmulator
@@ -244,4 +245,4 @@ def test_plate_events_are_delivered_with_retries_and_secret_headers_stay_out_of_
 
 
 def test_logged_urls_lose_their_secrets() -> None:
-    assert where("https://user:pw@hooks.example.com:8443/p/a?token=x") == "https://hooks.example.com:8443"
+    assert shown_url("https://user:pw@hooks.example.com:8443/p/a?token=x") == "https://hooks.example.com:8443"

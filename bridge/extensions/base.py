@@ -55,6 +55,9 @@ class ExtensionContext:
     submit: Callable[[str, bytes, Mapping[str, Any]], bool] | None = None
     """`submit(topic, payload, metadata)`: hand a frame to the routes as if it had arrived on `topic`
     (sources such as Frigate); False when no route takes it."""
+    reads: Callable[[str], bool] | None = None
+    """`reads(topic)`: whether the bridge takes messages on `topic` itself (a route's filter or an
+    extension's subscription matches it)."""
 
     @property
     def base_topic(self) -> str:
@@ -95,3 +98,7 @@ class Extension:
 
     def on_event(self, published: PublishedEvent) -> None:
         """A plate or error event a flow published; called on a worker thread."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the extension's own, carried by `bridge/health` under `extensions.<name>`."""
+        return {}

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 
 from bridge.events import decode_json
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     import urllib3
@@ -163,7 +164,7 @@ class FrigateClient:
             response = self._http.request(method, url, body=body, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
             raise ValueError(
-                f"Frigate at {self.settings.url} cannot be reached ({type(exc).__name__})"
+                f"Frigate at {shown_url(self.settings.url)} cannot be reached ({type(exc).__name__})"
             ) from None
         if response.status >= 300:
             detail = response.data[:200].decode("utf-8", "replace")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
 from bridge.extensions.base import Extension, ExtensionContext
+from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -87,7 +88,7 @@ class BridgeInfoExtension(Extension):
             "version": __version__,
             "reader": {
                 "kind": reader_kind(config),
-                "url": config.reader.url,
+                "url": config.reader.url if config.reader.is_local else shown_url(config.reader.url),
                 "sdk_version": sdk["version"] if sdk else None,
             },
             "routes": [

@@ -8,56 +8,86 @@ correlation data: the bridge as a service to call, beside its usual result and e
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from bridge.events import encode
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
-from bridge.messages import check_publish_topic
+from bridge.messages import OwnTopics, TopicFilter, check_publish_topic
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
 
 log = logging.getLogger(__name__)
 
+# Home Assistant's default discovery prefix: refused even when the bridge's discovery is off or uses
+# another prefix, since Home Assistant may still listen there (an answer would create an entity).
+HOME_ASSISTANT_PREFIX = "homeassistant"
+# Refused response topics remembered so each is logged once; the least recently refused is forgotten.
+REMEMBERED_REFUSALS = 256
+
 
 class RequestsExtension(Extension):
     """Publishes each plate or error event of a frame that carried a response topic to that topic.
 
     A split route answers once per plate; a frame a filter node drops gets no answer, so callers wait
-    with a timeout. Response topics under the bridge's own base topic are refused: a caller must not
-    be able to make the bridge publish its state or another camera's events.
+    with a timeout. A response topic is refused — the frame is still read and its events published,
+    only the answer is not — when it is one the bridge publishes (its base topic's subtree, a route's
+    result or error topic), one it reads (a route's filter, an extension's subscription: the answer
+    would come back in as a frame), under Home Assistant's discovery prefix (an answer would create an
+    entity), a `$` topic, or off `requests.allowed_topics` when that is set.
     """
 
     name = "requests"
 
     def __init__(self, context: ExtensionContext) -> None:
         super().__init__(context)
-        settings = context.config.requests
+        config = context.config
+        settings = config.requests
         self._qos = settings.qos
         self._expiry = settings.message_expiry
-        self._own_prefix = f"{context.base_topic}/"
+        self._allowed = [TopicFilter.parse(text) for text in settings.allowed_topics]
+        self._own = OwnTopics(
+            [context.base_topic, config.homeassistant.discovery_prefix, HOME_ASSISTANT_PREFIX],
+            [template for route in config.routes for template in (route.result_topic, route.error_topic)],
+            context.base_topic,
+        )
+        self._lock = threading.Lock()
+        self._refused: OrderedDict[str, None] = OrderedDict()
+        self.refused = 0
 
     @classmethod
     def enabled(cls, config: BridgeConfig) -> bool:
         return config.requests.enabled
+
+    def stats(self) -> dict[str, int]:
+        return {"refused": self.refused}
+
+    def refusal(self, topic: str) -> str | None:
+        """Why an answer may not be published on `topic`, or None when it may."""
+        try:
+            check_publish_topic(topic)
+        except ValueError as exc:
+            return str(exc)
+        if topic.startswith("$"):
+            return "a $ topic belongs to the broker"
+        if self._own.match(topic):
+            return "one the bridge or Home Assistant discovery publishes on"
+        if self.context.reads is not None and self.context.reads(topic):
+            return "one the bridge reads (a route or an extension): the answer would come back in"
+        if self._allowed and not any(allowed.match(topic) is not None for allowed in self._allowed):
+            return "not in requests.allowed_topics"
+        return None
 
     def on_event(self, published: PublishedEvent) -> None:
         metadata = published.msg.metadata
         topic = metadata.get("response_topic")
         if not topic:
             return
-        try:
-            check_publish_topic(topic)
-        except ValueError as exc:
-            log.warning("not answering a frame on %s: %s", published.msg.topic, exc)
-            return
-        if topic == self.context.base_topic or topic.startswith(self._own_prefix):
-            log.warning(
-                "not answering a frame on %s: its response topic %s is under the bridge's own %s/",
-                published.msg.topic,
-                topic,
-                self.context.base_topic,
-            )
+        reason = self.refusal(topic)
+        if reason is not None:
+            self._refuse(published.msg.topic, topic, reason)
             return
         properties: dict[str, Any] = {"content_type": "application/json", "payload_format_indicator": 1}
         correlation = metadata.get("correlation_data")
@@ -68,3 +98,20 @@ class RequestsExtension(Extension):
         # Which kind of answer it is, without parsing it (plate events and error events differ).
         properties["user_property"] = [("kind", published.kind)]
         self.context.publish(topic, encode(dict(published.event)), self._qos, False, properties)
+
+    def _refuse(self, frame_topic: str, topic: str, reason: str) -> None:
+        with self._lock:
+            self.refused += 1
+            first = topic not in self._refused
+            self._refused[topic] = None
+            self._refused.move_to_end(topic)
+            if len(self._refused) > REMEMBERED_REFUSALS:
+                self._refused.popitem(last=False)
+        if first:
+            # Once per topic: a caller retrying (or flooding) must not flood the log.
+            log.warning(
+                "not answering a frame on %s: its response topic %s is %s (logged once per topic)",
+                frame_topic,
+                topic,
+                reason,
+            )

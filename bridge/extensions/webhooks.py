@@ -26,7 +26,7 @@ from email.policy import HTTP
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from bridge import schemas
 from bridge.events import decode_json, encode
@@ -34,6 +34,7 @@ from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.httpserver import HTTPListener
 from bridge.flows.flow import READING_KEY, TAKEN_AT_KEY
 from bridge.messages import topic_level
+from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig, WebhookTarget
@@ -245,13 +246,6 @@ class WebhookReceiver(Extension):
         return Handler
 
 
-def where(url: str) -> str:
-    """A URL as logs may show it: scheme, host and port; never user info, path or query (tokens)."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
-
-
 class WebhookSender(Extension):
     """POSTs events to `webhooks.targets` from one thread: bounded queue, retries, jittered backoff."""
 
@@ -303,7 +297,7 @@ class WebhookSender(Extension):
                     log.warning(
                         "webhooks: %d deliveries waiting; dropped the oldest (to %s)",
                         self.settings.queue_size,
-                        where(dropped_target.url),
+                        shown_url(dropped_target.url),
                     )
                 self._queue.append((target, body))
                 self._changed.notify()
@@ -337,19 +331,22 @@ class WebhookSender(Extension):
                     return True
                 problem = f"answered {response.status}"
                 if response.status != 429 and response.status < 500:
-                    log.warning("webhooks: %s %s; not retried", where(target.url), problem)
+                    log.warning("webhooks: %s %s; not retried", shown_url(target.url), problem)
                     return False
                 retry_after = response.headers.get("Retry-After", "")
                 if retry_after.isdigit():
                     wait = float(retry_after)
             if attempt >= self.settings.retries:
                 log.warning(
-                    "webhooks: %s %s; gave up after %d attempt(s)", where(target.url), problem, attempt + 1
+                    "webhooks: %s %s; gave up after %d attempt(s)",
+                    shown_url(target.url),
+                    problem,
+                    attempt + 1,
                 )
                 return False
             ceiling = min(self.settings.backoff_max, self.settings.backoff_initial * 2**attempt)
             wait = min(self.settings.backoff_max, wait) if wait is not None else random.uniform(0, ceiling)
             attempt += 1
-            log.info("webhooks: %s %s; retry %d in %.1f s", where(target.url), problem, attempt, wait)
+            log.info("webhooks: %s %s; retry %d in %.1f s", shown_url(target.url), problem, attempt, wait)
             if self._stopping.wait(wait):
                 return False

@@ -29,6 +29,7 @@ from bridge.errors import (
 from bridge.events import decode_json
 from bridge.images import CONTENT_TYPES, sniff_format
 from bridge.reader.transport import Failure, HttpResponse, TransportError, TransportName, make_transport
+from bridge.redact import redacted, shown_url
 from bridge.regions import normalize_regions
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
@@ -175,7 +176,7 @@ class PlateReader:
         return self._transport.name
 
     def __repr__(self) -> str:
-        return f"PlateReader(url={self.url!r}, token={'***' if self._token else None})"
+        return f"PlateReader(url={shown_url(self.url)!r}, token={'***' if self._token else None})"
 
     @property
     def is_cloud(self) -> bool:
@@ -246,7 +247,8 @@ class PlateReader:
         self, method: str, url: str, *, body: bytes | None = None, content_type: str | None = None
     ) -> HttpResponse:
         """Send one request; translate every transport failure into a ReaderError here only."""
-        where = _sibling_url(url, urlsplit(url).path)
+        # Where, as errors (and the error events they become) may show it: never user info, path or query.
+        where = shown_url(url)
         headers = self._headers if content_type is None else {**self._headers, "Content-Type": content_type}
         try:
             response = self._transport.request(method, url, headers, body)
@@ -259,6 +261,7 @@ class PlateReader:
                 message = f"TLS with {where} failed: {exc.reason}"
             else:
                 message = f"the connection to {where} failed: {exc.reason}"
+            message = redacted(message)  # a transport's reason may quote the whole URL
             if exc.sent and method == "POST":
                 # The service may have read this frame and billed it: whether to send it again is
                 # the guard's decision (reader.retry_ambiguous), so the error says so.
