@@ -118,6 +118,7 @@ class Bridge:
         self._workers: list[threading.Thread] = []
         self._routes: list[_Route] = []
         self._accepting = False
+        self._running = False  # from the end of start() to the beginning of stop()
         self._stopped = threading.Event()
         self.broker: EmbeddedBroker | None = None
         self.mqtt: MqttClient | None = None
@@ -214,6 +215,7 @@ class Bridge:
         if settings.health_interval > 0:
             health = threading.Thread(target=self._report_health, name="health", daemon=True)
             health.start()
+        self._running = True
 
     def health(self) -> dict[str, Any]:
         """Counters for `{base_topic}/bridge/health`: what came in, what was read, what was dropped."""
@@ -234,7 +236,22 @@ class Bridge:
             "reader_retries": guard.retries if guard else 0,
             "connected": self.mqtt.connected if self.mqtt else False,
             "credits": credit_stats(node for route in self._routes for node in route.flow.nodes),
+            "wedged": self.wedged(),
         }
+
+    def wedged(self) -> list[str]:
+        """Why this process cannot work any more however long it waits (empty while it can): its MQTT
+        network thread or reader workers have ended. A broker or reader that is down is not in it:
+        the bridge reconnects and the breaker retries by themselves, and a restart would not help."""
+        if not self._running:
+            return []  # starting, or stopping: the threads are not all there, on purpose
+        problems = []
+        if self.mqtt is not None and not self.mqtt.loop_alive:
+            problems.append("the MQTT network thread has ended")
+        ended = sum(not worker.is_alive() for worker in self._workers)
+        if ended:
+            problems.append(f"{ended} of {len(self._workers)} reader workers have ended")
+        return problems
 
     def _report_health(self) -> None:
         while not self._stopped.wait(self.config.mqtt.health_interval):
@@ -379,6 +396,7 @@ class Bridge:
     def stop(self, deadline: float = 10.0) -> None:
         """Stop taking frames, let queued and in-flight ones finish within `deadline` seconds, report
         the rest as dropped, publish `offline` and disconnect."""
+        self._running = False
         self._accepting = False
         self._stopped.set()
         give_up = time.monotonic() + deadline

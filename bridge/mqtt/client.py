@@ -174,6 +174,15 @@ class MqttClient:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def loop_alive(self) -> bool:
+        """Whether paho's network thread runs: it reconnects in the background, so while it lives the
+        connection can heal by itself; once it has ended nothing will receive or publish again."""
+        # paho keeps its thread in a private attribute and offers no accessor (2.x); this class is the
+        # one place that may know paho's internals.
+        thread = self._client._thread
+        return thread is not None and thread.is_alive()
+
     def _make_client(self) -> _PahoClient:
         settings = self.settings
         v5 = settings.protocol == "5"
