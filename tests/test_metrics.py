@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
+from bridge.extensions import ExtensionContext, metrics
 from bridge.extensions.metrics import MetricsExtension
 from bridge.messages import Message
 from bridge.nodes.base import Node
@@ -19,6 +21,7 @@ from bridge.service import Bridge
 from tests.conftest import BrokerAddress, Collector, free_port
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
+from tests.test_httpserver import trickle
 
 ROUTE = "cameras/+/image"
 
@@ -209,3 +212,27 @@ def test_a_taken_port_is_a_clear_error(emulator: ReaderEmulator) -> None:
 def test_metrics_are_off_by_default() -> None:
     config = load_config(reader={"url": "http://127.0.0.1:1/alpr"})
     assert not config.metrics.enabled and not MetricsExtension.enabled(config)
+
+
+def test_the_listener_is_bounded_and_cuts_off_slow_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "REQUEST_DEADLINE", 1.0)
+    config = load_config(reader={"url": "http://127.0.0.1:1/alpr"}, metrics={"enabled": True, "port": 0})
+    extension = MetricsExtension(
+        ExtensionContext(config=config, publish=lambda *_args, **_kwargs: None, health=lambda: {})
+    )
+    extension.start()
+    try:
+        closed_after = trickle(extension.port, b"GET /metrics HTTP/1.1\r\nX-Slow: ", every=0.2, give_up=5)
+        assert closed_after is not None and closed_after <= 2.5
+        idle = [
+            socket.create_connection(("127.0.0.1", extension.port))
+            for _ in range(metrics.CONCURRENT_REQUESTS)
+        ]
+        try:
+            busy = requests.get(f"http://127.0.0.1:{extension.port}/health/live", timeout=5)
+            assert busy.status_code == 503
+        finally:
+            for sock in idle:
+                sock.close()
+    finally:
+        extension.stop()

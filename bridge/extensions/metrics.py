@@ -13,11 +13,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
-from bridge.extensions.httpserver import HTTPListener
+from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
 from bridge.messages import utc_now
 
 if TYPE_CHECKING:
@@ -31,6 +30,10 @@ log = logging.getLogger(__name__)
 # The reader's states (bridge/reader/resilience.py); "unavailable" is the open circuit.
 READER_STATES = ("ok", "forbidden", "unavailable")
 CIRCUIT_OPEN = "unavailable"
+# Scrapes and probes served at once; more are answered 503 (a scraper or an orchestrator retries).
+CONCURRENT_REQUESTS = 4
+# Seconds a client has for a whole request and its answer: a stalled or trickling one is cut off.
+REQUEST_DEADLINE = 10.0
 # Frames whose repeat-cache hit was already counted, so a split frame's events count once.
 _SEEN_CACHED = 1024
 
@@ -118,7 +121,13 @@ class MetricsExtension(Extension):
         super().__init__(context)
         self.settings = context.config.metrics
         self._http = HTTPListener(
-            "metrics", self.settings.host, self.settings.port, self._handler(), thread_name="metrics-http"
+            "metrics",
+            self.settings.host,
+            self.settings.port,
+            self._handler(),
+            thread_name="metrics-http",
+            max_concurrent=CONCURRENT_REQUESTS,
+            deadline=REQUEST_DEADLINE,
         )
         self._cached_seen: OrderedDict[tuple[str, object], None] = OrderedDict()
         self._lock = threading.Lock()
@@ -192,12 +201,10 @@ class MetricsExtension(Extension):
                 self._cached_seen.popitem(last=False)
         self._saved.inc()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[ListenerRequestHandler]:
         extension = self
 
-        class Handler(BaseHTTPRequestHandler):
-            timeout = 10.0  # a stalled client does not hold its thread
-
+        class Handler(ListenerRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
@@ -217,8 +224,5 @@ class MetricsExtension(Extension):
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("metrics http: " + format, *args)
 
         return Handler
