@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
@@ -308,15 +309,31 @@ class Bridge:
             self.stats.unrouted += 1
             log.debug("ignoring %s: no route matches it", inbound.topic)
 
-    def submit(self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
+    def submit(
+        self,
+        topic: str,
+        payload: bytes,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        camera_id: str | None = None,
+        taken_at: datetime | None = None,
+    ) -> bool:
         """Hand a frame to the first route whose filter matches `topic`; False when none does.
 
         For sources (extensions) with frames they fetched themselves; MQTT frames take the same path.
+        `camera_id` and `taken_at` replace the route's camera id and the frame's unknown time.
         """
-        return self._route_frame(topic, payload, metadata)
+        return self._route_frame(topic, payload, metadata, camera_id=camera_id, taken_at=taken_at)
 
     def _route_frame(
-        self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None, *, retained: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        retained: bool = False,
+        camera_id: str | None = None,
+        taken_at: datetime | None = None,
     ) -> bool:
         """Refuse a frame over the size limit or a retained one already seen, else queue it (what the
         queue pushes out is reported); False when no route takes `topic`."""
@@ -329,7 +346,8 @@ class Bridge:
                 payload=payload,
                 received_at=utc_now(),
                 route=route.config.label,
-                camera_id=route.camera_id(topic, captured),
+                camera_id=topic_level(camera_id) if camera_id else route.camera_id(topic, captured),
+                timestamp=taken_at,
                 regions=route.config.regions,
                 mmc=route.config.mmc,
                 engine_config=route.config.config or None,
