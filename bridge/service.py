@@ -103,6 +103,7 @@ class Bridge:
         # Workers, paho's thread and stop() all count.
         self._stats_lock = threading.Lock()
         self._reader = reader
+        self._built_reader: Reader | None = None
         self._queue: FrameQueue[tuple[_Route, Message]] = FrameQueue(
             config.queued_frames_per_camera,
             max_frames=config.max_queued_frames,
@@ -153,7 +154,11 @@ class Bridge:
             self.broker = EmbeddedBroker(EMBEDDED_HOST, port)
             self.broker.start()
             host = EMBEDDED_HOST
-        reader = self._reader or build_reader(self.config.reader)
+        reader = self._reader
+        if reader is None:
+            # Built here, so closed here on stop (its keep-alive connections); a reader passed in
+            # belongs to the caller.
+            reader = self._built_reader = build_reader(self.config.reader)
         reader_settings = self.config.reader
         self.guard = ReaderGuard(
             ResiliencePolicy.from_config(reader_settings),
@@ -432,6 +437,13 @@ class Bridge:
                 extension.stop()
             except Exception:
                 log.exception("extension %s failed to stop", extension.name)
+        close = getattr(self._built_reader, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("the reader failed to close")
+        self._built_reader = None
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.broker is not None:
