@@ -223,7 +223,9 @@ class ReaderConfig(StrictModel):
 
     @property
     def is_cloud(self) -> bool:
-        return "api.platerecognizer.com" in self.url
+        from bridge.reader.client import is_cloud_url  # the reader's knowledge; imported when asked
+
+        return is_cloud_url(self.url)
 
     @property
     def is_local(self) -> bool:
