@@ -18,6 +18,7 @@ from bridge.flows.framequeue import DropCause, FrameQueue
 from bridge.messages import Message, OwnTopics, TopicFilter, topic_level, utc_now
 from bridge.mqtt import InboundMessage, MqttClient, RetainedFrames
 from bridge.mqtt.broker import EmbeddedBroker, pick_port
+from bridge.mqtt.client import PUBLISH_OVERHEAD_BYTES
 from bridge.nodes import NodeContext, Reader
 from bridge.nodes.savings import credit_stats
 from bridge.reader.ratelimit import CallLimiter
@@ -195,6 +196,8 @@ class Bridge:
             subscriptions=subscriptions,
             host=host,
             port=port,
+            # MQTT 5: the broker drops a frame the bridge would refuse as too large instead of sending it.
+            max_packet_size=self.config.max_payload_bytes + PUBLISH_OVERHEAD_BYTES,
         )
         for route in self.config.routes:
             context = NodeContext(
