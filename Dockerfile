@@ -19,14 +19,16 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir "$(echo /wheels/*.whl)[fast]" && rm -rf /wheels
 COPY examples/config.yaml /app/config.yaml
 USER 10001:10001
-# /metrics and /health on port 9108 (the environment wins over the YAML file): the HEALTHCHECK below
-# asks /health, which answers 503 while the broker is unreachable or the reader's circuit is open.
+# /metrics, /health/live and /health/ready on port 9108 (the environment wins over the YAML file). The
+# HEALTHCHECK asks liveness, which fails only when the process is wedged (its MQTT thread or reader
+# workers gone): a broker or cloud that is down is the readiness endpoint's business, since a restart
+# cannot heal it and restarting would only lose the frames waiting in the queue.
 ENV PYTHONUNBUFFERED=1 \
     PLATE_BRIDGE__METRICS__ENABLED=true \
     PLATE_BRIDGE__METRICS__HOST=0.0.0.0 \
     PLATE_BRIDGE__METRICS__PORT=9108
 EXPOSE 9108
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/health/live', timeout=4)"]
 ENTRYPOINT ["plate-bridge"]
 CMD ["run", "--config", "/app/config.yaml"]

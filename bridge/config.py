@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -225,7 +226,9 @@ class ReaderConfig(StrictModel):
 
     @property
     def is_cloud(self) -> bool:
-        return "api.platerecognizer.com" in self.url
+        from bridge.reader.client import is_cloud_url  # the reader's knowledge; imported when asked
+
+        return is_cloud_url(self.url)
 
     @property
     def is_local(self) -> bool:
@@ -632,6 +635,27 @@ class WebhookListenConfig(StrictModel):
         except (KeyError, IndexError) as exc:
             raise ValueError(f"{value!r}: only {{camera_id}} may be used ({exc})") from None
         return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebhookListenConfig:
+        # Whoever reaches the port can publish plate events (watch-list alerts, gate automations):
+        # beyond this machine, only with the shared secret.
+        if self.enabled and self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} takes webhooks from other machines: set webhooks.listen.token "
+                "(senders add ?token=... or `Authorization: Token ...`), or listen on 127.0.0.1"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only: `localhost` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve to any address
 
 
 class WebhookTarget(StrictModel):

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
@@ -17,6 +18,7 @@ from bridge.flows.framequeue import DropCause, FrameQueue
 from bridge.messages import Message, OwnTopics, TopicFilter, topic_level, utc_now
 from bridge.mqtt import InboundMessage, MqttClient, RetainedFrames
 from bridge.mqtt.broker import EmbeddedBroker, pick_port
+from bridge.mqtt.client import PUBLISH_OVERHEAD_BYTES
 from bridge.nodes import NodeContext, Reader
 from bridge.nodes.savings import credit_stats
 from bridge.reader.ratelimit import CallLimiter
@@ -103,6 +105,7 @@ class Bridge:
         # Workers, paho's thread and stop() all count.
         self._stats_lock = threading.Lock()
         self._reader = reader
+        self._built_reader: Reader | None = None
         self._queue: FrameQueue[tuple[_Route, Message]] = FrameQueue(
             config.queued_frames_per_camera,
             max_frames=config.max_queued_frames,
@@ -119,6 +122,7 @@ class Bridge:
         self._workers: list[threading.Thread] = []
         self._routes: list[_Route] = []
         self._accepting = False
+        self._running = False  # from the end of start() to the beginning of stop()
         self._stopped = threading.Event()
         self.broker: EmbeddedBroker | None = None
         self.mqtt: MqttClient | None = None
@@ -152,7 +156,11 @@ class Bridge:
             self.broker = EmbeddedBroker(EMBEDDED_HOST, port)
             self.broker.start()
             host = EMBEDDED_HOST
-        reader = self._reader or build_reader(self.config.reader)
+        reader = self._reader
+        if reader is None:
+            # Built here, so closed here on stop (its keep-alive connections); a reader passed in
+            # belongs to the caller.
+            reader = self._built_reader = build_reader(self.config.reader)
         reader_settings = self.config.reader
         self.guard = ReaderGuard(
             ResiliencePolicy.from_config(reader_settings),
@@ -190,6 +198,8 @@ class Bridge:
             subscriptions=subscriptions,
             host=host,
             port=port,
+            # MQTT 5: the broker drops a frame the bridge would refuse as too large instead of sending it.
+            max_packet_size=self.config.max_payload_bytes + PUBLISH_OVERHEAD_BYTES,
         )
         for route in self.config.routes:
             context = NodeContext(
@@ -216,6 +226,7 @@ class Bridge:
         if settings.health_interval > 0:
             health = threading.Thread(target=self._report_health, name="health", daemon=True)
             health.start()
+        self._running = True
 
     def health(self) -> dict[str, Any]:
         """Counters for `{base_topic}/bridge/health`: what came in, what was read, what was dropped."""
@@ -237,6 +248,7 @@ class Bridge:
             "connected": self.mqtt.connected if self.mqtt else False,
             "credits": credit_stats(node for route in self._routes for node in route.flow.nodes),
             "extensions": {ext.name: stats for ext in self.extensions if (stats := ext.stats())},
+            "wedged": self.wedged(),
         }
 
     def reads(self, topic: str) -> bool:
@@ -244,6 +256,20 @@ class Bridge:
         return any(f.match(topic) is not None for f, _ in self._extension_topics) or any(
             route.topic_filter.match(topic) is not None for route in self.config.routes
         )
+
+    def wedged(self) -> list[str]:
+        """Why this process cannot work any more however long it waits (empty while it can): its MQTT
+        network thread or reader workers have ended. A broker or reader that is down is not in it:
+        the bridge reconnects and the breaker retries by themselves, and a restart would not help."""
+        if not self._running:
+            return []  # starting, or stopping: the threads are not all there, on purpose
+        problems = []
+        if self.mqtt is not None and not self.mqtt.loop_alive:
+            problems.append("the MQTT network thread has ended")
+        ended = sum(not worker.is_alive() for worker in self._workers)
+        if ended:
+            problems.append(f"{ended} of {len(self._workers)} reader workers have ended")
+        return problems
 
     def _report_health(self) -> None:
         while not self._stopped.wait(self.config.mqtt.health_interval):
@@ -300,15 +326,31 @@ class Bridge:
             self.stats.unrouted += 1
             log.debug("ignoring %s: no route matches it", inbound.topic)
 
-    def submit(self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None) -> bool:
+    def submit(
+        self,
+        topic: str,
+        payload: bytes,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        camera_id: str | None = None,
+        taken_at: datetime | None = None,
+    ) -> bool:
         """Hand a frame to the first route whose filter matches `topic`; False when none does.
 
         For sources (extensions) with frames they fetched themselves; MQTT frames take the same path.
+        `camera_id` and `taken_at` replace the route's camera id and the frame's unknown time.
         """
-        return self._route_frame(topic, payload, metadata)
+        return self._route_frame(topic, payload, metadata, camera_id=camera_id, taken_at=taken_at)
 
     def _route_frame(
-        self, topic: str, payload: bytes, metadata: Mapping[str, Any] | None = None, *, retained: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        retained: bool = False,
+        camera_id: str | None = None,
+        taken_at: datetime | None = None,
     ) -> bool:
         """Refuse a frame over the size limit or a retained one already seen, else queue it (what the
         queue pushes out is reported); False when no route takes `topic`."""
@@ -321,7 +363,8 @@ class Bridge:
                 payload=payload,
                 received_at=utc_now(),
                 route=route.config.label,
-                camera_id=route.camera_id(topic, captured),
+                camera_id=topic_level(camera_id) if camera_id else route.camera_id(topic, captured),
+                timestamp=taken_at,
                 regions=route.config.regions,
                 mmc=route.config.mmc,
                 engine_config=route.config.config or None,
@@ -388,6 +431,7 @@ class Bridge:
     def stop(self, deadline: float = 10.0) -> None:
         """Stop taking frames, let queued and in-flight ones finish within `deadline` seconds, report
         the rest as dropped, publish `offline` and disconnect."""
+        self._running = False
         self._accepting = False
         self._stopped.set()
         give_up = time.monotonic() + deadline
@@ -405,6 +449,13 @@ class Bridge:
                 extension.stop()
             except Exception:
                 log.exception("extension %s failed to stop", extension.name)
+        close = getattr(self._built_reader, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("the reader failed to close")
+        self._built_reader = None
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.broker is not None:

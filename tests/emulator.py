@@ -500,6 +500,16 @@ class ReaderEmulator:
         self._server = None
         self._thread = None
 
+    def open_connections(self, wait: float = 0.0) -> int:
+        """Connections clients hold open to the emulator, once their handlers have had up to `wait`
+        seconds to see the ones already closed."""
+        server = self._server
+        if server is None:
+            return 0
+        server.join_handlers(time.monotonic() + wait)
+        with server._open_lock:
+            return len(server._open)
+
     def __enter__(self) -> ReaderEmulator:
         return self.start()
 

@@ -48,6 +48,11 @@ class FrigateEmulator:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _changed: threading.Condition = field(default_factory=threading.Condition)
+    # Snapshots are answered while set; a test clears it to keep the bridge's fetch waiting.
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.release.set()
 
     def add_event(self, event_id: str, camera: str, label: str, snapshot: bytes) -> FrigateEvent:
         event = FrigateEvent(event_id, camera, label, snapshot)
@@ -92,6 +97,7 @@ class FrigateEmulator:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -124,6 +130,7 @@ class FrigateEmulator:
                 )
             if event is None:
                 return _json(HTTPStatus.NOT_FOUND, {"success": False, "message": "Event not found"})
+            self.release.wait(30)
             return HTTPStatus.OK, "image/jpeg", event.snapshot
         if method == "POST" and leaf == "sub_label":
             problem = _sub_label_problem(parsed_body)

@@ -20,7 +20,7 @@ from PIL import Image
 from bridge import schemas
 from bridge.config import load_config
 from bridge.service import Bridge
-from tests.conftest import EXAMPLES, BrokerAddress, Collector, Mosquitto
+from tests.conftest import EXAMPLES, BrokerAddress, Collector, Mosquitto, start_bridge
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg, noisy_jpeg, png
 
@@ -89,6 +89,18 @@ def test_every_payload_format_becomes_a_plate_event_and_garbage_an_error_event(
     assert len(emulator.requests) == len(PAYLOADS)
     assert all(request.upload == FRAME for request in emulator.requests)
     assert all(request.fields["regions"] == ["gb"] for request in emulator.requests)
+
+
+def test_stop_closes_the_readers_connections(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any
+) -> None:
+    bridge = start_bridge(broker, emulator)
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    collector.publish("cameras/drive/image", jpeg())
+    collector.wait_for("plate-bridge/drive/result")
+    assert emulator.open_connections() == 1  # kept alive for the next frame
+    bridge.stop(deadline=5)
+    assert emulator.open_connections(wait=5) == 0
 
 
 def test_routes_send_their_own_regions_and_camera_ids(

@@ -8,6 +8,7 @@ import pytest
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
+from bridge.reader import PlateReader
 
 SDK = "http://127.0.0.1:8080/v1/plate-reader/"
 
@@ -29,6 +30,30 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(Path(__file__).parents[1] / "examples" / "config.yaml")
     assert config.routes[0].topic == "cameras/+/image"
     assert config.reader.is_cloud, "with a token and no reader.url, the cloud reads the plates"
+
+
+@pytest.mark.parametrize(
+    ("url", "cloud"),
+    [
+        ("https://api.platerecognizer.com/v1/plate-reader/", True),
+        ("https://API.PlateRecognizer.com:443/v1/plate-reader/", True),
+        ("https://eu.api.platerecognizer.com/v1/plate-reader/", True),
+        ("http://evil.example/?api.platerecognizer.com", False),
+        ("http://evil.example/api.platerecognizer.com/v1/plate-reader/", False),
+        ("https://api.platerecognizer.com.evil.example/v1/plate-reader/", False),
+        ("https://api.platerecognizer.com@evil.example/v1/plate-reader/", False),
+        ("http://sdk:8080/v1/plate-reader/", False),
+    ],
+)
+def test_the_cloud_is_told_by_the_urls_host_not_by_a_substring(
+    url: str, cloud: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLATE_RECOGNIZER_TOKEN", raising=False)
+    reader = load_config(reader={"url": url, "token": "tok"}).reader
+    assert reader.is_cloud is cloud
+    assert PlateReader(url, token="tok").is_cloud is cloud
+    if not cloud:  # an SDK needs no token; only the cloud does
+        load_config(reader={"url": url})
 
 
 def test_without_a_token_the_reader_defaults_to_local_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

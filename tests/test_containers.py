@@ -67,15 +67,15 @@ def test_the_image_runs_as_a_numeric_non_root_user() -> None:
     assert uid.isdigit() and int(uid) != 0
 
 
-def test_the_healthcheck_asks_health_and_fails_while_the_broker_is_away(
+def test_the_healthcheck_asks_liveness_passes_while_the_broker_is_away_and_fails_when_wedged(
     emulator: ReaderEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     [healthcheck] = [arguments for name, arguments in dockerfile_instructions() if name == "HEALTHCHECK"]
     command = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
     environment = image_environment()
     port = environment["PLATE_BRIDGE__METRICS__PORT"]
-    assert command[0] == "python" and f"127.0.0.1:{port}/health" in command[-1]
-    # The image's environment turns /health on: loaded the way `plate-bridge run` loads it.
+    assert command[0] == "python" and f"127.0.0.1:{port}/health/live" in command[-1]
+    # The image's environment turns the health endpoints on: loaded the way `plate-bridge run` loads it.
     for name, value in environment.items():
         if name.startswith("PLATE_BRIDGE__"):
             monkeypatch.setenv(name, value)
@@ -85,26 +85,34 @@ def test_the_healthcheck_asks_health_and_fails_while_the_broker_is_away(
     broker = EmbeddedBroker("127.0.0.1", free_port())
     broker.start()
     try:
-        healthy = run_healthcheck(
-            command, port, load_config(mqtt={"port": broker.port}, reader={"url": emulator.url})
-        )
+        config = load_config(mqtt={"port": broker.port}, reader={"url": emulator.url})
+        healthy = run_healthcheck(command, port, config)
+        # The network thread gone: nothing will ever be received again, so a restart is the cure.
+        monkeypatch.setenv("PLATE_BRIDGE__METRICS__PORT", str(free_port()))
+        config = load_config(mqtt={"port": broker.port}, reader={"url": emulator.url})
+        wedged = run_healthcheck(command, port, config, wedge=True)
     finally:
         broker.stop()
     assert healthy == 0
-    # No broker where the bridge looks for one: the check fails, so the orchestrator restarts it.
+    assert wedged != 0
+    # No broker where the bridge looks for one: the check still passes, since a restarted container
+    # would find no broker either (readiness, /health/ready, says 503 meanwhile).
     monkeypatch.setenv("PLATE_BRIDGE__METRICS__PORT", str(free_port()))
     nothing_there = load_config(mqtt={"port": free_port()}, reader={"url": emulator.url})
-    assert run_healthcheck(command, port, nothing_there) != 0
+    assert run_healthcheck(command, port, nothing_there) == 0
 
 
-def run_healthcheck(command: list[str], image_port: str, config: BridgeConfig) -> int:
-    """Start a bridge, run the image's HEALTHCHECK command against it, return its exit status."""
+def run_healthcheck(command: list[str], image_port: str, config: BridgeConfig, *, wedge: bool = False) -> int:
+    """Start a bridge, run the image's HEALTHCHECK command against it, return its exit status;
+    `wedge`: end the bridge's MQTT network thread first."""
     assert config.metrics.enabled
     bridge = Bridge(config)
     bridge.start(connect_wait=2)
     try:
         if bridge.mqtt is not None:
             bridge.mqtt.wait_connected(2)
+            if wedge:
+                bridge.mqtt.stop()
         [metrics] = [e for e in bridge.extensions if isinstance(e, MetricsExtension)]
         script = command[-1].replace(f":{image_port}/", f":{metrics.port}/")
         return subprocess.run([sys.executable, *command[1:-1], script], check=False, timeout=30).returncode

@@ -119,6 +119,65 @@ def test_a_snapshot_frigate_cannot_give_yet_is_tried_again_on_the_next_update(
         bridge.stop(deadline=5)
 
 
+def test_a_snapshot_dropped_from_a_full_queue_leaves_the_events_read_budget(
+    broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    frigate: FrigateEmulator,
+    collector_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for event_id, camera in (("held", "gate"), ("queued", "yard"), ("dropped", "drive")):
+        frigate.add_event(event_id, camera, "car", jpeg())
+    bridge = start_bridge(
+        broker,
+        emulator,
+        routes=[SOURCE_ROUTE],
+        frigate={"enabled": True, "url": frigate.url, "queue_size": 1, "max_reads_per_event": 1},
+    )
+    try:
+        collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+        frigate.release.clear()  # the first fetch waits in Frigate: the one queue place fills
+        collector.publish("frigate/events", event_message("new", "held", camera="gate"))
+        frigate.wait_for_snapshot_requests("held", 1)
+        collector.publish("frigate/events", event_message("new", "queued", camera="yard"))
+        collector.publish("frigate/events", event_message("new", "dropped", camera="drive"))
+        wait_until(lambda: "dropping the snapshot of event dropped" in caplog.text, "the drop")
+        frigate.release.set()
+        collector.wait_for("plate-bridge/yard/result")
+        # Never fetched, so not counted: its next update reads it (max_reads_per_event is 1).
+        collector.publish("frigate/events", event_message("update", "dropped", camera="drive"))
+        [event] = collector.wait_for("plate-bridge/drive/result")
+        assert event["frigate"]["event_id"] == "dropped"
+    finally:
+        frigate.release.set()
+        bridge.stop(deadline=5)
+
+
+def test_a_snapshot_as_large_as_max_payload_bytes_is_read(
+    broker: BrokerAddress, emulator: ReaderEmulator, frigate: FrigateEmulator, collector_factory: Any
+) -> None:
+    snapshot = jpeg()
+    frigate.add_event("big", "driveway", "car", snapshot)
+    # Room for the snapshot itself, not for it as base64 in JSON (a third larger).
+    bridge = start_bridge(
+        broker,
+        emulator,
+        routes=[SOURCE_ROUTE],
+        frigate={"enabled": True, "url": frigate.url},
+        max_payload_bytes=len(snapshot) + 64,
+        max_queued_bytes=len(snapshot) * 4,
+    )
+    try:
+        collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+        collector.publish("frigate/events", event_message("new", "big", snapshot_time=1_700_000_001.0))
+        [event] = collector.wait_for("plate-bridge/driveway/result")
+        assert event["camera_id"] == "driveway"
+        assert event["timestamp"] == "2023-11-14T22:13:21.000Z"
+        assert collector.on("plate-bridge/driveway/error") == []
+    finally:
+        bridge.stop(deadline=5)
+
+
 def test_frigates_retained_snapshot_topics_work_as_a_plain_route(
     broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any
 ) -> None:

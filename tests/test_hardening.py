@@ -127,6 +127,26 @@ def test_a_frame_over_max_payload_bytes_is_refused_at_once_without_being_queued(
     assert gate.calls == ["drive"]
 
 
+@pytest.mark.mosquitto
+def test_with_mqtt_5_the_broker_drops_what_is_over_the_limit_instead_of_sending_it(
+    mosquitto: Mosquitto, emulator: ReaderEmulator, start_bridge: Any, collector_factory: Any
+) -> None:
+    broker = BrokerAddress("mosquitto", "127.0.0.1", mosquitto.port)
+    limit = 200_000
+    config = bridge_config(broker, emulator, reader=one_worker(emulator.url), max_payload_bytes=limit)
+    config["mqtt"]["protocol"] = "5"
+    bridge = start_bridge(config)
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
+    # Over the limit with any topic and header the bridge's Maximum Packet Size leaves room for ...
+    collector.publish("cameras/gate/image", b"\xff" * (limit + 128 * 1024))
+    # ... then a frame within it: on the same topic, so the broker would have sent the big one first.
+    collector.publish("cameras/gate/image", FRAME)
+    collector.wait_for("plate-bridge/gate/result")
+    health = bridge.health()
+    assert (health["too_large"], health["received"]) == (0, 1), "the big frame never reached the bridge"
+    assert collector.on("plate-bridge/gate/error") == []
+
+
 def test_the_queue_is_capped_as_a_whole_and_drops_its_oldest_frames_first(
     broker: BrokerAddress, emulator: ReaderEmulator, gated_bridge: Any, collector_factory: Any
 ) -> None:

@@ -47,6 +47,7 @@ from bridge.server.app import (  # noqa: E402
     SERVE_HELP,
     TOKEN_HELP,
     startup_banner,
+    uvicorn_config,
 )
 from tests import images  # noqa: E402
 from tests.conftest import EXAMPLES, free_port, loaded_local_engine  # noqa: E402
@@ -596,6 +597,63 @@ def test_requests_past_max_pending_are_throttled() -> None:
             engine.release.set()
             assert [future.result().status_code for future in held] == [200, 200]
     finally:
+        stop(running)
+
+
+def test_a_request_past_max_pending_is_throttled_before_its_body_is_read() -> None:
+    engine = RecordingEngine()
+    engine.release.clear()
+    running = start(engine, engine_threads=1, max_pending=1)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(
+                requests.post, running.url, files={"upload": images.jpeg()}, timeout=REQUEST_TIMEOUT
+            )
+            give_up = time.monotonic() + START_TIMEOUT
+            while engine.running < 1 and time.monotonic() < give_up:
+                time.sleep(0.01)
+            # A second upload announces 2 MB and sends a few bytes: it is answered at once, its body
+            # never waited for (nor buffered) while no slot is free.
+            with socket.create_connection(("127.0.0.1", running.port)) as sender:
+                sender.sendall(
+                    b"POST /v1/plate-reader/ HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 2000000\r\n\r\n--b\r\n"
+                )
+                sender.settimeout(REQUEST_TIMEOUT / 2)
+                try:
+                    answer = sender.recv(4096)
+                except TimeoutError:
+                    answer = b"(no answer while the body was incomplete)"
+            assert answer.startswith(b"HTTP/1.1 429"), answer
+            engine.release.set()
+            assert held.result().status_code == 200
+    finally:
+        stop(running)
+
+
+def test_connections_past_the_limit_are_answered_503() -> None:
+    engine = RecordingEngine()
+    config = uvicorn_config(create_app(engine, max_pending=1), host="127.0.0.1", port=free_port())
+    limit = config.limit_concurrency
+    assert limit is not None
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="serve-test-limit", daemon=True)
+    thread.start()
+    running = Served(engine, server, thread, config.port, config.app)
+    give_up = time.monotonic() + START_TIMEOUT
+    while not server.started and time.monotonic() < give_up:
+        time.sleep(0.02)
+    idle = []
+    try:
+        idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(limit)]
+        # uvicorn counts a connection once it is accepted: wait until it has taken them all.
+        while len(server.server_state.connections) < limit and time.monotonic() < give_up:
+            time.sleep(0.01)
+        answer = requests.get(running.base_url + "/info/", timeout=REQUEST_TIMEOUT)
+        assert answer.status_code == 503
+    finally:
+        for sock in idle:
+            sock.close()
         stop(running)
 
 

@@ -15,12 +15,14 @@ import requests
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
+from bridge.extensions import webhooks
 from bridge.extensions.webhooks import CONCURRENT_REQUESTS, WebhookReceiver
 from bridge.redact import shown_url
 from bridge.service import Bridge
 from tests.conftest import RESPONSES, BrokerAddress, Collector, free_port, needs_shared, start_bridge
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
+from tests.test_httpserver import trickle
 
 WEBHOOK_ROUTE = {"topic": "plate-recognizer/webhook/+"}
 TOKEN = "s3cret-webhook-token"
@@ -143,6 +145,56 @@ def test_senders_beyond_the_concurrent_limit_are_told_to_come_back(receiving_bri
     finally:
         for sender in stalled:
             sender.close()
+
+
+def test_a_sender_trickling_its_body_is_cut_off_at_the_request_deadline(
+    broker: BrokerAddress, emulator: ReaderEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "REQUEST_TIMEOUT", 1.0)
+    bridge = start_bridge(
+        broker,
+        emulator,
+        routes=[WEBHOOK_ROUTE],
+        webhooks={"listen": {"enabled": True, "port": free_port(), "token": TOKEN}},
+    )
+    try:
+        port = int(receiver_url(bridge).split(":")[2].split("/")[0])
+        head = (
+            f"POST /plate-recognizer?token={TOKEN} HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        ).encode()
+        # A byte every 0.2 s never trips a timeout per recv; the whole request's deadline ends it.
+        closed_after = trickle(port, head, every=0.2, give_up=5)
+    finally:
+        bridge.stop(deadline=1)
+    assert closed_after is not None, "the trickling sender was never cut off"
+    assert closed_after <= 2.5
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "bridge.example"])
+def test_listening_off_loopback_without_a_token_is_a_config_error(host: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            reader={"url": "http://127.0.0.1:1/alpr"},
+            routes=[WEBHOOK_ROUTE],
+            webhooks={"listen": {"enabled": True, "host": host}},
+        )
+    [problem] = caught.value.problems
+    assert "webhooks.listen" in problem and "token" in problem and host in problem
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
+def test_loopback_needs_no_token_and_a_token_allows_any_host(host: str) -> None:
+    load_config(
+        reader={"url": "http://127.0.0.1:1/alpr"},
+        routes=[WEBHOOK_ROUTE],
+        webhooks={"listen": {"enabled": True, "host": host}},
+    )
+    load_config(
+        reader={"url": "http://127.0.0.1:1/alpr"},
+        routes=[WEBHOOK_ROUTE],
+        webhooks={"listen": {"enabled": True, "host": "0.0.0.0", "token": TOKEN}},
+    )
 
 
 @needs_shared

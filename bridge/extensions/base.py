@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from bridge.config import BridgeConfig
     from bridge.messages import Message
     from bridge.mqtt import InboundMessage
@@ -40,6 +42,22 @@ class Publish(Protocol):
     ) -> None: ...
 
 
+class Submit(Protocol):
+    """`submit(topic, payload, metadata, *, camera_id=None, taken_at=None)`: hand a frame to the first
+    route that takes `topic`, as if it had arrived there; False when none does. `camera_id` and
+    `taken_at` (when the frame was taken) override what the route would say, for sources that know."""
+
+    def __call__(
+        self,
+        topic: str,
+        payload: bytes,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        camera_id: str | None = None,
+        taken_at: datetime | None = None,
+    ) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ExtensionContext:
     """The bridge as an extension sees it: configuration, a publisher and read-only views."""
@@ -52,9 +70,8 @@ class ExtensionContext:
     """The bridge's counters (what `bridge/health` carries)."""
     reader: Reader | None = None
     """The configured reader (None before start or when a test gives none)."""
-    submit: Callable[[str, bytes, Mapping[str, Any]], bool] | None = None
-    """`submit(topic, payload, metadata)`: hand a frame to the routes as if it had arrived on `topic`
-    (sources such as Frigate); False when no route takes it."""
+    submit: Submit | None = None
+    """Hand a frame to the routes as if it had arrived on a topic (sources such as Frigate)."""
     reads: Callable[[str], bool] | None = None
     """`reads(topic)`: whether the bridge takes messages on `topic` itself (a route's filter or an
     extension's subscription matches it)."""

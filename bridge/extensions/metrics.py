@@ -1,4 +1,4 @@
-"""Observability: Prometheus `/metrics` and a `/health` for container orchestrators, over HTTP.
+"""Observability: Prometheus `/metrics`, and `/health/live` and `/health/ready` for orchestrators, over HTTP.
 
 Counters come from the extension hooks (`on_frame`, `on_event`); gauges are read from the bridge's
 health document when Prometheus scrapes, so nothing runs between scrapes. The registry is the
@@ -13,11 +13,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
-from bridge.extensions.httpserver import HTTPListener
+from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
 from bridge.messages import utc_now
 
 if TYPE_CHECKING:
@@ -31,21 +30,45 @@ log = logging.getLogger(__name__)
 # The reader's states (bridge/reader/resilience.py); "unavailable" is the open circuit.
 READER_STATES = ("ok", "forbidden", "unavailable")
 CIRCUIT_OPEN = "unavailable"
+# Scrapes and probes served at once; more are answered 503 (a scraper or an orchestrator retries).
+CONCURRENT_REQUESTS = 4
+# Seconds a client has for a whole request and its answer: a stalled or trickling one is cut off.
+REQUEST_DEADLINE = 10.0
 # Frames whose repeat-cache hit was already counted, so a split frame's events count once.
 _SEEN_CACHED = 1024
 
 
+def liveness_status(health: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body of `/health/live`: 503 only when the process is wedged (its MQTT
+    network thread or a reader worker has ended), which a restart heals; a broker or reader that is
+    down keeps it 200, since a restarted bridge would meet the same broker and the same service."""
+    problems = list(health.get("wedged") or [])
+    body = {"status": "wedged" if problems else "alive", "problems": problems}
+    return (HTTPStatus.SERVICE_UNAVAILABLE if problems else HTTPStatus.OK), body
+
+
 def health_status(health: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and body of `/health`: 200 when connected to the broker and the reader's
-    circuit is not open, else 503. A refused token (`forbidden`) stays 200: restarting the container
-    would not heal it, and the body says so."""
+    """The HTTP status and body of `/health/ready` (and of `/health`, kept with the meaning it always
+    had): 200 when connected to the broker, the reader's circuit is not open and nothing is wedged,
+    else 503. A refused token (`forbidden`) stays 200: no waiting heals it, and the body says so."""
     problems = []
     if not health.get("connected"):
         problems.append("not connected to the MQTT broker")
     if health.get("reader") == CIRCUIT_OPEN:
         problems.append("the reader's circuit is open (the service keeps failing)")
+    problems.extend(health.get("wedged") or [])
     body = {"status": "unhealthy" if problems else "healthy", "problems": problems, **health}
     return (HTTPStatus.SERVICE_UNAVAILABLE if problems else HTTPStatus.OK), body
+
+
+# `/health` keeps the meaning it always had (readiness): scripts and probes written against it see no
+# change; container health checks and liveness probes move to `/health/live`.
+HEALTH_PATHS = {
+    "/health/live": liveness_status,
+    "/health/ready": health_status,
+    "/health": health_status,
+}
+NOT_FOUND = b"not found: try /metrics, /health/live or /health/ready\n"
 
 
 class _HealthCollector:
@@ -90,7 +113,7 @@ class _HealthCollector:
 
 
 class MetricsExtension(Extension):
-    """Serves `/metrics` and `/health` on `metrics.host:metrics.port` from a thread of its own."""
+    """Serves `/metrics`, `/health/live` and `/health/ready` on `metrics.host:metrics.port`."""
 
     name = "metrics"
 
@@ -98,7 +121,13 @@ class MetricsExtension(Extension):
         super().__init__(context)
         self.settings = context.config.metrics
         self._http = HTTPListener(
-            "metrics", self.settings.host, self.settings.port, self._handler(), thread_name="metrics-http"
+            "metrics",
+            self.settings.host,
+            self.settings.port,
+            self._handler(),
+            thread_name="metrics-http",
+            max_concurrent=CONCURRENT_REQUESTS,
+            deadline=REQUEST_DEADLINE,
         )
         self._cached_seen: OrderedDict[tuple[str, object], None] = OrderedDict()
         self._lock = threading.Lock()
@@ -142,7 +171,11 @@ class MetricsExtension(Extension):
         )
         self.registry.register(_HealthCollector(self))
         self._http.start()
-        log.info("metrics on http://%s:%d/metrics, health on /health", self.settings.host, self.port)
+        log.info(
+            "metrics on http://%s:%d/metrics, health on /health/live and /health/ready",
+            self.settings.host,
+            self.port,
+        )
 
     def stop(self) -> None:
         self._http.stop()
@@ -168,12 +201,10 @@ class MetricsExtension(Extension):
                 self._cached_seen.popitem(last=False)
         self._saved.inc()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[ListenerRequestHandler]:
         extension = self
 
-        class Handler(BaseHTTPRequestHandler):
-            timeout = 10.0  # a stalled client does not hold its thread
-
+        class Handler(ListenerRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
@@ -181,11 +212,11 @@ class MetricsExtension(Extension):
 
                     encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                     self._send(HTTPStatus.OK, content_type, encoder(extension.registry))
-                elif path == "/health":
-                    status, body = health_status(extension.context.health())
+                elif path in HEALTH_PATHS:
+                    status, body = HEALTH_PATHS[path](extension.context.health())
                     self._send(status, "application/json", json.dumps(body).encode())
                 else:
-                    self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found: try /metrics or /health\n")
+                    self._send(HTTPStatus.NOT_FOUND, "text/plain", NOT_FOUND)
 
             def _send(self, status: int, content_type: str, body: bytes) -> None:
                 self.send_response(status)
@@ -193,8 +224,5 @@ class MetricsExtension(Extension):
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("metrics http: " + format, *args)
 
         return Handler

@@ -12,7 +12,6 @@ with retries and jittered exponential backoff; the targets' headers (tokens) are
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
@@ -24,14 +23,13 @@ from datetime import datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from bridge import schemas
 from bridge.events import decode_json, encode
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
-from bridge.extensions.httpserver import HTTPListener
+from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
 from bridge.flows.flow import READING_KEY, TAKEN_AT_KEY
 from bridge.messages import topic_level
 from bridge.redact import shown_url
@@ -46,7 +44,8 @@ BODY_MARGIN_BYTES = 256 * 1024
 # Webhooks read at the same time; more get 503 (and the sender retries), so memory stays bounded by
 # this times the largest body, whatever arrives.
 CONCURRENT_REQUESTS = 4
-# Seconds a sender may take to send its request: a stalled one does not hold a slot forever.
+# Seconds a sender has for its whole request and our answer, however it trickles: a stalled or slow
+# one does not hold a slot longer.
 REQUEST_TIMEOUT = 30.0
 
 
@@ -102,44 +101,9 @@ def _taken_at(data: Mapping[str, Any]) -> datetime | None:
     return moment if moment is None or moment.tzinfo is not None else None
 
 
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-    b'Connection: close\r\nContent-Length: 30\r\n\r\n{"detail": "busy: try again"}\n'
-)
-
-
-class _BoundedServer(ThreadingHTTPServer):
-    """A threading HTTP server that serves at most CONCURRENT_REQUESTS connections at once and
-    answers any more 503 from its accepting thread, before reading anything of them."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(CONCURRENT_REQUESTS)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # Called in the accepting thread, one connection after the other.
-        if not self._slots.acquire(blocking=False):
-            with contextlib.suppress(OSError):
-                request.sendall(_BUSY)
-                # What already arrived of the request, so closing does not reset the connection
-                # before the sender reads the answer (never blocks: the socket is non-blocking).
-                request.setblocking(False)
-                request.recv(BODY_MARGIN_BYTES)
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
 class WebhookReceiver(Extension):
-    """An HTTP endpoint (standard library server, a thread of its own) for Plate Recognizer webhooks."""
+    """An HTTP endpoint (the bounded server of `httpserver`, a thread of its own) for Plate Recognizer
+    webhooks."""
 
     name = "webhook-receiver"
 
@@ -153,7 +117,8 @@ class WebhookReceiver(Extension):
             self.settings.port,
             self._handler(),
             thread_name="webhook-receiver",
-            server_type=_BoundedServer,
+            max_concurrent=CONCURRENT_REQUESTS,
+            deadline=REQUEST_TIMEOUT,
         )
 
     @classmethod
@@ -190,12 +155,10 @@ class WebhookReceiver(Extension):
         metadata = {READING_KEY: data, TAKEN_AT_KEY: _taken_at(data)}
         return self.context.submit(topic, image or b"", metadata)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[ListenerRequestHandler]:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            timeout = REQUEST_TIMEOUT
-
+        class Handler(ListenerRequestHandler):
             def do_POST(self) -> None:
                 path, _, query = self.path.partition("?")
                 if path != receiver.settings.path:
@@ -238,10 +201,6 @@ class WebhookReceiver(Extension):
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                # The request line may carry ?token=: log nothing of it.
-                pass
 
         return Handler
 

@@ -26,6 +26,12 @@ from bridge.messages import SHARE_PREFIX, check_publish_topic
 log = logging.getLogger(__name__)
 
 STATE_TOPIC = "bridge/state"
+# The largest value MQTT 5's Maximum Packet Size can name that a broker accepts from a client (the
+# largest remaining length, 2^28 - 1).
+MAX_PACKET_SIZE = 268_435_455
+# What an MQTT 5 PUBLISH carries beside its payload, at most: a topic of up to 65,535 bytes with its
+# length, the fixed header and packet id, and room for properties (response topic, correlation data).
+PUBLISH_OVERHEAD_BYTES = 68 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +137,12 @@ class MqttClient:
         subscriptions: Sequence[tuple[str, int]] = (),
         host: str | None = None,
         port: int | None = None,
+        max_packet_size: int | None = None,
     ) -> None:
+        """`max_packet_size` (MQTT 5): the largest packet the broker may send us; a broker drops a
+        larger message for this client instead of sending it (MQTT 5 §3.1.2.11.4)."""
         self.settings = settings
+        self.max_packet_size = min(max_packet_size, MAX_PACKET_SIZE) if max_packet_size else None
         self.host = host or settings.host
         self.port = port if port is not None else settings.port
         self.subscriptions = [self._subscription(topic, qos) for topic, qos in subscriptions]
@@ -173,6 +183,15 @@ class MqttClient:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def loop_alive(self) -> bool:
+        """Whether paho's network thread runs: it reconnects in the background, so while it lives the
+        connection can heal by itself; once it has ended nothing will receive or publish again."""
+        # paho keeps its thread in a private attribute and offers no accessor (2.x); this class is the
+        # one place that may know paho's internals.
+        thread = self._client._thread
+        return thread is not None and thread.is_alive()
 
     def _make_client(self) -> _PahoClient:
         settings = self.settings
@@ -233,6 +252,10 @@ class MqttClient:
         if settings.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = settings.session_expiry if settings.persistent_session else 0
+            if self.max_packet_size is not None:
+                # What would be refused on arrival is then never received: a flood of oversize frames
+                # costs the broker, not our socket and memory.
+                properties.MaximumPacketSize = self.max_packet_size
             options = {"clean_start": not settings.persistent_session, "properties": properties}
         where = f"{self.host}:{self.port}"
         try:

@@ -34,6 +34,20 @@ from bridge.regions import normalize_regions
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
 CLOUD_STATISTICS_URL = "https://api.platerecognizer.com/v1/statistics/"
+CLOUD_HOST = "api.platerecognizer.com"
+
+
+def is_cloud_url(url: str) -> bool:
+    """Whether `url` points at the Plate Recognizer cloud: its host is api.platerecognizer.com or a
+    subdomain of it, compared as a parsed host name — not `http://elsewhere/?api.platerecognizer.com`
+    nor `https://api.platerecognizer.com.elsewhere/`."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return False
+    return host == CLOUD_HOST or host.endswith("." + CLOUD_HOST)
+
+
 USER_AGENT = "plate-bridge"
 
 log = logging.getLogger(__name__)
@@ -180,7 +194,7 @@ class PlateReader:
 
     @property
     def is_cloud(self) -> bool:
-        return urlsplit(self.url).hostname == "api.platerecognizer.com"
+        return is_cloud_url(self.url)
 
     def close(self) -> None:
         self._transport.close()

@@ -74,6 +74,8 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 # There is no licence to count down: the statistics report an allowance no deployment reaches, so
 # clients that compute "calls remaining" (total - used) never see it run out.
 UNLIMITED_CALLS = 2**31 - 1
+# Connections uvicorn serves beyond `max_pending` (uploads that hold a slot) before answering 503.
+SPARE_CONNECTIONS = 16
 NEXT_PORT_TRIES = 20
 LICENSE_KEY = "plate-bridge-local"
 
@@ -481,8 +483,21 @@ async def _plate_reader(request: Request, *, sdk_style: bool) -> Response:
     state: _State = request.app.state.serve
     try:
         _check_token(request, state)
-        parameters = await _parameters(request, state)
-        body = await _recognize(state, parameters, sdk_style=sdk_style)
+        # A slot before the body: past `max_pending` (running in or queued for the engine) a request
+        # is turned away the way the service throttles, before its upload is read, so a burst cannot
+        # pile up images in memory without bound.
+        if state.pending >= state.max_pending:
+            raise _Rejected(
+                429,
+                _error(429, "Request was throttled. Expected available in 1 second."),
+                {"Retry-After": "1"},
+            )
+        state.pending += 1
+        try:
+            parameters = await _parameters(request, state)
+            body = await _recognize(state, parameters, sdk_style=sdk_style)
+        finally:
+            state.pending -= 1
     except _Rejected as rejected:
         return _json(rejected.status, rejected.body, rejected.headers)
     except ClientDisconnect:
@@ -511,13 +526,7 @@ async def _recognize(state: _State, parameters: _Parameters, *, sdk_style: bool)
         config=parameters.config,
         filename=filename,
     )
-    # Requests queue for the engine's threads; past `max_pending` (running and queued) they are turned
-    # away the way the service throttles, so a burst cannot pile up images in memory without bound.
-    if state.pending >= state.max_pending:
-        raise _Rejected(
-            429, _error(429, "Request was throttled. Expected available in 1 second."), {"Retry-After": "1"}
-        )
-    state.pending += 1
+    # Requests queue for the engine's threads (their slot in `pending` was taken before their body).
     started = time.perf_counter()
     try:
         answer = await anyio.to_thread.run_sync(read, limiter=state.engine_limiter())
@@ -528,8 +537,6 @@ async def _recognize(state: _State, parameters: _Parameters, *, sdk_style: bool)
     except Exception:
         log.exception("serve: the engine failed on a %d-byte image", len(parameters.image))
         raise _Rejected(500, _error(500, "The engine failed to read the image.")) from None
-    finally:
-        state.pending -= 1
     if not isinstance(answer, dict):
         log.error("serve: the engine answered a %s, not a dict", type(answer).__name__)
         raise _Rejected(500, _error(500, "The engine's answer is not a plate-reader response."))
@@ -736,13 +743,7 @@ def serve(
         max_image_pixels=max_image_pixels,
         open_sdk_paths=open_sdk_paths,
     )
-    config = uvicorn.Config(
-        app,
-        log_level=log_level,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
+    config = uvicorn_config(app, log_level=log_level)
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[listener])
@@ -751,6 +752,26 @@ def serve(
     if not server.started:
         # uvicorn has logged why (most often the engine's models failed to load in the lifespan).
         raise BridgeError("plate-bridge serve did not start; see the log above")
+
+
+def uvicorn_config(app: Starlette, *, log_level: str = "info", **options: Any) -> Any:
+    """uvicorn's settings for `app` (`options`: host, port, ... for tests): connections past
+    MAX_CONNECTIONS are answered 503 by uvicorn before the app sees them, so open connections (and
+    the tasks serving them) stay bounded whatever arrives."""
+    import uvicorn
+
+    state: _State = app.state.serve
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+        # Room beyond the engine's queue, so /info, /statistics and 429s are still answered while it
+        # is full.
+        limit_concurrency=state.max_pending + SPARE_CONNECTIONS,
+        **options,
+    )
 
 
 def startup_banner(host: str, port: int, *, token: str | None = None, open_sdk_paths: bool = True) -> str:
