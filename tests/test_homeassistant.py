@@ -360,3 +360,48 @@ def test_usage_and_bridge_info_are_published_retained(
         assert all(b"s3cret" not in payload for _, payload, _ in collector.messages)
     finally:
         bridge.stop(deadline=5)
+
+
+def test_frames_received_counts_frames_only_not_ha_status_or_the_bridges_own_records(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any
+) -> None:
+    """Seen on Home Assistant 2024.3.3: 13 frames "received" for 6 published, and 1 before any frame.
+    Home Assistant's birth message and the bridge's own retained records are not frames."""
+    collector: Collector = collector_factory(broker.host, broker.port, [f"{PREFIX}/#", "plate-bridge/#"])
+    # What a broker holds when Home Assistant and an earlier run of the bridge were there first.
+    collector.publish(f"{PREFIX}/status", b"online", retain=True)
+    collector.publish("plate-bridge/bridge/ha_cameras", b'{"cameras": {"gate": "config"}}', retain=True)
+    collector.publish("plate-bridge/gate/state", json.dumps(cleared_state("gate")).encode(), retain=True)
+    # A route on everything also sees the bridge's own topics (ignored, not frames).
+    config = load_config(
+        mqtt={"host": broker.host, "port": broker.port, "health_interval": 0},
+        reader={"url": emulator.url, "max_calls_per_second": None},
+        homeassistant={"enabled": True, "cameras": ["gate"], "stats_interval": 0.1},
+        routes=[{"topic": "#", "camera_id": "gate"}],
+    )
+    bridge = started(config)
+    try:
+        # Home Assistant comes online again: the bridge announces again (the positive signal that the
+        # birth message was handled) ...
+        collector.wait_for(config_topic("sensor", "gate", "plate"))
+        collector.publish(f"{PREFIX}/status", b"online")
+        collector.wait_for(config_topic("sensor", "gate", "plate"), 3)
+        # ... and still no frame has been received.
+        assert bridge.health()["received"] == 0
+        with collector._changed:
+            collector._changed.wait_for(lambda: documents(collector, "bridge/stats"), 15)
+        assert [stats["received"] for stats in collector.on("plate-bridge/bridge/stats")] == [0]
+
+        frames = 3
+        for number in range(frames):
+            collector.publish("cameras/gate/image", jpeg(text=f"AB{number}"))
+        collector.wait_for("plate-bridge/gate/result", frames)
+        with collector._changed:
+            collector._changed.wait_for(
+                lambda: documents(collector, "bridge/stats")[-1]["processed"] == frames, 15
+            )
+        last = collector.on("plate-bridge/bridge/stats")[-1]
+        assert (last["received"], last["processed"]) == (frames, frames)
+        assert bridge.health()["received"] == frames
+    finally:
+        bridge.stop(deadline=5)
