@@ -229,7 +229,7 @@ def test_a_passing_car_becomes_one_event_with_the_voted_plate_when_it_leaves() -
     [(topic, event, _, _)] = publisher.sent
     schemas.validate("plate-event", event)
     assert topic == "plate-bridge/drive/vehicle"
-    assert event["plate"] == event["results"][0]["plate"] == "ab12cde"
+    assert (event["plate"], event["results"][0]["plate"]) == ("AB12CDE", "ab12cde")
     assert (event["frames"], event["calls"], event["closed"]) == (8, 6, "left")
     assert [reading["plate"] for reading in event["readings"]] == [
         p for i, p in enumerate(plates) if i not in (2, 5)
@@ -244,7 +244,7 @@ def test_a_vehicle_goes_out_on_the_timer_after_gap_and_a_parked_one_once_after_m
     try:
         assert node.process(read_frame(reading("ab12cde"), at=0)) is not None  # per_frame: passed on
         [event] = publisher.wait_for(1)
-        assert (event["plate"], event["closed"], event["frames"]) == ("ab12cde", "left", 1)
+        assert (event["plate"], event["closed"], event["frames"]) == ("AB12CDE", "left", 1)
     finally:
         node.stop()
     publisher = WaitingPublisher()
@@ -379,7 +379,7 @@ def test_a_passing_car_misread_three_times_is_one_event_with_the_right_plate_for
     # ...the vehicle event the voted plate, and what it cost.
     [vehicle] = vehicles
     schemas.validate("plate-event", vehicle)
-    assert vehicle["plate"] == right
+    assert vehicle["plate"] == right.upper() and vehicle["results"][0]["plate"] == right
     assert (vehicle["frames"], vehicle["calls"]) == (10, emulator.calls)
 
 
@@ -394,7 +394,7 @@ def test_a_busy_street_misses_no_vehicle(
     assert len(passing) == 10
     route = {"reuse": {"vehicle_interval": 1.5}, "nodes": [{"type": "consensus", "gap": GAP}]}
     _, vehicles = play(amqtt_broker, emulator, scenario, route, collector_factory, vehicles=len(passing))
-    assert [event["plate"] for event in vehicles] == [plate.lower() for plate in passing]
+    assert [event["plate"] for event in vehicles] == [plate.upper() for plate in passing]
     # BENCHMARKS.md: 14 calls for 40 frames. A vehicle's frames are 0.5 s apart and the next vehicle
     # comes 0.5 s after the last frame of one, so a reading is made every 1.5 s of camera time
     # (t = 0, 1.5, ..., 19.5) and every frame in between reuses one; the vehicle events account for

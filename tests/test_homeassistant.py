@@ -134,8 +134,8 @@ def test_the_state_is_flat_and_complete_with_or_without_a_match() -> None:
     matched = camera_state("gate", hand_built("gate", [RESULT], WATCHED).event)
     assert matched is not None
     assert matched.keys() == cleared_state("gate").keys()
-    assert matched["plate"] == "nhk552" and matched["region"] == "gb" and matched["vehicle"] == "Sedan"
-    assert matched["candidates"] == ["nhk552", "nhk55z"]
+    assert matched["plate"] == "NHK552" and matched["region"] == "gb" and matched["vehicle"] == "Sedan"
+    assert matched["candidates"] == ["NHK552", "NHK55Z"]
     assert (matched["watched"], matched["list"], matched["label"]) == (True, "family", "Anna's car")
     assert matched["lists"] == ["family", "visitors"]
 
@@ -168,6 +168,12 @@ def test_a_watched_plate_fires_one_event_per_list_with_its_label() -> None:
         "watched_plate_detected_visitors",
     ]
     assert events[1]["label"] == "Anna's car" and events[1]["list"] == "family"
+    # Plates as written on the plate, like the snapshot's caption and the watch list's entry.
+    assert [(event["plate"], event.get("candidate")) for event in events] == [
+        ("NHK552", None),
+        ("NHK552", "NHK552"),
+        ("NHK552", None),
+    ]
     assert all(event["event_type"] in ("plate_detected", "watched_plate_detected") for event in events)
     assert not any(retain for topic, _, retain in sent if topic.endswith("/event"))
     [state] = [json.loads(payload) for topic, payload, _ in sent if topic == "plate-bridge/gate/state"]
@@ -231,7 +237,7 @@ def test_known_cameras_are_announced_at_start_up_with_a_retained_state(
         collector.publish("cameras/gate/image", frame)
         state = collector.wait_for("plate-bridge/gate/state", 2)[1]
         [result] = collector.wait_for("plate-bridge/gate/result")
-        assert state["plate"] == "nhk552" and state["camera"] == "gate" and state["score"] == 0.9
+        assert state["plate"] == "NHK552" and state["camera"] == "gate" and state["score"] == 0.9
         # `watched` comes from the watchlist node when the route has one.
         assert state["watched"] is bool(result.get("watched"))
         [snapshot_bytes] = wait_raw(collector, "plate-bridge/gate/snapshot")
@@ -239,7 +245,7 @@ def test_known_cameras_are_announced_at_start_up_with_a_retained_state(
         # NHK552 is on the family list: a plate_detected event, then a watched_plate_detected one.
         events = collector.wait_for("plate-bridge/gate/event", 2)
         assert [event["event_type"] for event in events] == ["plate_detected", "watched_plate_detected"]
-        assert all(event["plate"] == "nhk552" for event in events) and events[1]["list"] == "family"
+        assert all(event["plate"] == "NHK552" for event in events) and events[1]["list"] == "family"
         assert state["watched"] is True
         # Counters follow, retained.
         counted = collector.wait_for("plate-bridge/bridge/stats", 2)[-1]
@@ -247,7 +253,7 @@ def test_known_cameras_are_announced_at_start_up_with_a_retained_state(
 
         # The state survives a Home Assistant that subscribes later (retained) ...
         late: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/gate/state"])
-        assert late.wait_for("plate-bridge/gate/state")[0]["plate"] == "nhk552"
+        assert late.wait_for("plate-bridge/gate/state")[0]["plate"] == "NHK552"
         # ... and autoclear empties it, so the same plate can trigger again.
         assert collector.wait_for("plate-bridge/gate/state", 3)[2] == cleared_state("gate")
 
@@ -304,7 +310,7 @@ def test_cameras_seen_on_the_wire_are_announced_up_to_the_cap(
             collector.publish("cameras/third/image", jpeg())
             collector.wait_for("plate-bridge/third/result")
         assert collector.wait_for(config_topic("sensor", "first", "plate"))
-        assert collector.wait_for("plate-bridge/first/state", 2)[-1]["plate"] == "nhk552"
+        assert collector.wait_for("plate-bridge/first/state", 2)[-1]["plate"] == "NHK552"
         assert not raw(collector, config_topic("sensor", "second", "plate"))
         assert not raw(collector, "plate-bridge/second/state")
         capped = [record for record in caplog.records if "max_cameras" in record.getMessage()]

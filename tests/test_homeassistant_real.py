@@ -168,17 +168,17 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
         # A frame: the plate, its attributes, the snapshot, the event entity.
         collector: Collector = collector_factory("127.0.0.1", mosquitto.port, ["plate-bridge/#"])
         collector.publish("cameras/gate/image", frame)
-        plate = home_assistant.wait_state("sensor.gate_plate", lambda state: state["state"] == "nhk552")
+        plate = home_assistant.wait_state("sensor.gate_plate", lambda state: state["state"] == "NHK552")
         attributes = plate["attributes"]
         assert (attributes["score"], attributes["region"], attributes["vehicle"]) == (0.9, "gb", "Sedan")
-        assert attributes["candidates"] == ["nhk552", "nhk55z"] and attributes["camera"] == "gate"
+        assert attributes["candidates"] == ["NHK552", "NHK55Z"] and attributes["camera"] == "gate"
         # NHK552 is on the family list: the watchlist node marks it, and the event entity's last event
         # is the watched one (plate_detected went out just before it).
         event = home_assistant.wait_state(
             "event.gate_plate_event",
             lambda state: state["attributes"].get("event_type") == "watched_plate_detected",
         )
-        assert event["attributes"]["plate"] == "nhk552" and event["attributes"]["list"] == "family"
+        assert event["attributes"]["plate"] == "NHK552" and event["attributes"]["list"] == "family"
         snapshot = home_assistant.wait_state("image.gate_snapshot", lambda state: state["state"] != "unknown")
         image = home_assistant.api(
             "GET", f"/api/image_proxy/image.gate_snapshot?token={snapshot['attributes']['access_token']}"
@@ -276,7 +276,7 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
 
         # A plate, then Home Assistant restarts: the plate is still there (retained state), not unknown.
         collector.publish("cameras/gate/image", frame)
-        home_assistant.wait_state("sensor.gate_plate", lambda state: state["state"] == "nhk552")
+        home_assistant.wait_state("sensor.gate_plate", lambda state: state["state"] == "NHK552")
         home_assistant.stop()
         home_assistant.start()
         plate = home_assistant.wait_state(

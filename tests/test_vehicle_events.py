@@ -77,9 +77,9 @@ def test_one_car_over_several_frames_fires_home_assistant_webhooks_and_metrics_o
     target.close()
 
     ha_events = collector.on("plate-bridge/gate/event")
-    assert [(event["trigger"], event["plate"]) for event in ha_events] == [("plate_detected", "nhk552")]
+    assert [(event["trigger"], event["plate"]) for event in ha_events] == [("plate_detected", "NHK552")]
     plates = [state["plate"] for state in collector.on("plate-bridge/gate/state")]
-    assert plates[1:] == ["nhk552"]  # the cleared state at start-up, then the vehicle once
+    assert plates[1:] == ["NHK552"]  # the cleared state at start-up, then the vehicle once
     assert len(target.received) == 1
     sample = metrics.registry.get_sample_value
     assert sample("plate_bridge_events_total", {"route": ROUTE, "kind": "vehicle"}) == 1

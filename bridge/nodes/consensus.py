@@ -315,7 +315,7 @@ class ConsensusNode(Node):
         metadata = {} if (watched := _watched(vehicle, plate)) is None else {"watched": watched}
         msg = best.msg.replace(result={**(best.msg.result or {}), "results": [result]}, metadata=metadata)
         event = plate_event(msg)
-        event["plate"] = plate.lower()
+        event["plate"] = plate  # as written on the plate; results[0] keeps the reader's lower case
         event["frames"] = vehicle.frames
         event["calls"] = vehicle.calls
         event["first_seen"] = iso_utc(datetime.fromtimestamp(vehicle.opened_at, UTC))
