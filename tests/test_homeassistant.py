@@ -84,6 +84,48 @@ def test_camera_keys_never_map_two_cameras_to_one_id() -> None:
     assert all(key.replace("_", "").isalnum() and key == key.lower() for key in keys)
 
 
+# --- which reader -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reader", "icon", "model"),
+    [
+        (
+            {"url": "https://api.platerecognizer.com/v1/plate-reader/", "token": "t"},
+            "mdi:cloud-check",
+            "MQTT bridge to Plate Recognizer Snapshot Cloud",
+        ),
+        (
+            {"url": "http://127.0.0.1:8080/v1/plate-reader/"},
+            "mdi:server",
+            "MQTT bridge to Plate Recognizer Snapshot SDK",
+        ),
+        ({"url": "local"}, "mdi:chip", "MQTT bridge with the offline plate reader"),
+    ],
+)
+def test_the_bridge_device_and_reader_sensor_say_which_reader_it_is(
+    reader: dict[str, str], icon: str, model: str
+) -> None:
+    """Seen on Home Assistant 2024.3.3: with reader.url local, the reader sensor wore a cloud icon and
+    the device said "MQTT bridge to Plate Recognizer"."""
+    config = load_config(reader=reader, homeassistant={"enabled": True})
+    sent: list[tuple[str, bytes]] = []
+    extension = HomeAssistantExtension(
+        ExtensionContext(
+            config=config,
+            publish=lambda topic, payload, qos, retain: sent.append((topic, payload)),
+            health=dict,
+        )
+    )
+    extension.on_connected()
+    documents = {topic: json.loads(payload) for topic, payload in sent if topic.endswith("/config")}
+    assert documents[READER_SENSOR]["icon"] == icon
+    models = {document["device"]["model"] for topic, document in documents.items() if "/gate" not in topic}
+    assert models == {model}
+    # The device's name (and so the entity ids) stays the same whichever reader it is.
+    assert documents[READER_SENSOR]["device"]["name"] == "Plate bridge"
+
+
 # --- the flat state, on hand-built events -------------------------------------------------------------
 
 WATCHED = [

@@ -69,7 +69,7 @@ class HomeAssistantExtension(Extension):
         self.topics = Topics(
             base=config.mqtt.base_topic, prefix=self.settings.discovery_prefix, node=_node(config)
         )
-        self.entities = Entities(self.topics, node_id=config.mqtt.client_id)
+        self.entities = Entities(self.topics, node_id=config.mqtt.client_id, reader=config.reader.kind)
         self.watchlists = list(config.watchlists)
         self._configured = configured_cameras(config)
         self._lock = threading.Lock()
