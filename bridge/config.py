@@ -579,7 +579,11 @@ class WebhookTarget(StrictModel):
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="Headers sent with each POST (Authorization, ...); never logged."
     )
-    events: tuple[Literal["plate", "error"], ...] = Field(("plate",), min_length=1, description="Kinds sent.")
+    events: tuple[Literal["plate", "error"], ...] = Field(
+        ("plate",),
+        min_length=1,
+        description="Kinds sent: plate (a consensus route's vehicle events, not its frames'), error.",
+    )
 
     @field_validator("url")
     @classmethod
