@@ -235,6 +235,13 @@ class ReaderConfig(StrictModel):
         return self.url == LOCAL_READER
 
     @property
+    def kind(self) -> Literal["cloud", "sdk", "local"]:
+        """Which reader: the Plate Recognizer cloud, an SDK (any other URL) or the offline one."""
+        if self.is_local:
+            return "local"
+        return "cloud" if self.is_cloud else "sdk"
+
+    @property
     def resends_ambiguous(self) -> bool:
         """`retry_ambiguous` resolved: off for the cloud, which bills every call it read; on for an SDK."""
         return self.retry_ambiguous if self.retry_ambiguous is not None else not self.is_cloud
@@ -663,7 +670,11 @@ class WebhookTarget(StrictModel):
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="Headers sent with each POST (Authorization, ...); never logged."
     )
-    events: tuple[Literal["plate", "error"], ...] = Field(("plate",), min_length=1, description="Kinds sent.")
+    events: tuple[Literal["plate", "error"], ...] = Field(
+        ("plate",),
+        min_length=1,
+        description="Kinds sent: plate (a consensus route's vehicle events, not its frames'), error.",
+    )
 
     @field_validator("url")
     @classmethod

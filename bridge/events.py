@@ -33,7 +33,9 @@ def plate_event(msg: Message) -> dict[str, Any]:
         event["frigate"] = dict(frigate)
     results = event.get("results")
     if isinstance(results, list) and len(results) == 1 and msg.metadata.get("split"):
-        event["plate"] = results[0].get("plate")
+        # The bridge's own field, as written on the plate; `results` stay as the reader answered.
+        plate = results[0].get("plate")
+        event["plate"] = plate.upper() if isinstance(plate, str) else plate
     watched = msg.metadata.get("watched")
     if watched is not None:
         event["watched"] = _watched(watched, results if isinstance(results, list) else [])

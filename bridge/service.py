@@ -86,6 +86,14 @@ DROP_REASONS: dict[DropCause, str] = {
 
 @dataclass
 class BridgeStats:
+    """The bridge's counters (`bridge/health`, Home Assistant's `bridge/stats`).
+
+    `received` counts frames a route took as frames: not what extensions listen to (Home Assistant's
+    `homeassistant/status`, the bridge's own retained records), not the bridge's own topics, not a
+    retained frame the broker sends again, not one over the size limit (`too_large`). So it adds up:
+    received = processed + dropped + queued, once the frames in progress are done.
+    """
+
     received: int = 0
     unrouted: int = 0
     dropped: int = 0
@@ -302,7 +310,6 @@ class Bridge:
     def _accept(self, inbound: InboundMessage) -> None:
         """Called on paho's network thread: pass the message to an extension, or ignore it (the
         bridge's own topics), or route and queue the frame; return at once."""
-        self.stats.received += 1
         for topic_filter, extension in self._extension_topics:
             if topic_filter.match(inbound.topic) is not None:
                 try:
@@ -385,6 +392,8 @@ class Bridge:
                 self.stats.retained_skipped += 1
                 log.debug("skipping the retained frame on %s: already seen", topic)
                 return True
+            with self._stats_lock:  # paho's thread and sources (submit) both count
+                self.stats.received += 1
             if not self._accepting:
                 # Already acknowledged to the broker by paho: report it rather than lose it silently.
                 self._drop(route, msg, "shutdown")

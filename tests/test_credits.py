@@ -235,7 +235,7 @@ def test_a_passing_car_becomes_one_event_with_the_voted_plate_when_it_leaves() -
     [(topic, event, _, _)] = publisher.sent
     schemas.validate("plate-event", event)
     assert topic == "plate-bridge/drive/vehicle"
-    assert event["plate"] == event["results"][0]["plate"] == "ab12cde"
+    assert (event["plate"], event["results"][0]["plate"]) == ("AB12CDE", "ab12cde")
     assert (event["frames"], event["calls"], event["closed"]) == (8, 6, "left")
     assert [reading["plate"] for reading in event["readings"]] == [
         p for i, p in enumerate(plates) if i not in (2, 5)
@@ -250,7 +250,7 @@ def test_a_vehicle_goes_out_on_the_timer_after_gap_and_a_parked_one_once_after_m
     try:
         assert node.process(read_frame(reading("ab12cde"), at=0)) is not None  # per_frame: passed on
         [event] = publisher.wait_for(1)
-        assert (event["plate"], event["closed"], event["frames"]) == ("ab12cde", "left", 1)
+        assert (event["plate"], event["closed"], event["frames"]) == ("AB12CDE", "left", 1)
     finally:
         node.stop()
     publisher = WaitingPublisher()
@@ -311,11 +311,11 @@ def teach(emulator: ReaderEmulator, scenario: credits.Scenario) -> None:
 
 
 def bridge_settings(
-    broker: BrokerAddress, emulator: ReaderEmulator, route: dict[str, Any], **mqtt: Any
+    broker: BrokerAddress, emulator: ReaderEmulator, route: dict[str, Any], concurrency: int = 2, **mqtt: Any
 ) -> Any:
     return load_config(
         mqtt={"host": broker.host, "port": broker.port, "client_id": f"credits-{os.getpid()}", **mqtt},
-        reader={"url": emulator.url, "max_calls_per_second": None, "concurrency": 2},
+        reader={"url": emulator.url, "max_calls_per_second": None, "concurrency": concurrency},
         routes=[{"topic": "cameras/+/image", **route}],
         queued_frames_per_camera=500,  # every frame is decided, none pushed out
     )
@@ -330,9 +330,13 @@ def play(
     vehicles: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Publish the scenario's frames as fast as the bridge takes them (each with its camera timestamp);
-    the per-frame events and the vehicle events once they are all there."""
+    the per-frame events and the vehicle events once they are all there.
+
+    One reader worker: the frames are decided in the order they were taken, as in the benchmark, which
+    publishes them in real time. With two, a camera's frames published at once may be read a moment out
+    of order, and the counts of reused readings then vary from run to run (13 or 14 on busy_street)."""
     teach(emulator, scenario)
-    bridge = Bridge(bridge_settings(broker, emulator, route))
+    bridge = Bridge(bridge_settings(broker, emulator, route, concurrency=1))
     bridge.start()
     try:
         assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
@@ -358,9 +362,9 @@ def test_a_parked_car_costs_at_most_two_calls_instead_of_120(
     scenario = street["parked_car"]
     assert len(scenario.frames) == 120
     results, _ = play(amqtt_broker, emulator, scenario, {}, collector_factory)
-    assert emulator.calls <= 2
+    assert emulator.calls == 1  # BENCHMARKS.md: 1 call
     reasons = [event.get("cached_reason") for event in results]
-    assert reasons.count("similar") >= 118, reasons
+    assert reasons == [None] + ["similar"] * 119, reasons
     for event in results:
         schemas.validate("plate-event", event)
         assert event["results"][0]["plate"] == scenario.frames[0].plate.lower()
@@ -375,14 +379,15 @@ def test_a_passing_car_misread_three_times_is_one_event_with_the_right_plate_for
     scenario = street["passing_car"]
     route = {"reuse": {"vehicle_interval": 1.5}, "nodes": [{"type": "consensus", "gap": GAP}]}
     results, vehicles = play(amqtt_broker, emulator, scenario, route, collector_factory, vehicles=1)
-    assert emulator.calls <= 4
+    # BENCHMARKS.md: 4 calls, one every vehicle_interval (1.5 s) of camera time: t = 0, 1.5, 3, 4.5.
+    assert emulator.calls == 4
     right = scenario.frames[0].plate.lower()
     # The per-frame events carry the misreads a naive integration would publish...
     assert {event["results"][0]["plate"] for event in results} - {right}
     # ...the vehicle event the voted plate, and what it cost.
     [vehicle] = vehicles
     schemas.validate("plate-event", vehicle)
-    assert vehicle["plate"] == right
+    assert vehicle["plate"] == right.upper() and vehicle["results"][0]["plate"] == right
     assert (vehicle["frames"], vehicle["calls"]) == (10, emulator.calls)
 
 
@@ -397,8 +402,14 @@ def test_a_busy_street_misses_no_vehicle(
     assert len(passing) == 10
     route = {"reuse": {"vehicle_interval": 1.5}, "nodes": [{"type": "consensus", "gap": GAP}]}
     _, vehicles = play(amqtt_broker, emulator, scenario, route, collector_factory, vehicles=len(passing))
-    assert [event["plate"] for event in vehicles] == [plate.lower() for plate in passing]
-    assert emulator.calls < len(scenario.frames)
+    assert [event["plate"] for event in vehicles] == [plate.upper() for plate in passing]
+    # BENCHMARKS.md: 14 calls for 40 frames. A vehicle's frames are 0.5 s apart and the next vehicle
+    # comes 0.5 s after the last frame of one, so a reading is made every 1.5 s of camera time
+    # (t = 0, 1.5, ..., 19.5) and every frame in between reuses one; the vehicle events account for
+    # each frame and each call once.
+    assert emulator.calls == 14
+    assert sum(event["calls"] for event in vehicles) == 14
+    assert sum(event["frames"] for event in vehicles) == len(scenario.frames) == 40
 
 
 @pytest.mark.mosquitto

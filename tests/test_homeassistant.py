@@ -84,6 +84,48 @@ def test_camera_keys_never_map_two_cameras_to_one_id() -> None:
     assert all(key.replace("_", "").isalnum() and key == key.lower() for key in keys)
 
 
+# --- which reader -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reader", "icon", "model"),
+    [
+        (
+            {"url": "https://api.platerecognizer.com/v1/plate-reader/", "token": "t"},
+            "mdi:cloud-check",
+            "MQTT bridge to Plate Recognizer Snapshot Cloud",
+        ),
+        (
+            {"url": "http://127.0.0.1:8080/v1/plate-reader/"},
+            "mdi:server",
+            "MQTT bridge to Plate Recognizer Snapshot SDK",
+        ),
+        ({"url": "local"}, "mdi:chip", "MQTT bridge with the offline plate reader"),
+    ],
+)
+def test_the_bridge_device_and_reader_sensor_say_which_reader_it_is(
+    reader: dict[str, str], icon: str, model: str
+) -> None:
+    """Seen on Home Assistant 2024.3.3: with reader.url local, the reader sensor wore a cloud icon and
+    the device said "MQTT bridge to Plate Recognizer"."""
+    config = load_config(reader=reader, homeassistant={"enabled": True})
+    sent: list[tuple[str, bytes]] = []
+    extension = HomeAssistantExtension(
+        ExtensionContext(
+            config=config,
+            publish=lambda topic, payload, qos, retain: sent.append((topic, payload)),
+            health=dict,
+        )
+    )
+    extension.on_connected()
+    documents = {topic: json.loads(payload) for topic, payload in sent if topic.endswith("/config")}
+    assert documents[READER_SENSOR]["icon"] == icon
+    models = {document["device"]["model"] for topic, document in documents.items() if "/gate" not in topic}
+    assert models == {model}
+    # The device's name (and so the entity ids) stays the same whichever reader it is.
+    assert documents[READER_SENSOR]["device"]["name"] == "Plate bridge"
+
+
 # --- the flat state, on hand-built events -------------------------------------------------------------
 
 WATCHED = [
@@ -134,8 +176,8 @@ def test_the_state_is_flat_and_complete_with_or_without_a_match() -> None:
     matched = camera_state("gate", hand_built("gate", [RESULT], WATCHED).event)
     assert matched is not None
     assert matched.keys() == cleared_state("gate").keys()
-    assert matched["plate"] == "nhk552" and matched["region"] == "gb" and matched["vehicle"] == "Sedan"
-    assert matched["candidates"] == ["nhk552", "nhk55z"]
+    assert matched["plate"] == "NHK552" and matched["region"] == "gb" and matched["vehicle"] == "Sedan"
+    assert matched["candidates"] == ["NHK552", "NHK55Z"]
     assert (matched["watched"], matched["list"], matched["label"]) == (True, "family", "Anna's car")
     assert matched["lists"] == ["family", "visitors"]
 
@@ -168,6 +210,12 @@ def test_a_watched_plate_fires_one_event_per_list_with_its_label() -> None:
         "watched_plate_detected_visitors",
     ]
     assert events[1]["label"] == "Anna's car" and events[1]["list"] == "family"
+    # Plates as written on the plate, like the snapshot's caption and the watch list's entry.
+    assert [(event["plate"], event.get("candidate")) for event in events] == [
+        ("NHK552", None),
+        ("NHK552", "NHK552"),
+        ("NHK552", None),
+    ]
     assert all(event["event_type"] in ("plate_detected", "watched_plate_detected") for event in events)
     assert not any(retain for topic, _, retain in sent if topic.endswith("/event"))
     [state] = [json.loads(payload) for topic, payload, _ in sent if topic == "plate-bridge/gate/state"]
@@ -231,15 +279,16 @@ def test_known_cameras_are_announced_at_start_up_with_a_retained_state(
         collector.publish("cameras/gate/image", frame)
         state = collector.wait_for("plate-bridge/gate/state", 2)[1]
         [result] = collector.wait_for("plate-bridge/gate/result")
-        assert state["plate"] == "nhk552" and state["camera"] == "gate" and state["score"] == 0.9
-        # `watched` comes from the watchlist node when the route has one.
-        assert state["watched"] is bool(result.get("watched"))
+        assert state["plate"] == "NHK552" and state["camera"] == "gate" and state["score"] == 0.9
+        # The global watch list puts a watchlist node in the route: NHK552 is Anna's car.
+        assert [(match["list"], match["entry"]) for match in result["watched"]] == [("family", "NHK552")]
+        assert (state["watched"], state["list"], state["label"]) == (True, "family", "Anna's car")
         [snapshot_bytes] = wait_raw(collector, "plate-bridge/gate/snapshot")
         assert snapshot_bytes.startswith(b"\xff\xd8\xff")
         # NHK552 is on the family list: a plate_detected event, then a watched_plate_detected one.
         events = collector.wait_for("plate-bridge/gate/event", 2)
         assert [event["event_type"] for event in events] == ["plate_detected", "watched_plate_detected"]
-        assert all(event["plate"] == "nhk552" for event in events) and events[1]["list"] == "family"
+        assert all(event["plate"] == "NHK552" for event in events) and events[1]["list"] == "family"
         assert state["watched"] is True
         # Counters follow, retained.
         counted = collector.wait_for("plate-bridge/bridge/stats", 2)[-1]
@@ -247,7 +296,7 @@ def test_known_cameras_are_announced_at_start_up_with_a_retained_state(
 
         # The state survives a Home Assistant that subscribes later (retained) ...
         late: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/gate/state"])
-        assert late.wait_for("plate-bridge/gate/state")[0]["plate"] == "nhk552"
+        assert late.wait_for("plate-bridge/gate/state")[0]["plate"] == "NHK552"
         # ... and autoclear empties it, so the same plate can trigger again.
         assert collector.wait_for("plate-bridge/gate/state", 3)[2] == cleared_state("gate")
 
@@ -304,7 +353,7 @@ def test_cameras_seen_on_the_wire_are_announced_up_to_the_cap(
             collector.publish("cameras/third/image", jpeg())
             collector.wait_for("plate-bridge/third/result")
         assert collector.wait_for(config_topic("sensor", "first", "plate"))
-        assert collector.wait_for("plate-bridge/first/state", 2)[-1]["plate"] == "nhk552"
+        assert collector.wait_for("plate-bridge/first/state", 2)[-1]["plate"] == "NHK552"
         assert not raw(collector, config_topic("sensor", "second", "plate"))
         assert not raw(collector, "plate-bridge/second/state")
         capped = [record for record in caplog.records if "max_cameras" in record.getMessage()]
@@ -342,8 +391,9 @@ def test_usage_and_bridge_info_are_published_retained(
             broker.host, broker.port, ["plate-bridge/bridge/#", f"{PREFIX}/#"]
         )
         [usage] = collector.wait_for("plate-bridge/bridge/usage")
-        assert usage["calls"] == 0 and usage["source"] == "info"
-        assert usage["left"] is None or usage["left"] == usage["total"]
+        # The emulated SDK's /info/ says total_calls 0 before any call: no plan total, so none left
+        # to show either (not 0 left).
+        assert usage == {"calls": 0, "total": None, "left": None, "resets_on": None, "source": "info"}
         assert collector.wait_for(f"{PREFIX}/sensor/{NODE}/calls_left/config")
         assert emulator.calls == 0  # asking for usage never costs a recognition
 
@@ -358,5 +408,51 @@ def test_usage_and_bridge_info_are_published_retained(
             )
         assert documents(collector, "bridge/info")[-1]["reader"]["sdk_version"]
         assert all(b"s3cret" not in payload for _, payload, _ in collector.messages)
+    finally:
+        bridge.stop(deadline=5)
+
+
+def test_frames_received_counts_frames_only_not_ha_status_or_the_bridges_own_records(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any
+) -> None:
+    """Seen on Home Assistant 2024.3.3: 13 frames "received" for 6 published, and 1 before any frame.
+    Home Assistant's birth message and the bridge's own retained records are not frames."""
+    collector: Collector = collector_factory(broker.host, broker.port, [f"{PREFIX}/#", "plate-bridge/#"])
+    # What a broker holds when Home Assistant and an earlier run of the bridge were there first.
+    collector.publish(f"{PREFIX}/status", b"online", retain=True)
+    collector.publish("plate-bridge/bridge/ha_cameras", b'{"cameras": {"gate": "config"}}', retain=True)
+    collector.publish("plate-bridge/gate/state", json.dumps(cleared_state("gate")).encode(), retain=True)
+    # A route on everything also sees the bridge's own topics (ignored, not frames).
+    config = load_config(
+        mqtt={"host": broker.host, "port": broker.port, "health_interval": 0},
+        reader={"url": emulator.url, "max_calls_per_second": None},
+        homeassistant={"enabled": True, "cameras": ["gate"], "stats_interval": 0.1},
+        routes=[{"topic": "#", "camera_id": "gate"}],
+    )
+    bridge = started(config)
+    try:
+        # Home Assistant comes online again: the bridge announces again (the positive signal that the
+        # birth message was handled) ...
+        collector.wait_for(config_topic("sensor", "gate", "plate"))
+        collector.publish(f"{PREFIX}/status", b"online")
+        collector.wait_for(config_topic("sensor", "gate", "plate"), 3)
+        # ... and still no frame has been received.
+        assert bridge.health()["received"] == 0
+        with collector._changed:
+            collector._changed.wait_for(lambda: documents(collector, "bridge/stats"), 15)
+        # (Sent again, unchanged, after each announcement.)
+        assert {stats["received"] for stats in collector.on("plate-bridge/bridge/stats")} == {0}
+
+        frames = 3
+        for number in range(frames):
+            collector.publish("cameras/gate/image", jpeg(text=f"AB{number}"))
+        collector.wait_for("plate-bridge/gate/result", frames)
+        with collector._changed:
+            collector._changed.wait_for(
+                lambda: documents(collector, "bridge/stats")[-1]["processed"] == frames, 15
+            )
+        last = collector.on("plate-bridge/bridge/stats")[-1]
+        assert (last["received"], last["processed"]) == (frames, frames)
+        assert bridge.health()["received"] == frames
     finally:
         bridge.stop(deadline=5)

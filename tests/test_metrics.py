@@ -75,6 +75,9 @@ def test_metrics_count_frames_events_errors_and_saved_calls(
         collector.wait_for("plate-bridge/drive/result", 2)
         collector.publish("cameras/drive/image", b"not an image")
         collector.wait_for("plate-bridge/drive/error")
+        # An event reaches MQTT before the extensions hear of it: the counters are read once every
+        # frame has been through its flow, extension hooks included.
+        assert bridge.wait_idle(10)
 
         found = samples(base)
         assert found[("plate_bridge_frames_total", (("route", ROUTE),))] == 3
@@ -92,6 +95,7 @@ def test_metrics_count_frames_events_errors_and_saved_calls(
         emulator.fail_next(503)
         collector.publish("cameras/drive/image", jpeg(text="XY99ZZZ"))
         collector.wait_for("plate-bridge/drive/error", 2)
+        assert bridge.wait_idle(10)
         health = requests.get(f"{base}/health", timeout=5)
         assert health.status_code == 503
         assert health.json()["status"] == "unhealthy"

@@ -155,7 +155,9 @@ def test_flow_publishes_schema_valid_events() -> None:
     for _, event, qos, retain in sent:
         schemas.validate("plate-event", event)
         assert (qos, retain) == (1, False)
-    assert [event["plate"] for _, event, *_ in sent] == ["ab12cde", "x1"]
+    # The split event's own `plate` as written on the plate; its `results` as the reader answered.
+    assert [event["plate"] for _, event, *_ in sent] == ["AB12CDE", "X1"]
+    assert [event["results"][0]["plate"] for _, event, *_ in sent] == ["ab12cde", "x1"]
     assert reader.calls[0]["regions"] == ("gb",)
     assert reader.calls[0]["camera_id"] == "drive"
 

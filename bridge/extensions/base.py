@@ -20,17 +20,33 @@ if TYPE_CHECKING:
     from bridge.mqtt import InboundMessage
     from bridge.nodes.base import Reader
 
-EventKind = Literal["plate", "error"]
+EventKind = Literal["plate", "vehicle", "error"]
+"""`plate`: a frame's plate event (its result topic); `vehicle`: a consensus node's event for a vehicle
+that has left (its vehicle topic; a plate event by its schema); `error`: an error event."""
 
 
 @dataclass(frozen=True, slots=True)
 class PublishedEvent:
-    """An event a flow has just published: its kind, topic, the document and the message it came from."""
+    """An event a flow has just published: its kind, topic, the document and the message it came from.
+
+    A vehicle counts once. On a route with a consensus node, each of its frames still gets its `plate`
+    event (`superseded`, when the node's `per_frame` is on) and the vehicle one `vehicle` event when it
+    leaves: extensions that notify or count per vehicle (Home Assistant, webhooks, metrics' events)
+    act on the events that are `per_vehicle` and skip the superseded ones; per-frame answers (MQTT 5
+    request/response, Frigate's sub label) keep using the frames' plate events.
+    """
 
     kind: EventKind
     topic: str
     event: Mapping[str, Any]
     msg: Message
+    superseded: bool = False
+    """A frame's plate event on a route whose vehicles are reported by vehicle events (consensus)."""
+
+    @property
+    def per_vehicle(self) -> bool:
+        """The one event of a vehicle: a vehicle event, or a plate event of a route without consensus."""
+        return self.kind == "vehicle" or (self.kind == "plate" and not self.superseded)
 
 
 class Publish(Protocol):
@@ -114,7 +130,8 @@ class Extension:
         """A frame a route accepted (before it is read); called on the MQTT thread: return quickly."""
 
     def on_event(self, published: PublishedEvent) -> None:
-        """A plate or error event a flow published; called on a worker thread."""
+        """A plate, vehicle or error event a flow published; called on a worker thread (a vehicle
+        event: on the consensus node's timer thread too). See `PublishedEvent` for which to act on."""
 
     def stats(self) -> dict[str, int]:
         """Counters of the extension's own, carried by `bridge/health` under `extensions.<name>`."""

@@ -150,7 +150,8 @@ class MetricsExtension(Extension):
         )
         self._events = Counter(
             "plate_bridge_events",
-            "Events published, by route and kind (plate, error).",
+            "Events published, by route and kind: plate (one per frame, or per plate after a split), "
+            "vehicle (one per vehicle, from a consensus node), error.",
             ["route", "kind"],
             registry=self.registry,
         )
@@ -189,6 +190,8 @@ class MetricsExtension(Extension):
         if published.kind == "error":
             self._errors.labels(str(published.event.get("code", "unknown"))).inc()
             return
+        if published.kind == "vehicle":
+            return  # counted once above; latency and saved calls are the frames' (its plate events)
         if not msg.metadata.get("cached"):
             self._latency.labels(msg.route).observe((utc_now() - msg.received_at).total_seconds())
             return

@@ -7,7 +7,8 @@ it (`reading`), so the flow skips decode and the reader call — the reading is 
 validate, the route's nodes (watch lists, dedupe) and publish as for any camera frame.
 
 Out: each plate (or error) event is POSTed as JSON to the configured targets, from a bounded queue,
-with retries and jittered exponential backoff; the targets' headers (tokens) are never logged.
+with retries and jittered exponential backoff; the targets' headers (tokens) are never logged. On a
+route with a consensus node a vehicle is POSTed once: its vehicle event, not its frames' plate events.
 """
 
 from __future__ import annotations
@@ -244,9 +245,14 @@ class WebhookSender(Extension):
             log.warning("webhooks: %d event(s) not delivered before shutdown", left)
 
     def on_event(self, published: PublishedEvent) -> None:
+        # A vehicle is sent once: a consensus route's vehicle events go to the targets that take plate
+        # events (a vehicle event is a plate event by its schema), its frames' plate events do not.
+        if published.superseded:
+            return
+        kind = "plate" if published.kind == "vehicle" else published.kind
         body: bytes | None = None
         for target in self.settings.targets:
-            if published.kind not in target.events:
+            if kind not in target.events:
                 continue
             body = body or encode(dict(published.event))
             with self._changed:

@@ -124,6 +124,29 @@ def _candidates(item: Mapping[str, Any]) -> list[tuple[str, float]]:
     return found
 
 
+def _watched(vehicle: _Vehicle, plate: str) -> tuple[dict[str, Any], ...] | None:
+    """The watch-list matches of the vehicle's readings of the voted plate, best first, one per entry;
+    None when its frames were not matched against watch lists (no watchlist node before this one).
+    The vehicle event is what Home Assistant and webhooks act on, so its watched plates must be in it."""
+    found: dict[tuple[Any, Any], dict[str, Any]] = {}
+    matched = False
+    for reading in vehicle.readings:
+        matches = reading.msg.metadata.get("watched")
+        if matches is None:
+            continue
+        matched = True
+        for match in matches:
+            if not isinstance(match, Mapping) or normalize_plate(str(match.get("plate", ""))) != plate:
+                continue
+            key = (match.get("list"), match.get("entry"))
+            kept = found.get(key)
+            if kept is None or float(match.get("distance") or 0) < float(kept.get("distance") or 0):
+                found[key] = {**match, "plate": plate.lower()}
+    if not matched:
+        return None
+    return tuple(sorted(found.values(), key=lambda match: float(match.get("distance") or 0)))
+
+
 class ConsensusNode(Node):
     """Follows each vehicle (a plate, within `tolerance`) on each camera over its frames and publishes one
     plate event on `topic` when it leaves (no frame with it for `gap` seconds, by the camera's clock when
@@ -131,6 +154,10 @@ class ConsensusNode(Node):
     event carries the voted plate, the best reading's box and vehicle, and what it cost: `frames` (with
     the vehicle in view), `calls` (of them, the ones read; the others reused a reading) and `readings`.
     Frames reusing a reading (`cached`) keep a vehicle in view but do not vote twice.
+
+    Extensions are told of it as a `vehicle` event, and of the route's per-frame plate events as
+    superseded: Home Assistant, webhooks and metrics count the vehicle once, when it has left
+    (bridge.extensions.base.PublishedEvent). The event keeps the watch-list matches of the voted plate.
     """
 
     type = "consensus"
@@ -278,16 +305,17 @@ class ConsensusNode(Node):
         with self._lock:
             self._counts.update({"events": 1, "frames": vehicle.frames, "calls": vehicle.calls})
         if self.context.on_event is not None:
-            self.context.on_event(PublishedEvent("plate", topic, event, msg))
+            self.context.on_event(PublishedEvent("vehicle", topic, event, msg))
 
     def _event(self, vehicle: _Vehicle, reason: CloseReason) -> tuple[str, dict[str, Any], Message]:
         plate = vote([reading.candidates for reading in vehicle.readings])
         agreeing = [r for r in vehicle.readings if r.candidates and r.candidates[0][0] == plate]
         best = max(agreeing or vehicle.readings, key=lambda r: float(r.result.get("score") or 0.0))
         result = {**best.result, "plate": plate.lower()}
-        msg = best.msg.replace(result={**(best.msg.result or {}), "results": [result]}, metadata={})
+        metadata = {} if (watched := _watched(vehicle, plate)) is None else {"watched": watched}
+        msg = best.msg.replace(result={**(best.msg.result or {}), "results": [result]}, metadata=metadata)
         event = plate_event(msg)
-        event["plate"] = plate.lower()
+        event["plate"] = plate  # as written on the plate; results[0] keeps the reader's lower case
         event["frames"] = vehicle.frames
         event["calls"] = vehicle.calls
         event["first_seen"] = iso_utc(datetime.fromtimestamp(vehicle.opened_at, UTC))

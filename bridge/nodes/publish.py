@@ -6,10 +6,15 @@ from bridge.events import encode, plate_event
 from bridge.extensions.base import PublishedEvent
 from bridge.messages import Message, route_topic
 from bridge.nodes.base import Node
+from bridge.nodes.consensus import ConsensusNode
 
 
 class PublishNode(Node):
-    """Publishes the plate event (`schemas/plate-event.schema.json`); the end of a flow."""
+    """Publishes the plate event (`schemas/plate-event.schema.json`); the end of a flow.
+
+    On a route with a consensus node the event is told to the extensions as `superseded`: the
+    route's vehicle events report its vehicles, once each (bridge.extensions.base.PublishedEvent).
+    """
 
     type = "publish"
 
@@ -19,4 +24,5 @@ class PublishNode(Node):
         event = plate_event(msg)
         self.context.publisher.publish(topic, encode(event), qos=route.qos, retain=route.retain)
         if self.context.on_event is not None:
-            self.context.on_event(PublishedEvent("plate", topic, event, msg))
+            superseded = any(spec.type == ConsensusNode.type for spec in route.nodes)
+            self.context.on_event(PublishedEvent("plate", topic, event, msg, superseded=superseded))

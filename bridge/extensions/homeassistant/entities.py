@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bridge import __version__
 from bridge.messages import topic_level
@@ -25,6 +25,15 @@ WATCHED_PLATE_DETECTED = "watched_plate_detected"
 
 Discovery = tuple[str, dict[str, Any]]
 """(discovery topic, document)."""
+
+ReaderKind = Literal["cloud", "sdk", "local"]
+# The bridge device's model and its reader sensor's icon say which reader reads the plates.
+READER_MODELS: dict[ReaderKind, str] = {
+    "cloud": "MQTT bridge to Plate Recognizer Snapshot Cloud",
+    "sdk": "MQTT bridge to Plate Recognizer Snapshot SDK",
+    "local": "MQTT bridge with the offline plate reader",
+}
+READER_ICONS: dict[ReaderKind, str] = {"cloud": "mdi:cloud-check", "sdk": "mdi:server", "local": "mdi:chip"}
 
 
 def slug(text: str) -> str:
@@ -86,8 +95,9 @@ class Topics:
 class Entities:
     """Builds discovery documents for one bridge (`node`: its MQTT client id)."""
 
-    def __init__(self, topics: Topics, *, node_id: str) -> None:
+    def __init__(self, topics: Topics, *, node_id: str, reader: ReaderKind = "cloud") -> None:
         self.topics = topics
+        self.reader = reader
         # "Plate bridge" names the device; entity names ("Reader") are appended by Home Assistant, so
         # ids come out as sensor.plate_bridge_reader, not sensor.plate_bridge_plate_bridge_reader.
         self.bridge_name = "Plate bridge" if node_id == "plate-bridge" else f"Plate bridge {node_id}"
@@ -114,7 +124,7 @@ class Entities:
             "identifiers": [self.bridge_identifier],
             "name": self.bridge_name,
             "manufacturer": MANUFACTURER,
-            "model": "MQTT bridge to Plate Recognizer",
+            "model": READER_MODELS[self.reader],
             "sw_version": __version__,
         }
 
@@ -178,7 +188,7 @@ class Entities:
                     "{{ {'reason': value_json.get('reason'), 'retry_in': value_json.get('retry_in'), "
                     "'cooldown': value_json.get('cooldown')} | tojson }}"
                 ),
-                icon="mdi:cloud-check",
+                icon=READER_ICONS[self.reader],
                 entity_category="diagnostic",
                 **self._availability(),
             ),

@@ -69,7 +69,7 @@ class HomeAssistantExtension(Extension):
         self.topics = Topics(
             base=config.mqtt.base_topic, prefix=self.settings.discovery_prefix, node=_node(config)
         )
-        self.entities = Entities(self.topics, node_id=config.mqtt.client_id)
+        self.entities = Entities(self.topics, node_id=config.mqtt.client_id, reader=config.reader.kind)
         self.watchlists = list(config.watchlists)
         self._configured = configured_cameras(config)
         self._lock = threading.Lock()
@@ -255,14 +255,19 @@ class HomeAssistantExtension(Extension):
     # -- events --------------------------------------------------------------------------------
 
     def on_event(self, published: PublishedEvent) -> None:
-        if published.kind != "plate":
+        """A vehicle is one plate_detected: on a route with a consensus node the state, events and
+        snapshot follow its vehicle events (when the vehicle has left, with the voted plate), not the
+        plate events of its frames; those still carry the SDK's usage."""
+        if published.kind not in ("plate", "vehicle"):
             return
         camera = published.msg.camera_id or "unknown"
         if camera not in self._cameras:
             return  # not announced (auto_add off, or past max_cameras)
         event = published.event
-        if self._usage_kind == "answers":
+        if self._usage_kind == "answers" and published.kind == "plate":
             self._publish_usage(_usage_document(event, "sdk"))
+        if not published.per_vehicle:
+            return
         state = camera_state(camera, event)
         if state is None:
             return  # no plate: the last plate stays until autoclear

@@ -4,6 +4,9 @@ Home Assistant gets no template over the reader's answer (that answer may have n
 no vehicle: `tojson` over a missing key is how HA 2024.3 ended up logging `LoggingUndefined`). Every
 state document has every key, null when unknown, so an attribute is never left over from the
 previous plate.
+
+Plates are shown as written on the plate, upper case (the reader answers in lower case): the sensor,
+its attributes and the events say `NHK552`, as the snapshot's caption and the watch list's entry do.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ def _best_result(event: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return best if isinstance(best, Mapping) else None
 
 
+def display_plate(plate: object) -> str | None:
+    """A plate as written on the plate (upper case); None stays None."""
+    return str(plate).upper() if plate is not None else None
+
+
 def _code(value: object, key: str) -> Any:
     return value.get(key) if isinstance(value, Mapping) else None
 
@@ -61,11 +69,11 @@ def camera_state(camera: str, event: Mapping[str, Any]) -> dict[str, Any] | None
     matches = watched_matches(event)
     top = matches[0] if matches else {}
     candidates = [
-        item.get("plate") for item in best.get("candidates") or () if isinstance(item, Mapping)
-    ] or [best.get("plate")]
+        display_plate(item.get("plate")) for item in best.get("candidates") or () if isinstance(item, Mapping)
+    ] or [display_plate(best.get("plate"))]
     return {
         **cleared_state(camera),
-        "plate": best.get("plate"),
+        "plate": display_plate(best.get("plate")),
         "score": best.get("score"),
         "region": _code(best.get("region"), "code"),
         "vehicle": _code(best.get("vehicle"), "type"),
@@ -105,7 +113,7 @@ def plate_events(state: Mapping[str, Any], event: Mapping[str, Any]) -> list[dic
                 "entry": match.get("entry"),
                 "label": match.get("label"),
                 "distance": match.get("distance"),
-                "candidate": match.get("candidate"),
+                "candidate": display_plate(match.get("candidate")),
             }
         )
     return documents
