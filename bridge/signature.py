@@ -34,8 +34,9 @@ from bridge.images import MAX_DOWNSCALE_PIXELS
 
 __all__ = ["BLOCK", "LONG_SIDE", "Mask", "Signature", "band", "band_changed", "difference", "signature"]
 
-BAND_ROWS = 8
-"""A band's rows: one row of blocks (a sixth of a 4:3 frame, two ninths of a 16:9 one)."""
+BAND_ROWS = 4
+"""A band's rows: half a row of blocks, a twelfth of a 4:3 frame (a ninth of a 16:9 one). Its blocks,
+`BLOCK` wide and `BAND_ROWS` high, are what `band_changed` compares."""
 LONG_SIDE = 64
 """Signature pixels on the frame's long side."""
 BLOCK = 8
@@ -59,7 +60,7 @@ class Signature:
     mean: float
     """Mean grey level of the pixels not masked out."""
     band_blocks: tuple[float, ...] = ()
-    """The mean grey level of each block of its top row of blocks, the band's (none with a mask)."""
+    """The mean grey level of each of the band's blocks (none with a mask)."""
 
     @property
     def nbytes(self) -> int:
@@ -200,13 +201,15 @@ def _finished(
             for box in boxes:
                 small.paste(0, box)
                 kept.paste(0, box)
-    stat = ImageStat.Stat(small, kept)
-    mean = stat.mean[0] if stat.count[0] else 0.0
     blocks: tuple[float, ...] = ()
     if kept is None and small.height >= BAND_ROWS:
-        blocks = _values(
-            small.crop((0, 0, small.width, BAND_ROWS)).resize((small.width // BLOCK, 1), Image.Resampling.BOX)
-        )
+        top = small if small.height == BAND_ROWS else small.crop((0, 0, small.width, BAND_ROWS))
+        blocks = _values(top.convert("F").resize((small.width // BLOCK, 1), Image.Resampling.BOX))
+    if kept is None and small.height == BAND_ROWS and small.width % BLOCK == 0:
+        mean = sum(blocks) / len(blocks)  # a band: the blocks cover it whole
+    else:
+        stat = ImageStat.Stat(small, kept)
+        mean = stat.mean[0] if stat.count[0] else 0.0
     return Signature(frame_size, size, small.tobytes(), mean, blocks)
 
 

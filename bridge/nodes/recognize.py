@@ -161,14 +161,7 @@ class RecognizeNode(Node):
         if known is None and evidence.frame is not None:
             known = evidence.band = band(evidence.frame, self._mask)
         seen = look.band()
-        if (
-            known is not None
-            and seen is not None
-            and (
-                band_changed(known, seen, threshold)
-                or difference(known, seen, self._mask, stop_above=threshold) > threshold
-            )
-        ):
+        if known is not None and seen is not None and band_changed(known, seen, threshold):
             return False
         if evidence.signature is None:
             if evidence.frame is None:
