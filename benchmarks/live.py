@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import contextlib
 import csv
 import hashlib
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -198,6 +199,7 @@ class Workload:
     cameras: int
     fps: float
     frames_per_camera: int
+    warmup_frames: int  # the first frames of every camera: an empty street, not measured
     timeline: list[list[str]]  # camera -> scene key per frame
     visits: list[Visit]
     scenes: dict[str, Scene]
@@ -205,20 +207,20 @@ class Workload:
     generation_s: float = 0.0
     variants: dict[str, list[tuple[bytes, dict[str, Any]]]] = field(default_factory=dict)
 
-    def frame(self, camera: int, index: int) -> tuple[bytes, str]:
-        """The JPEG camera `camera` sends as its frame `index` (its own bytes), and its answer's key."""
-        key = self.timeline[camera][index]
-        choices = self.variants[key]
-        variant = (index + 7 * camera) % len(choices)
-        jpeg, _ = choices[variant]
-        return _tagged(jpeg, f"cam{camera + 1} frame {index}".encode()), f"{key}#{variant}"
+    def frame(self, camera: int, index: int) -> bytes:
+        """The JPEG camera `camera` sends as its frame `index`: its own bytes, one of its scene's pictures."""
+        jpeg, _ = self._variant(camera, index)
+        return _tagged(jpeg, f"cam{camera + 1} frame {index}".encode())
 
-    def answers(self) -> dict[str, dict[str, Any]]:
-        return {
-            f"{key}#{number}": answer
-            for key, items in self.variants.items()
-            for number, (_, answer) in enumerate(items)
-        }
+    def answer(self, camera: int, index: int) -> dict[str, Any]:
+        """The reader's answer to that frame, with the frame's name (`frame`: "camera:index"), which the
+        relay and Node-RED pass on as it is (the bridge's events say when the frame came instead)."""
+        _, answer = self._variant(camera, index)
+        return {**answer, "frame": f"{camera}:{index}"}
+
+    def _variant(self, camera: int, index: int) -> tuple[bytes, dict[str, Any]]:
+        choices = self.variants[self.timeline[camera][index]]
+        return choices[(index + 7 * camera) % len(choices)]
 
 
 def _tagged(jpeg: bytes, text: bytes) -> bytes:
@@ -263,10 +265,11 @@ def plan(
     lookalike_gap: float,
     seed: int,
     source: str,
+    warmup: float = 0.0,
 ) -> Workload:
-    """Each camera's timeline: empty, then vehicles parking 5-60 s with 3-12 s of empty street between
-    them; every LOOKALIKE_EVERY-th camera starts with a look-alike pair `lookalike_gap` s apart. Every
-    vehicle leaves before the end."""
+    """Each camera's timeline: `warmup` s of empty street (not measured), then empty street, then
+    vehicles parking 5-60 s with 3-12 s of empty street between them; every LOOKALIKE_EVERY-th camera
+    starts with a look-alike pair `lookalike_gap` s apart. Every vehicle leaves before the end."""
     rng = random.Random(seed)
     usable = [(photo, fitted) for photo in photos if (fitted := _fit(photo, height)) is not None]
     if len(usable) < 2:
@@ -275,7 +278,8 @@ def plan(
     pool = iter(usable * (1 + 40 * cameras // len(usable)))
     scenes: dict[str, Scene] = {}
     visits: list[Visit] = []
-    total = int(seconds * fps)
+    warmup_frames = round(warmup * fps)
+    total = warmup_frames + int(seconds * fps)
 
     def frames(duration: float) -> int:
         return max(1, round(duration * fps))
@@ -289,7 +293,7 @@ def plan(
         background, _ = next(pool)
         empty = add(Scene(f"cam{number + 1}-empty", _background(background, height)))
         camera = _Camera(number, empty.key, visits)
-        camera.wait(frames(rng.uniform(0.6, 4.0)))
+        camera.wait(warmup_frames + frames(rng.uniform(0.6, 4.0)))
         room = total - len(camera.line) - frames(lookalike_gap) - frames(0.6)
         dwell = min(frames(rng.uniform(8, 20)), room // 2)
         if number % LOOKALIKE_EVERY == 0 and dwell >= frames(1.5):
@@ -307,7 +311,7 @@ def plan(
             camera.park(scene, min(frames(rng.uniform(5, 60)), total - len(camera.line) - frames(0.6)))
             camera.wait(frames(rng.uniform(3, 12)))
         timeline.append((camera.line + [empty.key] * total)[:total])
-    return Workload(cameras, fps, total, timeline, visits, scenes, source)
+    return Workload(cameras, fps, total, warmup_frames, timeline, visits, scenes, source)
 
 
 def answer(scene: Scene, left: int, width: int, height: int) -> dict[str, Any]:
@@ -375,10 +379,11 @@ def render(workload: Workload, variants: int, seed: int) -> None:
 
 @dataclass(frozen=True)
 class Event:
-    """A system's event for camera `camera`'s frame `index` (matched in order), and its top plate."""
+    """A system's event for camera `camera`'s frame `index` (None: it names no frame, as a 429 passed
+    on does not), when it came (time.monotonic()), and its top plate."""
 
     camera: int
-    index: int
+    index: int | None
     received: float
     plate: str | None
     error: str | None
@@ -386,21 +391,22 @@ class Event:
     the relay's, `reader_answer` for a reader body without `results` (a 429 passed on as it came)."""
 
 
-def read_event(payload: bytes, on_error_topic: bool) -> tuple[str | None, str | None]:
-    """(the plate of the best-scored result, or None), and what error the event is (None: a reading)."""
+def read_event(payload: bytes, on_error_topic: bool) -> tuple[dict[str, Any], str | None, str | None]:
+    """The event, the plate of its best-scored result (None: no plate), and what error it is (None: a
+    reading)."""
     try:
         event = json.loads(payload)
     except ValueError:
-        return None, "not_json"
+        return {}, None, "not_json"
     if not isinstance(event, dict):
-        return None, "not_json"
+        return {}, None, "not_json"
     results = event.get("results")
     if on_error_topic or not isinstance(results, list):
         kind = event.get("code") or (f"http_{event['status_code']}" if "status_code" in event else None)
-        return None, str(kind or "reader_answer")
+        return event, None, str(kind or "reader_answer")
     best = max(results, key=lambda result: result.get("score") or 0, default=None)
     plate = best.get("plate") if isinstance(best, dict) else None
-    return (normal(plate) if isinstance(plate, str) else None), None
+    return event, (normal(plate) if isinstance(plate, str) else None), None
 
 
 def normal(plate: str) -> str:
@@ -409,15 +415,21 @@ def normal(plate: str) -> str:
 
 class LiveCameras:
     """The workload's cameras on one MQTT connection, each sending its frames at `fps` in real time (the
-    cameras spread over a frame period, as real ones are not in step). Each `{base}/camN/result|error`
-    event is matched to the camera's oldest unanswered frame, as loadgen.Cameras does."""
+    cameras spread over a frame period, as real ones are not in step).
+
+    Each `{base}/camN/result|error` event is put on the frame it answers, not on the oldest unanswered
+    one: the bridge answers a frame it drops at once, before the frames ahead of it, and the relay's and
+    Node-RED's answers overtake each other. The bridge's events say when the frame arrived
+    (`received_at`): the frame is the camera's last one published by then. The relay and Node-RED pass the
+    reader's answer on as it is, and the emulator's answer names its frame (`frame`). An answer that
+    names no frame (a 429 passed on) is counted, on no frame."""
 
     def __init__(self, broker_port: int, workload: Workload) -> None:
         self.workload = workload
         self._port = broker_port
         self._lock = threading.Lock()
-        self._pending: list[deque[int]] = [deque() for _ in range(workload.cameras)]
         self.published: list[list[float]] = [[] for _ in range(workload.cameras)]
+        self._published_wall: list[list[float]] = [[] for _ in range(workload.cameras)]
         self.events: list[Event] = []
         self.unexpected = 0
         self._probe_events = 0
@@ -448,7 +460,7 @@ class LiveCameras:
 
     def probe(self, alive: Callable[[], bool], timeout: float) -> None:
         """A frame of an empty street every 0.5 s until the system answers one, then 1 s of quiet."""
-        frame = base64.b64encode(self.workload.frame(0, 0)[0])
+        frame = base64.b64encode(self.workload.frame(0, 0))
         give_up = time.monotonic() + timeout
         while time.monotonic() < give_up:
             if not alive():
@@ -459,27 +471,48 @@ class LiveCameras:
                 return
         raise TimeoutError(f"the system answered no probe frame within {timeout:g} s")
 
-    def play(self, stop: threading.Event) -> float:
-        """Send every camera's frames on time (returns when the last went out); the start time."""
+    def play(self, stop: threading.Event, on_measure: Callable[[], None]) -> None:
+        """Send every camera's frames on time (returns when the last went out), calling `on_measure` as
+        the first frame after the warm-up goes out."""
         workload = self.workload
         period = 1 / workload.fps
         started = time.monotonic() + 0.2
         for index in range(workload.frames_per_camera):
+            if index == workload.warmup_frames:
+                on_measure()
             for camera in range(workload.cameras):
                 delay = started + index * period + camera * period / workload.cameras - time.monotonic()
                 if delay > 0 and stop.wait(delay):
-                    return started
-                payload = base64.b64encode(workload.frame(camera, index)[0])
+                    return
+                payload = base64.b64encode(workload.frame(camera, index))
                 with self._lock:
-                    self._pending[camera].append(index)
                     self.published[camera].append(time.monotonic())
+                    self._published_wall[camera].append(time.time())
                 self._client.publish(f"cameras/cam{camera + 1}/image", payload, qos=1)
-        return started
 
     @property
     def unanswered(self) -> int:
         with self._lock:
-            return sum(len(pending) for pending in self._pending)
+            return sum(len(times) for times in self.published) - len(self.events)
+
+    def _frame_of(self, camera: int, event: dict[str, Any]) -> int | None:
+        arrived = event.get("received_at")
+        if isinstance(arrived, str):
+            try:
+                moment = datetime.fromisoformat(arrived.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return None
+            # received_at has millisecond precision; frames of a camera are 1/fps apart.
+            position = bisect.bisect_right(self._published_wall[camera], moment + 0.002) - 1
+            return position if position >= 0 else None
+        name = event.get("frame")
+        if (
+            isinstance(name, str)
+            and name.partition(":")[0] == str(camera)
+            and name.partition(":")[2].isdigit()
+        ):
+            return int(name.partition(":")[2])
+        return None
 
     def _on_event(self, _client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
         received = time.monotonic()
@@ -490,13 +523,12 @@ class LiveCameras:
             self._probe_answered.set()
             return
         camera = int(name[3:]) - 1 if name.startswith("cam") and name[3:].isdigit() else -1
-        plate, error = read_event(message.payload, levels[2] == "error")
+        event, plate, error = read_event(message.payload, levels[2] == "error")
         with self._lock:
-            if not 0 <= camera < len(self._pending) or not self._pending[camera]:
+            if not 0 <= camera < len(self.published):
                 self.unexpected += 1
                 return
-            index = self._pending[camera].popleft()
-            self.events.append(Event(camera, index, received, plate, error))
+            self.events.append(Event(camera, self._frame_of(camera, event), received, plate, error))
 
 
 # --- one system ---------------------------------------------------------------------------------------
@@ -528,7 +560,7 @@ def _start(name: str, context: Context) -> Child:
 
 
 def measure(name: str, workload: Workload, context: Context) -> dict[str, Any]:
-    """Play the workload through system `name` and score what came back."""
+    """Play the workload through system `name` and score what came back after the warm-up."""
     with contextlib.ExitStack() as stack:
         launched = time.monotonic()
         child = _start(name, context)
@@ -542,49 +574,69 @@ def measure(name: str, workload: Workload, context: Context) -> dict[str, Any]:
         startup_s = time.monotonic() - launched
         context.emulator.reset()
         context.emulator.set_responses(context.answers, context.digests)
-        cpu = {"system": cpu_seconds(child.pid), "emulator": cpu_seconds(context.emulator.pid)}
+        mark: dict[str, float] = {}
+
+        def on_measure() -> None:
+            mark.update(
+                at=time.monotonic(),
+                system=cpu_seconds(child.pid),
+                emulator=cpu_seconds(context.emulator.pid),
+            )
+
         stop = threading.Event()
         stack.callback(stop.set)
-        began = time.monotonic()
-        cameras.play(stop)
+        cameras.play(stop, on_measure)
         played = time.monotonic()
         give_up = played + DRAIN_SECONDS
         while cameras.unanswered and time.monotonic() < give_up:
             time.sleep(0.05)
         drained = time.monotonic()
         cpu = {
-            "system": cpu_seconds(child.pid) - cpu["system"],
-            "emulator": cpu_seconds(context.emulator.pid) - cpu["emulator"],
+            "system": cpu_seconds(child.pid) - mark["system"],
+            "emulator": cpu_seconds(context.emulator.pid) - mark["emulator"],
         }
         calls = context.emulator.reader_calls()
         exit_code = child.stop()
-    figures = score(workload, cameras)
+    figures = score(workload, cameras, mark["at"])
     frames = figures["frames_published"]
     vehicles = figures["vehicles"]
+    statuses = [status for at, status in zip(calls.arrivals, calls.statuses, strict=True) if at >= mark["at"]]
+    answered = statuses.count(200)
     figures.update(
         startup_s=round(startup_s, 2),
-        played_s=round(played - began, 2),
+        measured_s=round(played - mark["at"], 2),
         drained_s=round(drained - played, 2),
-        reader_calls=calls.calls,
-        reader_answered_200=calls.billed,
-        reader_429=calls.throttled,
-        calls_per_vehicle=round(calls.calls / vehicles, 2) if vehicles else None,
-        answered_calls_per_vehicle=round(calls.billed / vehicles, 2) if vehicles else None,
+        reader_calls=len(statuses),
+        reader_answered_200=answered,
+        reader_429=statuses.count(429),
+        reader_calls_complete=len(calls.arrivals) >= calls.calls,
+        calls_per_vehicle=round(len(statuses) / vehicles, 2) if vehicles else None,
+        answered_calls_per_vehicle=round(answered / vehicles, 2) if vehicles else None,
         cpu_ms_per_frame=round(cpu["system"] / frames * 1000, 3) if frames else None,
-        emulator_cpu_pct=round(100 * cpu["emulator"] / max(played - began, 1e-9), 1),
+        emulator_cpu_pct=round(100 * cpu["emulator"] / max(drained - mark["at"], 1e-9), 1),
         exit_code=exit_code,
     )
     return figures
 
 
-def score(workload: Workload, cameras: LiveCameras) -> dict[str, Any]:
-    """Vehicles read, wrong plates and the rest, from the events matched to frames."""
+def score(workload: Workload, cameras: LiveCameras, measured_from: float) -> dict[str, Any]:
+    """Vehicles read, wrong plates and the rest, from the events on the frames after the warm-up (an
+    event that names no frame counts when it came after the warm-up)."""
     visit_at: list[list[Visit | None]] = [
         [None] * workload.frames_per_camera for _ in range(workload.cameras)
     ]
     for visit in workload.visits:
         for index in range(visit.first, visit.last + 1):
             visit_at[visit.camera][index] = visit
+    events = [
+        event
+        for event in cameras.events
+        if (
+            event.index >= workload.warmup_frames
+            if event.index is not None
+            else event.received >= measured_from
+        )
+    ]
     first_correct: dict[int, float] = {}
     wrong_by_visit: Counter[int] = Counter()
     error_kinds: Counter[str] = Counter()
@@ -593,14 +645,17 @@ def score(workload: Workload, cameras: LiveCameras) -> dict[str, Any]:
         "wrong_plate_events": 0,
         "plate_events_on_empty_street": 0,
         "no_plate_events_on_vehicles": 0,
+        "readings_on_no_frame": 0,
     }
-    for event in cameras.events:
+    for event in events:
         if event.error:
             counts["error_events"] += 1
             error_kinds[event.error] += 1
             continue
-        visit = visit_at[event.camera][event.index]
-        if visit is None:
+        visit = visit_at[event.camera][event.index] if event.index is not None else None
+        if event.index is None:
+            counts["readings_on_no_frame"] += 1
+        elif visit is None:
             counts["plate_events_on_empty_street"] += event.plate is not None
         elif event.plate == normal(visit.plate):
             first_correct[visit.number] = min(first_correct.get(visit.number, event.received), event.received)
@@ -635,8 +690,10 @@ def score(workload: Workload, cameras: LiveCameras) -> dict[str, Any]:
                 else {}
             ),
         },
-        "frames_published": sum(len(times) for times in cameras.published),
-        "events": len(cameras.events),
+        "frames_published": sum(max(0, len(times) - workload.warmup_frames) for times in cameras.published),
+        "events": len(events),
+        "frames_published_in_all": sum(len(times) for times in cameras.published),
+        "events_in_all": len(cameras.events),
         "unanswered": cameras.unanswered,
         "unexpected_events": cameras.unexpected,
         "per_vehicle": [
@@ -699,14 +756,15 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"Measured with `{results['command']}` on {results['generated_at']} ({results['mode']} mode): "
         f"{setting['cameras']} cameras at {setting['fps']:g} frames/s for {setting['seconds']:g} s per "
-        f"system, in real time, {workload['vehicles']} vehicles ({workload['lookalikes']} look-alikes "
+        f"system after {setting['warmup_s']:g} s of empty street (not measured), in real time, "
+        f"{workload['vehicles']} vehicles ({workload['lookalikes']} look-alikes "
         f"{setting['lookalike_gap_s']:g} s after a vehicle of the same photo left); the reader takes "
         f"{setting['service_time_ms']:g} ms a call and answers 429 beyond "
         f"{setting['plan_calls_per_second']:g} calls/s. {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"load average {machine['load_average']} at the start; frames {workload['frame']}, made in "
-        f"{workload['generation_s']:g} s before the runs. The bridge runs with its defaults; what each "
-        "figure means is in "
-        "[benchmarks/README.md](benchmarks/README.md#live-cameras).",
+        f"load average {machine['load_average']} at the start and {machine.get('load_average_end', '-')} at "
+        f"the end; frames {workload['frame']}, made in {workload['generation_s']:g} s before the runs; "
+        f"{results.get('elapsed_s', '-')} s in all. The bridge runs with its defaults; what each figure "
+        "means is in [benchmarks/README.md](benchmarks/README.md#live-cameras).",
         "",
         "| measure | " + " | ".join(LABELS[name] for name in names) + " |",
         "|---|" + "---:|" * len(names),
@@ -738,6 +796,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--seconds", type=float, help="seconds of frames per system (default 90; 20 with --smoke)"
     )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds of empty street first, not measured, as cameras that were running before (default 30; "
+        "5 with --smoke)",
+    )
     parser.add_argument("--fps", type=float, default=5.0, help="frames per second of each camera")
     parser.add_argument(
         "--lookalike-gap", type=float, default=6.0, help="seconds between a vehicle and its look-alike"
@@ -766,6 +830,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cameras = args.cameras or (4 if args.smoke else 16)
     args.seconds = args.seconds or (20.0 if args.smoke else 90.0)
     args.variants = args.variants or (10 if args.smoke else VARIANTS)
+    args.warmup = args.warmup if args.warmup is not None else (5.0 if args.smoke else 30.0)
     if min(args.cameras, args.seconds, args.fps, args.variants, args.height) <= 0 or args.lookalike_gap < 0:
         parser.error("--cameras, --seconds, --fps, --variants and --height must be positive")
     unknown = set(args.systems.split(",")) - set(SYSTEMS)
@@ -797,13 +862,16 @@ def main(argv: list[str] | None = None) -> int:
         lookalike_gap=args.lookalike_gap,
         seed=args.seed,
         source=source,
+        warmup=args.warmup,
     )
     render(workload, args.variants, args.seed)
+    frames = [
+        (camera, index) for camera in range(workload.cameras) for index in range(workload.frames_per_camera)
+    ]
     digests = {
-        hashlib.sha256(workload.frame(camera, index)[0]).hexdigest(): workload.frame(camera, index)[1]
-        for camera in range(workload.cameras)
-        for index in range(workload.frames_per_camera)
+        hashlib.sha256(workload.frame(*frame)).hexdigest(): f"{frame[0]}:{frame[1]}" for frame in frames
     }
+    answers = {f"{frame[0]}:{frame[1]}": workload.answer(*frame) for frame in frames}
     sizes = [len(jpeg) for items in workload.variants.values() for jpeg, _ in items]
     print(
         f"{len(workload.visits)} vehicles on {workload.cameras} cameras; {len(sizes)} pictures made in "
@@ -832,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
             "cameras": args.cameras,
             "fps": args.fps,
             "seconds": args.seconds,
+            "warmup_s": args.warmup,
             "lookalike_gap_s": args.lookalike_gap,
             "service_time_ms": SERVICE_TIME_S * 1000,
             "plan_calls_per_second": PLAN_CALLS_PER_SECOND,
@@ -843,6 +912,8 @@ def main(argv: list[str] | None = None) -> int:
             "vehicles": len(workload.visits),
             "lookalikes": sum(1 for visit in workload.visits if visit.lookalike_of is not None),
             "frames_per_system": len(digests),
+            "frames_measured_per_system": workload.cameras
+            * (workload.frames_per_camera - workload.warmup_frames),
             "frame": f"{width}x{args.height} JPEG, mean {sum(sizes) / len(sizes) / 1000:.0f} kB",
             "photos": source,
             "generation_s": round(workload.generation_s, 1),
@@ -852,11 +923,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="plate-bridge-live-") as folder:
         try:
-            _run_all(results, names, workload, digests, node_red, Path(folder))
+            _run_all(results, names, workload, (digests, answers), node_red, Path(folder))
         except KeyboardInterrupt:
             print("\ninterrupted: every child process was stopped; no results written", file=sys.stderr)
             return 130
     results["elapsed_s"] = round(time.monotonic() - started, 1)
+    # Other programs on the machine slow every system: the run's own load is in the end figure too.
+    results["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     from benchmarks.credits import write_section
@@ -872,10 +945,11 @@ def _run_all(
     results: dict[str, Any],
     names: list[str],
     workload: Workload,
-    digests: dict[str, str],
+    registered: tuple[dict[str, str], dict[str, dict[str, Any]]],
     node_red: NodeRed | str,
     run_dir: Path,
 ) -> None:
+    digests, answers = registered
     broker = Broker(run_dir)
     emulator = Emulator(EMULATOR_RECORDS, fast=False, max_calls_per_second=PLAN_CALLS_PER_SECOND)
     with contextlib.ExitStack() as stack:
@@ -885,7 +959,7 @@ def _run_all(
         stack.callback(emulator.stop)
         emulator.set_service_time(SERVICE_TIME_S)
         results["machine"]["broker"] = broker.version
-        context = Context(run_dir, broker, emulator, node_red, digests, workload.answers())
+        context = Context(run_dir, broker, emulator, node_red, digests, answers)
         for name in names:
             if name == "nodered" and isinstance(node_red, str):
                 results["systems"][name] = {"skipped": node_red}

@@ -233,7 +233,7 @@ class ReaderCalls:
     calls: int
     billed: int
     arrivals: tuple[float, ...]  # time.monotonic() of each call's arrival (system-wide on Linux)
-    throttled: int = 0  # calls answered 429 (the emulator's max_calls_per_second), among those kept
+    statuses: tuple[int | None, ...] = ()  # each call's answer, as `arrivals` (None: dropped, or not yet)
 
 
 def _run_emulator(
@@ -264,9 +264,9 @@ def _run_emulator(
                 for record in emulator.requests
                 if record.method == "POST" and record.path.split("?", 1)[0] in PLATE_READER_PATHS
             ]
-            throttled = sum(1 for record in calls if record.status == 429)
             arrivals = tuple(record.received_at for record in calls)
-            return ReaderCalls(emulator.calls, emulator.billed_calls, arrivals, throttled)
+            statuses = tuple(record.status for record in calls)
+            return ReaderCalls(emulator.calls, emulator.billed_calls, arrivals, statuses)
         raise ValueError(f"unknown command {command!r}")
 
     try:

@@ -54,7 +54,7 @@ def test_smoke_mode_writes_figures_for_every_scenario(tmp_path: Path) -> None:
     assert "| **flat_out** | frames/s |" in report
 
 
-# Two systems of 12 s each, their start-up and the frames' making: about 35 s on 2 cores.
+# Two systems of 15 s each, their start-up and the frames' making: about 40 s on 2 cores.
 LIVE_TIMEOUT = 90
 
 
@@ -62,7 +62,8 @@ LIVE_TIMEOUT = 90
 def test_live_benchmark_scores_vehicles_per_system(tmp_path: Path) -> None:
     # Node-RED is left out even when installed: it would add a third run of the same length.
     command = [sys.executable, "-m", "benchmarks.live", "--smoke", "--systems", "bridge,relay"]
-    command += ["--cameras", "3", "--seconds", "12", "--lookalike-gap", "3", "--out", str(tmp_path)]
+    command += ["--cameras", "3", "--seconds", "12", "--warmup", "3", "--lookalike-gap", "3"]
+    command += ["--out", str(tmp_path)]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=LIVE_TIMEOUT, check=False
     )
@@ -79,11 +80,12 @@ def test_live_benchmark_scores_vehicles_per_system(tmp_path: Path) -> None:
         assert "error" not in figures, (system, figures)
         assert figures["vehicles"] == workload["vehicles"], system
         assert 0 <= figures["vehicles_read"] <= figures["vehicles"], system
-        assert figures["frames_published"] == workload["frames_per_system"], system
+        assert figures["frames_published_in_all"] == workload["frames_per_system"], system
+        assert figures["frames_published"] == workload["frames_measured_per_system"], system
         # Every frame came back as one event (a reading or an error), and only those.
-        assert figures["events"] == figures["frames_published"], system
+        assert figures["events_in_all"] == figures["frames_published_in_all"], system
         assert figures["unanswered"] == figures["unexpected_events"] == 0, system
-        assert figures["reader_calls"] >= figures["reader_answered_200"] + figures["reader_429"] > 0, system
+        assert figures["reader_calls"] >= figures["reader_answered_200"] + figures["reader_429"], system
         assert figures["cpu_ms_per_frame"] > 0, system
         assert len(figures["per_vehicle"]) == figures["vehicles"], system
         if figures["vehicles_read"]:
