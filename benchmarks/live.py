@@ -1,9 +1,10 @@
 """Live cameras (`python -m benchmarks.live [--smoke]`): vehicles that come, park and leave in front of
 cameras sending frames in real time, through each system, against a reader with a plan of 4 calls/s.
 
-    python -m benchmarks.live              # 16 cameras at 5 frames/s, 90 s per system; writes
-                                           # benchmarks/live_results.json and BENCHMARKS.md's section
-    python -m benchmarks.live --smoke      # 4 cameras, 20 s, results in a temporary folder
+    python -m benchmarks.live              # 16 cameras at 5 frames/s, 90 s per system after 30 s of
+                                           # warm-up (~7 minutes); writes benchmarks/live_results.json
+                                           # and BENCHMARKS.md's section
+    python -m benchmarks.live --smoke      # 4 cameras, 20 s after 5 s, results in a temporary folder
 
 Every camera shows an empty scene (a blurred photo: no plate) until a vehicle arrives (one of the
 labelled photos of ../shared/data/plates, fitted into the frame with its plate box), parks for some
