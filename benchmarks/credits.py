@@ -456,14 +456,14 @@ def report(results: dict[str, dict[str, Outcome]], notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
-    """Put `text` in BENCHMARKS.md in place of its credits section (or at the end)."""
+def write_section(text: str, path: Path = BENCHMARKS_MD, section: str = SECTION) -> None:
+    """Put `text` in BENCHMARKS.md in place of its `section` (the credits one by default), or at the end."""
     document = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    start = document.find(SECTION)
+    start = document.find(section)
     if start < 0:
         document = document.rstrip("\n") + "\n\n" + text
     else:
-        end = document.find("\n## ", start + len(SECTION))
+        end = document.find("\n## ", start + len(section))
         document = document[:start] + text + (document[end + 1 :] if end >= 0 else "")
     path.write_text(document, encoding="utf-8")
 

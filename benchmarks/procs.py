@@ -233,14 +233,17 @@ class ReaderCalls:
     calls: int
     billed: int
     arrivals: tuple[float, ...]  # time.monotonic() of each call's arrival (system-wide on Linux)
+    statuses: tuple[int | None, ...] = ()  # each call's answer, as `arrivals` (None: dropped, or not yet)
 
 
-def _run_emulator(conn: Connection, parent: int, max_records: int) -> None:
+def _run_emulator(
+    conn: Connection, parent: int, max_records: int, fast: bool, max_calls_per_second: float | None
+) -> None:
     # Ctrl+C is for the harness, which stops us in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from tests.emulator import PLATE_READER_PATHS, ReaderEmulator
 
-    emulator = ReaderEmulator(fast=True, max_records=max_records)
+    emulator = ReaderEmulator(fast=fast, max_records=max_records, max_calls_per_second=max_calls_per_second)
 
     def handle(command: str, argument: Any) -> Any:
         if command == "service_time":
@@ -249,13 +252,21 @@ def _run_emulator(conn: Connection, parent: int, max_records: int) -> None:
         if command == "reset":
             emulator.reset()
             return None
+        if command == "responses":
+            # (answers by key, key by image digest): each answer crosses the pipe once, not per image.
+            answers, digests = argument
+            for digest, key in digests.items():
+                emulator.set_response_for_digest(digest, answers[key])
+            return None
         if command == "calls":
-            arrivals = tuple(
-                record.received_at
+            calls = [
+                record
                 for record in emulator.requests
                 if record.method == "POST" and record.path.split("?", 1)[0] in PLATE_READER_PATHS
-            )
-            return ReaderCalls(emulator.calls, emulator.billed_calls, arrivals)
+            ]
+            arrivals = tuple(record.received_at for record in calls)
+            statuses = tuple(record.status for record in calls)
+            return ReaderCalls(emulator.calls, emulator.billed_calls, arrivals, statuses)
         raise ValueError(f"unknown command {command!r}")
 
     try:
@@ -271,11 +282,16 @@ def _run_emulator(conn: Connection, parent: int, max_records: int) -> None:
 
 
 class Emulator(ChildProcess):
-    """tests.emulator.ReaderEmulator (fast mode) in a process of its own, so its CPU is measured apart
-    and it shares no interpreter lock with the load generator."""
+    """tests.emulator.ReaderEmulator in a process of its own, so its CPU is measured apart and it shares
+    no interpreter lock with the load generator: in fast mode (one precomputed answer, bodies not
+    parsed) by default; with `fast=False` it reads each upload and answers what `set_responses` gave."""
 
-    def __init__(self, max_records: int) -> None:
-        super().__init__("reader-emulator", _run_emulator, os.getpid(), max_records)
+    def __init__(
+        self, max_records: int, *, fast: bool = True, max_calls_per_second: float | None = None
+    ) -> None:
+        super().__init__(
+            "reader-emulator", _run_emulator, os.getpid(), max_records, fast, max_calls_per_second
+        )
         self.url = ""
 
     def start(self, timeout: float = 30.0) -> str:
@@ -286,7 +302,12 @@ class Emulator(ChildProcess):
         self.call("service_time", seconds)
 
     def reset(self) -> None:
+        """Forget the calls, and the answers `set_responses` gave."""
         self.call("reset")
+
+    def set_responses(self, answers: dict[str, dict[str, Any]], digests: dict[str, str]) -> None:
+        """Answer `answers[key]` for each image whose SHA-256 (hex) maps to `key` in `digests`."""
+        self.call("responses", (answers, digests), timeout=120.0)
 
     def reader_calls(self) -> ReaderCalls:
         calls = self.call("calls")

@@ -70,6 +70,21 @@ def bridge(target: Target, reader: ReaderSettings, run_dir: Path) -> Child:
         "queued_frames_per_camera": 64,
         "routes": [{"topic": FRAME_TOPICS, **BRIDGE_ROUTE_OPTIONS}],
     }
+    return _bridge_child(config, run_dir)
+
+
+def bridge_as_shipped(target: Target, run_dir: Path) -> Child:
+    """The bridge with nothing but where the broker and the reader are: every other setting its default
+    (reader rate limit, concurrency, queues, reuse), as a user's first configuration has it."""
+    config = {
+        "mqtt": {"host": HOST, "port": target.broker_port, "client_id": f"plate-bridge-bench-{run_dir.name}"},
+        "reader": {"url": target.reader_url},
+        "routes": [{"topic": FRAME_TOPICS}],
+    }
+    return _bridge_child(config, run_dir)
+
+
+def _bridge_child(config: dict[str, Any], run_dir: Path) -> Child:
     path = run_dir / "bridge.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     argv = [sys.executable, "-m", "bridge.cli", "run", "--config", str(path)]

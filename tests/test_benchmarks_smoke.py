@@ -52,3 +52,50 @@ def test_smoke_mode_writes_figures_for_every_scenario(tmp_path: Path) -> None:
     report = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
     assert report.startswith("# Benchmarks")
     assert "| **flat_out** | frames/s |" in report
+
+
+# Two systems of 15 s each, their start-up and the frames' making: about 40 s on 2 cores.
+LIVE_TIMEOUT = 90
+
+
+@pytest.mark.slow
+def test_live_benchmark_scores_vehicles_per_system(tmp_path: Path) -> None:
+    # Node-RED is left out even when installed: it would add a third run of the same length.
+    command = [sys.executable, "-m", "benchmarks.live", "--smoke", "--systems", "bridge,relay"]
+    command += ["--cameras", "3", "--seconds", "12", "--warmup", "3", "--lookalike-gap", "3"]
+    command += ["--out", str(tmp_path)]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=LIVE_TIMEOUT, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    results = json.loads((tmp_path / "live_results.json").read_text(encoding="utf-8"))
+    assert results["mode"] == "smoke"
+    assert results["settings"]["cameras"] == 3
+    workload = results["workload"]
+    assert workload["vehicles"] >= 3
+    assert workload["lookalikes"] == 1  # camera 1 of 3
+    assert set(results["systems"]) == {"bridge", "relay"}
+    for system, figures in results["systems"].items():
+        assert "error" not in figures, (system, figures)
+        assert figures["vehicles"] == workload["vehicles"], system
+        assert 0 <= figures["vehicles_read"] <= figures["vehicles"], system
+        assert figures["frames_published_in_all"] == workload["frames_per_system"], system
+        assert figures["frames_published"] == workload["frames_measured_per_system"], system
+        # Every frame came back as one event (a reading or an error), and only those.
+        assert figures["events_in_all"] == figures["frames_published_in_all"], system
+        assert figures["unanswered"] == figures["unexpected_events"] == 0, system
+        assert figures["reader_calls"] >= figures["reader_answered_200"] + figures["reader_429"], system
+        assert figures["cpu_ms_per_frame"] > 0, system
+        assert len(figures["per_vehicle"]) == figures["vehicles"], system
+        if figures["vehicles_read"]:
+            assert 0 < figures["first_correct_ms"]["p50"] <= figures["first_correct_ms"]["p95"], system
+    # The relay calls for every frame: beyond the plan's 4 calls/s the reader answers 429, and the
+    # frames that get through carry each vehicle's own plate (the emulator answers what is in them).
+    relay = results["systems"]["relay"]
+    assert relay["reader_429"] > 0
+    assert relay["vehicles_read"] == relay["vehicles"]
+    assert relay["wrong_plate_events"] == relay["plate_events_on_empty_street"] == 0
+    report = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert "## Live cameras" in report
+    assert "| vehicles read correctly / came |" in report
