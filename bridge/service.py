@@ -403,7 +403,10 @@ class Bridge:
                     extension.on_frame(msg)
                 except Exception:
                     log.exception("extension %s failed on a frame on %s", extension.name, topic)
-            for evicted in self._queue.put((id(route), msg.camera_id), (route, msg), len(payload)):
+            # A route that reuses readings decides a camera's frames one after the other: one at work.
+            serial = route.config.repeat_window > 0
+            item = (route, msg)
+            for evicted in self._queue.put((id(route), msg.camera_id), item, len(payload), serial=serial):
                 self._drop(*evicted.item, evicted.cause)
             return True
         return False
@@ -427,7 +430,7 @@ class Bridge:
             finally:
                 with self._stats_lock:
                     self.stats.processed += 1
-                self._queue.task_done()
+                self._queue.task_done(item)
 
     def idle(self) -> bool:
         """Nothing waiting for the reader and nothing being read."""

@@ -445,6 +445,7 @@ class ReaderEmulator:
         self.port = port
         self._payloads = load_payloads(Path(shared_dir) if shared_dir is not None else DEFAULT_SHARED_DIR)
         self._lock = threading.Lock()
+        self._called = threading.Condition(self._lock)
         # Bounded for long benchmark runs where nobody reads them; unbounded for tests.
         self._records: deque[RecordedRequest] = deque(maxlen=max_records)
         self._script: deque[_Scripted] = deque()
@@ -547,6 +548,11 @@ class ReaderEmulator:
         with self._lock:
             return self._calls
 
+    def wait_for_calls(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until `count` plate-reader requests have arrived (answered or not); False on timeout."""
+        with self._called:
+            return self._called.wait_for(lambda: self._calls >= count, timeout)
+
     @property
     def billed_calls(self) -> int:
         with self._lock:
@@ -629,6 +635,7 @@ class ReaderEmulator:
             self._records.append(record)
             if route in PLATE_READER_PATHS and method == "POST":
                 self._calls += 1
+                self._called.notify_all()
         try:
             answer = self._route(record, route, headers, body)
         except Exception:

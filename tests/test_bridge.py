@@ -506,3 +506,24 @@ def test_cpu_affinity_choices(tmp_path: Path) -> None:
     if len(allowed) > 1:
         assert pin("auto") == {"cpu": allowed[-1], "allowed": [allowed[-1]]}
     assert "may only run on CPUs" in pin(max(allowed) + 1)["error"]
+
+
+def test_a_slow_call_for_one_camera_parks_no_second_worker(
+    broker: BrokerAddress, emulator: ReaderEmulator, running_bridge: Any, collector_factory: Any
+) -> None:
+    """A route that reuses readings decides a camera's frames one after the other. The camera's next
+    frame waits in its queue while its first is read (slowly, here): it must not take the second
+    worker, which another camera's frame needs."""
+    routes = [{"topic": "cameras/+/image", "regions": ["gb"], "repeat_window": 30}]
+    running_bridge(bridge_config(broker, emulator, routes=routes))
+    collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/+/result"])
+    emulator.delay_next(3.0)  # the gate's first call
+    collector.publish("cameras/gate/image", FRAME)
+    assert emulator.wait_for_calls(1, timeout=10)
+    collector.publish("cameras/gate/image", jpeg(text="XY99ZZZ"))  # the gate's next frame
+    collector.publish("cameras/drive/image", jpeg(text="DR1VE"))  # another camera's
+    collector.wait_for("plate-bridge/drive/result", 1, timeout=10)
+    # The drive's frame went ahead on the free worker, before the gate's slow call came back.
+    assert collector.on("plate-bridge/gate/result") == []
+    gate = collector.wait_for("plate-bridge/gate/result", 2, timeout=15)
+    assert [event.get("cached", False) for event in gate] == [False, False]

@@ -98,3 +98,34 @@ def test_close_hands_back_what_waits_and_refuses_more() -> None:
 def test_caps_must_allow_a_frame(settings: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         FrameQueue(**settings)
+
+
+def test_a_serial_cameras_next_frame_waits_for_the_one_at_work_while_others_go_ahead() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=2)
+    queue.put("gate", "gate-1", serial=True)
+    queue.put("gate", "gate-2", serial=True)
+    queue.put("street", "street-1", serial=True)
+    first = queue.get(timeout=1)
+    assert first == "gate-1"
+    # gate-2 is next in line, but gate has a frame at work: a second worker gets street's instead of
+    # waiting behind the first one.
+    assert queue.get(timeout=1) == "street-1"
+    assert queue.get(timeout=0.05) is None  # gate-2 waits; nothing else to take
+    queue.task_done(first)
+    assert queue.get(timeout=1) == "gate-2"
+
+
+def test_frames_that_are_not_serial_may_be_worked_on_together() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=2)
+    queue.put("gate", "gate-1")
+    queue.put("gate", "gate-2")
+    assert [queue.get(timeout=1), queue.get(timeout=1)] == ["gate-1", "gate-2"]
+
+
+def test_serial_cameras_are_forgotten_when_they_have_nothing_left() -> None:
+    queue: FrameQueue[str] = FrameQueue(per_camera=1, max_frames=2)
+    for number in range(1000):  # cameras that come and go, pushed out by the cap
+        queue.put(f"cam-{number}", f"frame-{number}", serial=True)
+    while (item := queue.get(timeout=0.01)) is not None:
+        queue.task_done(item)
+    assert len(queue._serial) == 0 and len(queue._busy) == 0

@@ -39,8 +39,11 @@ class FrameQueue(Generic[Item]):
     configuration, however many cameras (topics) publishers invent.
 
     Workers take one frame per camera in turn, so a camera flooding the bridge only ever delays
-    itself. `put` returns the frames it pushed out (the caller reports them: nothing is lost
-    silently). A worker calls `task_done()` after each frame it took; `join()` waits for all of them.
+    itself. A camera put `serial` has at most one frame taken at a time: its next frame waits in its
+    queue (newest kept) while a worker reads the last one, instead of parking a second worker behind
+    the first (a route that reuses readings decides a camera's frames one after the other). `put`
+    returns the frames it pushed out (the caller reports them: nothing is lost silently). A worker
+    calls `task_done(item)` after each frame it took; `join()` waits for all of them.
     """
 
     def __init__(
@@ -65,6 +68,9 @@ class FrameQueue(Generic[Item]):
         self._frames = 0
         self._bytes = 0
         self._unfinished = 0
+        self._serial: set[Hashable] = set()
+        self._busy: set[Hashable] = set()
+        self._taken: dict[int, Hashable] = {}  # id of a serial camera's frame in work -> its camera
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -76,12 +82,17 @@ class FrameQueue(Generic[Item]):
         with self._ready:
             return self._bytes
 
-    def put(self, camera: Hashable, item: Item, size: int = 0) -> list[Evicted[Item]]:
+    def put(
+        self, camera: Hashable, item: Item, size: int = 0, *, serial: bool = False
+    ) -> list[Evicted[Item]]:
         """Queue `item` (of `size` bytes) for `camera`; return what had to go to make room for it.
+        `serial`: the camera's frames are worked on one at a time.
 
         A frame larger than `max_bytes` on its own is refused: it comes back as evicted.
         """
         with self._ready:
+            if serial:
+                self._serial.add(camera)
             if self._closed:
                 return [Evicted(item, "shutdown")]
             if self.max_bytes is not None and size > self.max_bytes:
@@ -99,6 +110,8 @@ class FrameQueue(Generic[Item]):
                 evicted.append(Evicted(self._pop_head(oldest_queue), "queue_full"))
                 if not oldest_queue and oldest != camera:
                     del self._queues[oldest]
+                    if oldest not in self._busy:
+                        self._serial.discard(oldest)
             entry = _Entry(next(self._sequence), size, item)
             queue.append(entry)
             self._arrivals[entry.seq] = camera
@@ -121,26 +134,41 @@ class FrameQueue(Generic[Item]):
         self._bytes -= entry.size
         return entry.item
 
+    def _next_camera(self) -> Hashable | None:
+        """The first camera in line with a frame a worker may take (not a serial one at work)."""
+        if not self._busy:
+            return next(iter(self._queues), None)
+        return next((camera for camera in self._queues if camera not in self._busy), None)
+
     def get(self, timeout: float | None = None) -> Item | None:
         """The next frame, round-robin over cameras; None when closed and empty or on timeout."""
         with self._ready:
-            if not self._ready.wait_for(lambda: self._queues or self._closed, timeout):
+            if not self._ready.wait_for(lambda: self._closed or self._next_camera() is not None, timeout):
                 return None
-            if not self._queues:
+            camera = self._next_camera()
+            if camera is None:
                 return None
-            camera, queue = next(iter(self._queues.items()))
+            queue = self._queues[camera]
             item = self._pop_head(queue)
             # The camera goes to the back of the line (round robin), or away when it has nothing left.
             if queue:
                 self._queues.move_to_end(camera)
             else:
                 del self._queues[camera]
+            if camera in self._serial:
+                self._busy.add(camera)
+                self._taken[id(item)] = camera
             self._unfinished += 1
             return item
 
-    def task_done(self) -> None:
-        """A worker finished a frame it got from `get()`."""
+    def task_done(self, item: Item | None = None) -> None:
+        """A worker finished `item`, a frame it got from `get()`: its camera's next frame may go."""
         with self._ready:
+            camera = self._taken.pop(id(item), None) if item is not None else None
+            if camera is not None:
+                self._busy.discard(camera)
+                if camera not in self._queues:
+                    self._serial.discard(camera)  # nothing waiting: forget it (bounded by cameras seen)
             self._unfinished -= 1
             self._ready.notify_all()
 
@@ -167,6 +195,7 @@ class FrameQueue(Generic[Item]):
             left = [entry.item for queue in self._queues.values() for entry in queue]
             self._queues.clear()
             self._arrivals.clear()
+            self._serial.clear()
             self._frames = 0
             self._bytes = 0
             self._ready.notify_all()
