@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from benchmarks.credits import CLOCK_REGION, busy_street, parked_car, passing_car, photos
 from bridge.config import ReuseConfig
-from bridge.signature import BAND_ROWS, Mask, Signature, band, band_changed, difference, signature
+from bridge.signature import Mask, Signature, difference, signature
 from tests.images import jpeg, noisy_jpeg
 
 THRESHOLD = ReuseConfig().threshold
@@ -111,29 +111,3 @@ def test_frames_of_other_sizes_are_never_similar_and_a_signature_stays_small() -
     large = sign(noisy_jpeg(1600, 1200))
     assert large.nbytes <= 64 * 64
     assert math.isinf(difference(large, sign(jpeg())))
-
-
-@pytest.mark.parametrize("size", [(1280, 720), (640, 360), (800, 600), (1920, 1080), (160, 120)])
-def test_a_band_is_the_top_rows_of_the_signature_for_a_fraction_of_the_decoding(
-    pictures: list, size: tuple[int, int]
-) -> None:
-    data = encode(pictures[0].image.resize(size))
-    whole, top = sign(data), band(data)
-    assert top is not None and not top.complete and whole.complete
-    assert top.rows == BAND_ROWS and top.size == whole.size
-    assert top.pixels == whole.pixels[: len(top.pixels)]
-    assert top.band_blocks == whole.band_blocks
-    # Another scene differs in its band already; the same scene re-encoded does not.
-    other = band(encode(pictures[1].image.resize(size)))
-    assert other is not None and band_changed(whole, other, THRESHOLD)
-    again = band(encode(pictures[0].image.resize(size), quality=75))
-    assert again is not None and not band_changed(whole, again, THRESHOLD)
-
-
-def test_only_a_sequential_jpeg_has_a_band() -> None:
-    picture = Image.new("RGB", (640, 360), (90, 120, 150))
-    png, progressive = io.BytesIO(), io.BytesIO()
-    picture.save(png, "PNG")
-    picture.save(progressive, "JPEG", progressive=True)
-    assert band(png.getvalue()) is None and band(progressive.getvalue()) is None
-    assert band(b"\xff\xd8\xff") is None and band(b"") is None

@@ -20,7 +20,7 @@ from bridge.messages import Message
 from bridge.nodes.base import Node, NodeContext, NodeSettings
 from bridge.nodes.repeats import CameraLocks, Evidence, Reading, RepeatCache
 from bridge.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
-from bridge.signature import Mask, Signature, band, band_changed, difference, signature
+from bridge.signature import Mask, Signature, difference, signature
 
 # The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
 DOWNSCALE_TARGET_BYTES = 2_500_000
@@ -75,6 +75,8 @@ class RecognizeNode(Node):
             **{f"saved_{reason}": count for reason, count in saved.items()},
             # Similar scenes read again because a plate box changed (or could not be compared).
             "similar_plates_changed": counts.get("plates_changed", 0),
+            # Frames of a busy camera read without a look (repeats.Pace).
+            "not_compared": counts.get("not_compared", 0),
             "cache_cameras": len(self.cache),
             "cache_bytes": self.cache.nbytes,
         }
@@ -109,17 +111,22 @@ class RecognizeNode(Node):
         digest = frame_digest(msg.image)
         for reading in reversed(recent):
             if reading.digest == digest:
+                self.cache.pace(msg.camera_id).reused()
                 return self._reuse(msg, reading, "identical")
         # Looked at only as closely as a comparison needs: with no recent reading, not at all.
         look = _Look(msg.image, self._mask)
-        if reuse.similar and recent:
+        pace = self.cache.pace(msg.camera_id)
+        if reuse.similar and recent and pace.looks(frame_time):
             # Newest first, and the first similar one whose plates are unchanged wins: a parked car
             # matches the camera's last reading at once.
             for reading in reversed(recent):
                 if self._similar(reading, look):
                     if not reading.has_plate or self._same_plates(reading, look):
+                        pace.reused()
                         return self._reuse(msg, reading, "similar")
                     self._count("plates_changed")
+        elif reuse.similar and recent:
+            self._count("not_compared")
         if reuse.vehicle_interval and recent:
             last = recent[-1]
             # Either side: two workers may take a camera's frames a moment out of order.
@@ -129,10 +136,10 @@ class RecognizeNode(Node):
         read = self._recognize(msg)
         assert read.result is not None
         results = read.result.get("results")
+        pace.read()
         # What a later frame compares with is made when one asks; until then the frame is kept.
         evidence = Evidence(
             frame=msg.image if reuse.similar else None,
-            band=look.band_or_none,
             signature=look.signature_or_none,
             boxes=plate_boxes(read.result, read.scale) if results else (),
         )
@@ -153,16 +160,9 @@ class RecognizeNode(Node):
         return read
 
     def _similar(self, reading: Reading, look: _Look) -> bool:
-        """Whether the frame `look` looks at shows the scene of `reading`: their bands first (a frame
-        whose top differs is decided for a fraction of the cost), then their whole signatures."""
+        """Whether the frame `look` looks at shows the scene of `reading` (their signatures)."""
         evidence = reading.evidence
         threshold = self.context.route.reuse.threshold
-        known = evidence.signature or evidence.band
-        if known is None and evidence.frame is not None:
-            known = evidence.band = band(evidence.frame, self._mask)
-        seen = look.band()
-        if known is not None and seen is not None and band_changed(known, seen, threshold):
-            return False
         if evidence.signature is None:
             if evidence.frame is None:
                 return False  # its frame was let go before anything asked: nothing to compare with
@@ -253,25 +253,17 @@ class RecognizeNode(Node):
 
 
 class _Look:
-    """A frame looked at only as closely as the comparisons ask, each view made once: its band, its
-    signature (bridge/signature.py), its grey picture for the plate boxes (bridge/platecrops.py)."""
+    """A frame looked at only as closely as the comparisons ask, each view made once: its signature
+    (bridge/signature.py), its grey picture for the plate boxes (bridge/platecrops.py)."""
 
-    __slots__ = ("_band", "_grey", "_image", "_made", "_mask", "_signature")
+    __slots__ = ("_grey", "_image", "_made", "_mask", "_signature")
 
     def __init__(self, image: bytes, mask: Mask) -> None:
         self._image = image
         self._mask = mask
-        self._band: Signature | None = None
         self._signature: Signature | None = None
         self._grey: Image.Image | None = None
         self._made: set[str] = set()
-
-    def band(self) -> Signature | None:
-        """The band, or the whole signature for a frame that has none (PNG, progressive, small)."""
-        if "band" not in self._made:
-            self._made.add("band")
-            self._band = band(self._image, self._mask)
-        return self._band if self._band is not None else self.signature()
 
     def signature(self) -> Signature | None:
         if "signature" not in self._made:
@@ -284,11 +276,6 @@ class _Look:
             self._made.add("grey")
             self._grey = decode_grey(self._image)
         return self._grey
-
-    @property
-    def band_or_none(self) -> Signature | None:
-        """The band if it was made (nothing is decoded for it)."""
-        return self._band
 
     @property
     def signature_or_none(self) -> Signature | None:

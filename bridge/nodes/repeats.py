@@ -2,8 +2,8 @@
 
 What is kept of a frame that was read is its digest, the reader's answer and its `Evidence`: what
 tells a later frame of the camera that it shows the same scene (its signature, bridge/signature.py,
-~2 kB, or at first only its band) and, for a reading that found plates, the same plates (a crop of each
-plate box, bridge/platecrops.py). Both are made only when a later frame asks: most frames are never
+~2 kB) and, for a reading that found plates, the same plates (a crop of each plate box,
+bridge/platecrops.py). Both are made only when a later frame asks: most frames are never
 compared with anything. Until then the frame itself is kept, for the camera's newest reading only and
 within `frame_bytes` over all cameras (the oldest let go first); a reading that lost its frame before
 what it needed was made cannot be reused for a similar frame, and that frame is read again.
@@ -11,6 +11,7 @@ what it needed was made cannot be reused for a similar frame, and that frame is 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterator, Mapping
@@ -21,26 +22,62 @@ from typing import Any
 from bridge.platecrops import Box, PlateCrops
 from bridge.signature import Signature
 
-__all__ = ["CameraLocks", "Evidence", "Reading", "RepeatCache"]
+__all__ = ["BUSY_AFTER", "BUSY_LOOK_EVERY", "CameraLocks", "Evidence", "Pace", "Reading", "RepeatCache"]
+
+BUSY_AFTER = 10
+"""Frames in a row read for a changed scene after which a camera counts as busy."""
+BUSY_LOOK_EVERY = 0.5
+"""Seconds of camera time between the frames a busy camera compares with its readings."""
+
+
+class Pace:
+    """How often a camera's frames are compared with its recent readings.
+
+    A frame is compared (its signature decoded, ~1 ms per 100 kB of JPEG) only to save a call. A
+    camera whose last `BUSY_AFTER` frames were all new scenes — a busy road, a camera fed flat out —
+    is compared once every `BUSY_LOOK_EVERY` seconds of its own clock instead of on every frame: the
+    frames between are read, as they would have been anyway while the scene keeps changing. The first
+    reuse makes it a calm camera again. The price: when a busy scene stops changing (a car parks after
+    a stream of traffic), the frames of at most `BUSY_LOOK_EVERY` seconds are read before the next
+    look finds it still. What an event says never depends on it: a frame is read or proven the same.
+    Changed and read under the camera's lock only."""
+
+    __slots__ = ("changed", "looked_at")
+
+    def __init__(self) -> None:
+        self.changed = 0
+        self.looked_at = -math.inf
+
+    def looks(self, frame_time: float) -> bool:
+        """Whether the camera's frame taken at `frame_time` is compared with its readings."""
+        if self.changed >= BUSY_AFTER and abs(frame_time - self.looked_at) < BUSY_LOOK_EVERY:
+            return False
+        self.looked_at = frame_time
+        return True
+
+    def read(self) -> None:
+        """A frame was read: its scene changed, or it was not compared."""
+        self.changed += 1
+
+    def reused(self) -> None:
+        self.changed = 0
 
 
 class Evidence:
     """What a reading keeps to recognise its frame's scene and plates in a later frame: the frame's
-    band or signature, its plate boxes and their crops, and the frame they are made from until then.
+    signature, its plate boxes and their crops, and the frame they are made from until then.
     Changed and read under the camera's lock (CameraLocks) only."""
 
-    __slots__ = ("band", "boxes", "crops", "frame", "signature")
+    __slots__ = ("boxes", "crops", "frame", "signature")
 
     def __init__(
         self,
         *,
         frame: bytes | None,
-        band: Signature | None = None,
         signature: Signature | None = None,
         boxes: tuple[Box, ...] | None = (),
     ) -> None:
         self.frame = frame
-        self.band = band
         self.signature = signature
         self.boxes = boxes
         """The plate boxes to prove unchanged: () for a reading without plates, None when the answer's
@@ -51,7 +88,6 @@ class Evidence:
     def nbytes(self) -> int:
         return (
             (len(self.frame) if self.frame is not None else 0)
-            + (self.band.nbytes if self.band is not None else 0)
             + (self.signature.nbytes if self.signature is not None else 0)
             + (self.crops.nbytes if self.crops is not None else 0)
         )
@@ -91,6 +127,7 @@ class RepeatCache:
         self.frame_bytes = frame_bytes
         self._lock = threading.Lock()
         self._cameras: OrderedDict[Hashable, deque[Reading]] = OrderedDict()
+        self._paces: dict[Hashable, Pace] = {}
         # Evidence still holding its frame, oldest first, and the bytes of those frames.
         self._framed: OrderedDict[int, Evidence] = OrderedDict()
         self._framed_bytes = 0
@@ -108,6 +145,24 @@ class RepeatCache:
                 for readings in self._cameras.values()
                 for reading in readings
             )
+
+    def pace(self, camera: Hashable) -> Pace:
+        """The camera's pace (kept as long as its readings are)."""
+        with self._lock:
+            pace = self._paces.get(camera)
+            if pace is None:
+                pace = self._paces[camera] = Pace()
+                if camera not in self._cameras:
+                    # A camera with no readings yet: its pace is forgotten with the least recent ones.
+                    self._trim_paces()
+            return pace
+
+    def _trim_paces(self) -> None:
+        while len(self._paces) > 2 * self.max_cameras:
+            stale = next((camera for camera in self._paces if camera not in self._cameras), None)
+            if stale is None:
+                return
+            del self._paces[stale]
 
     def done_with_frame(self, evidence: Evidence) -> None:
         """What `evidence` needed of its frame is made (or cannot be): the frame is let go."""
@@ -161,7 +216,8 @@ class RepeatCache:
             while len(readings) > self.history:
                 self._let_go(readings.popleft().evidence)
             while len(self._cameras) > self.max_cameras:
-                _, forgotten = self._cameras.popitem(last=False)
+                gone, forgotten = self._cameras.popitem(last=False)
+                self._paces.pop(gone, None)
                 for old in forgotten:
                     self._let_go(old.evidence)
             while self._framed_bytes > self.frame_bytes:
