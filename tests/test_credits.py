@@ -21,6 +21,7 @@ from bridge.messages import Message
 from bridge.mqtt.broker import EmbeddedBroker
 from bridge.nodes import ConsensusNode, DedupeNode, NodeContext, RecognizeNode
 from bridge.nodes.consensus import vote
+from bridge.nodes.repeats import BUSY_AFTER, BUSY_LOOK_EVERY
 from bridge.nodes.savings import credit_stats
 from bridge.service import Bridge
 from tests.canned import READING, CannedReader, RecordingPublisher
@@ -119,6 +120,31 @@ def test_similar_frames_reuse_a_reading_unless_turned_off_or_asked_differently()
     assert len(reader.calls) == 2
     strict = recognize(CannedReader(READING), reuse={"similar": False})
     assert not any(strict.process(frame(item.jpeg)).metadata.get("cached") for item in frames)
+
+
+def test_a_busy_camera_is_compared_every_half_second_and_calm_again_after_its_first_reuse() -> None:
+    street = credits.busy_street(credits.photos()[:6], vehicles=20, every=1.0, height=HEIGHT).frames
+    parked = credits.parked_car(credits.photos()[6], seconds=3, height=HEIGHT).frames
+    fps = 10.0  # the busy street's frames, re-timed at 10 frames/s: every one a new scene
+    node = recognize(CannedReader(READING))
+    for index, item in enumerate(street):
+        node.process(frame(item.jpeg, at=index / fps))
+    stats = node.stats()
+    # The first BUSY_AFTER frames were compared; after that, one frame every BUSY_LOOK_EVERY s.
+    skipped = stats["not_compared"]
+    busy_frames = len(street) - BUSY_AFTER
+    assert busy_frames - busy_frames / (fps * BUSY_LOOK_EVERY) - 1 <= skipped < busy_frames, stats
+    assert stats["calls"] == len(street)
+    # A car parks: read once, and within BUSY_LOOK_EVERY s a look finds it still; from then on every
+    # frame is compared again, and reused.
+    start = len(street) / fps
+    reasons = [
+        node.process(frame(item.jpeg, at=start + index / fps)).metadata.get("cached_reason")
+        for index, item in enumerate(parked)
+    ]
+    calls = reasons.count(None)
+    assert calls <= 1 + fps * BUSY_LOOK_EVERY, reasons
+    assert all(reason == "similar" for reason in reasons[calls:]), reasons
 
 
 def test_repeat_window_0_reads_every_frame() -> None:
