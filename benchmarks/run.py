@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report, scenarios, systems
+from benchmarks.credits import write_section
 from benchmarks.frames import load_frame_sets
 from benchmarks.measure import Context, measure
 from benchmarks.procs import Broker, Emulator, cpu_model
@@ -25,6 +26,7 @@ from benchmarks.systems import LABELS, SYSTEMS, find_node_red
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
+RESULTS_REUSE_OFF = ROOT / "benchmarks" / "results-reuse-off.json"
 REPORT = ROOT / "BENCHMARKS.md"
 FRAMES_PER_SET = 32
 # The emulator keeps this many request records (a few hundred bytes each) for the rate-limit check.
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [scenario for scenario in chosen if scenario.name in wanted]
     system_names = [name for name in SYSTEMS if name in args.systems.split(",")]
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="plate-bridge-smoke-")) if args.smoke else None)
-    results_path = out_dir / "results.json" if out_dir else RESULTS
+    default_results = RESULTS_REUSE_OFF if args.no_reuse else RESULTS
+    results_path = out_dir / default_results.name if out_dir else default_results
     report_path = out_dir / "BENCHMARKS.md" if out_dir else REPORT
 
     started = time.monotonic()
@@ -110,7 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    report_path.write_text(report.render(results, results_path, ROOT), encoding="utf-8")
+    existing = report_path.read_text(encoding="utf-8") if report_path.is_file() else ""
+    if args.no_reuse:
+        # Its own section, beside the shipped figures: the rest of the report stays as it is.
+        shipped_path = results_path.parent / RESULTS.name if out_dir else RESULTS
+        shipped = json.loads(shipped_path.read_text(encoding="utf-8")) if shipped_path.is_file() else None
+        section = report.render_reuse_off(results, results_path, shipped, ROOT)
+        if not existing:
+            report_path.write_text("# Benchmarks\n\n" + section, encoding="utf-8")
+        else:
+            write_section(section, report_path, report.REUSE_OFF_SECTION)
+    else:
+        kept = report.kept_sections(existing)
+        document = report.render(results, results_path, ROOT)
+        report_path.write_text(document + ("\n" + kept if kept else ""), encoding="utf-8")
     print(f"results: {results_path}\nreport: {report_path}", file=sys.stderr)
     failures = [
         f"{scenario}/{name}"
