@@ -396,7 +396,8 @@ def _play(scenario: Scenario, route: dict[str, Any], *, fast: bool) -> Outcome:
             bridge.stop(deadline=5)
             collector.close()
             broker.stop()
-        reported = [event["plate"] for event in collector.on("plate-bridge/street/vehicle")]
+        # Vehicle events say the plate as written on it (upper case); the reader answers lower case.
+        reported = [event["plate"].lower() for event in collector.on("plate-bridge/street/vehicle")]
         return Outcome(len(scenario.frames), emulator.calls, _visits(scenario), reported)
 
 
@@ -460,11 +461,12 @@ def write_section(text: str, path: Path = BENCHMARKS_MD, section: str = SECTION)
     """Put `text` in BENCHMARKS.md in place of its `section` (the credits one by default), or at the end."""
     document = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
     start = document.find(section)
+    text = text.rstrip("\n") + "\n"
     if start < 0:
         document = document.rstrip("\n") + "\n\n" + text
     else:
         end = document.find("\n## ", start + len(section))
-        document = document[:start] + text + (document[end + 1 :] if end >= 0 else "")
+        document = document[:start] + text + ("\n" + document[end + 1 :] if end >= 0 else "")
     path.write_text(document, encoding="utf-8")
 
 
