@@ -22,12 +22,23 @@ from typing import Any
 from bridge.platecrops import Box, PlateCrops
 from bridge.signature import Signature
 
-__all__ = ["BUSY_AFTER", "BUSY_LOOK_EVERY", "CameraLocks", "Evidence", "Pace", "Reading", "RepeatCache"]
+__all__ = [
+    "BUSY_AFTER",
+    "BUSY_LOOK_EVERY",
+    "BUSY_LOOK_MAX",
+    "CameraLocks",
+    "Evidence",
+    "Pace",
+    "Reading",
+    "RepeatCache",
+]
 
 BUSY_AFTER = 10
 """Frames in a row read for a changed scene after which a camera counts as busy."""
 BUSY_LOOK_EVERY = 0.5
-"""Seconds of camera time between the frames a busy camera compares with its readings."""
+"""Seconds of camera time between the frames a busy camera compares with its readings, at first."""
+BUSY_LOOK_MAX = 2.0
+"""The longest such interval: each look of a busy camera that finds its scene changed again doubles it."""
 
 
 class Pace:
@@ -35,32 +46,43 @@ class Pace:
 
     A frame is compared (its signature decoded, ~1 ms per 100 kB of JPEG) only to save a call. A
     camera whose last `BUSY_AFTER` frames were all new scenes — a busy road, a camera fed flat out —
-    is compared once every `BUSY_LOOK_EVERY` seconds of its own clock instead of on every frame: the
-    frames between are read, as they would have been anyway while the scene keeps changing. The first
-    reuse makes it a calm camera again. The price: when a busy scene stops changing (a car parks after
-    a stream of traffic), the frames of at most `BUSY_LOOK_EVERY` seconds are read before the next
-    look finds it still. What an event says never depends on it: a frame is read or proven the same.
-    Changed and read under the camera's lock only."""
+    is compared once every `BUSY_LOOK_EVERY` seconds of its own clock instead of on every frame, then
+    every 1, 2 s (`BUSY_LOOK_MAX`) while each look finds it changed again: the frames between are read,
+    as they would have been anyway while the scene keeps changing. The first reuse makes it a calm
+    camera again. The price: when a busy scene stops changing (a car parks after a stream of traffic),
+    the frames of at most one interval are read before the next look finds it still. What an event
+    says never depends on it: a frame is read or proven the same. Changed and read under the camera's
+    lock only."""
 
-    __slots__ = ("changed", "looked_at")
+    __slots__ = ("changed", "interval", "looked_at", "looking")
 
     def __init__(self) -> None:
         self.changed = 0
+        self.interval = BUSY_LOOK_EVERY
         self.looked_at = -math.inf
+        self.looking = False
+        """The frame being decided is a busy camera's look."""
 
     def looks(self, frame_time: float) -> bool:
         """Whether the camera's frame taken at `frame_time` is compared with its readings."""
-        if self.changed >= BUSY_AFTER and abs(frame_time - self.looked_at) < BUSY_LOOK_EVERY:
+        busy = self.changed >= BUSY_AFTER
+        if busy and abs(frame_time - self.looked_at) < self.interval:
             return False
         self.looked_at = frame_time
+        self.looking = busy
         return True
 
     def read(self) -> None:
         """A frame was read: its scene changed, or it was not compared."""
         self.changed += 1
+        if self.looking:  # a busy camera's look found a new scene again: look less often
+            self.interval = min(BUSY_LOOK_MAX, 2 * self.interval)
+        self.looking = False
 
     def reused(self) -> None:
         self.changed = 0
+        self.interval = BUSY_LOOK_EVERY
+        self.looking = False
 
 
 class Evidence:
