@@ -164,9 +164,11 @@ class RecognizeNode(Node):
         evidence = reading.evidence
         threshold = self.context.route.reuse.threshold
         if evidence.signature is None:
-            if evidence.frame is None:
+            # Read once: another camera's reading may let this frame go (the cache's byte budget).
+            frame = evidence.frame
+            if frame is None:
                 return False  # its frame was let go before anything asked: nothing to compare with
-            evidence.signature = signature(evidence.frame, self._mask)
+            evidence.signature = signature(frame, self._mask)
             if not evidence.needs_frame:
                 self.cache.done_with_frame(evidence)
         whole = look.signature()
@@ -180,9 +182,10 @@ class RecognizeNode(Node):
         if not evidence.boxes:
             return False  # plates without boxes: nothing proves a later frame shows them
         if evidence.crops is None:
-            if evidence.frame is None:
+            frame = evidence.frame
+            if frame is None:
                 return False
-            known = decode_grey(evidence.frame)
+            known = decode_grey(frame)
             crops = plate_crops(known, evidence.boxes) if known is not None else None
             if crops is None:
                 evidence.boxes = None  # nothing to compare, now or later
