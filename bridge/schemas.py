@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from jsonschema.protocols import Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any
 
 from bridge.errors import SchemaViolation
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
+    from referencing import Registry
+
+# Python's jsonschema (with referencing, attrs and rpds: ~10 MB resident) is imported only to explain
+# a document that failed, or where jsonschema-rs has no wheel: a running bridge validates every answer
+# with the compiled validator alone.
 
 try:
     # A compiled (Rust) validator for the hot path: it checks a plate-reader response in ~4 µs where
@@ -53,6 +56,9 @@ def _documents() -> dict[str, dict[str, Any]]:
 
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     # Every schema under its `$id`, so cross-file `$ref`s resolve here. The registry has no `retrieve`
     # function: an unknown reference fails loudly instead of being fetched over the network.
     resources = [
@@ -83,6 +89,8 @@ def validator(name: str) -> Validator:
     `format` stays an annotation (the draft's default): `date-time` and `uri` checks would depend on
     optional packages being installed, so the schemas say what they require with `pattern` instead.
     """
+    from jsonschema import Draft202012Validator
+
     document = schema(name)
     Draft202012Validator.check_schema(document)
     return Draft202012Validator(document, registry=_registry())

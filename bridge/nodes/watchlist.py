@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, field_validator
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
 
 from bridge.config import WatchListConfig
 from bridge.errors import ConfigError
@@ -141,6 +139,10 @@ class WatchList:
 
     def match(self, reading: Reading) -> Iterator[Match]:
         """Each plate and pattern of the list that `reading` matches, once, by its best reading."""
+        # Here, not at the top: a bridge without watch lists does not load rapidfuzz (~6 MB resident).
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
         if reading.score < self.min_score:
             return
         if self.strict:
