@@ -301,8 +301,8 @@ class ReuseConfig(StrictModel):
         gt=0,
         description="Largest change of a plate box, looked at closely, for a similar frame to reuse a "
         "reading that found plates (the most changed 4x4 block of a 24-pixel-high crop, in units of the "
-        "plate's contrast: ~0.2-0.4 for the same plate in another frame, 0.5 and more for another "
-        "character).",
+        "plate's contrast: at most 0.14 for the same plate in another frame on the dev photos, 0.75 and "
+        "more for another plate or one character of it).",
     )
     frame_bytes: int = Field(
         16 << 20,
