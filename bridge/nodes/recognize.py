@@ -136,10 +136,11 @@ class RecognizeNode(Node):
         read = self._recognize(msg)
         assert read.result is not None
         results = read.result.get("results")
+        keep = reuse.similar and pace.keeps_frame
         pace.read()
         # What a later frame compares with is made when one asks; until then the frame is kept.
         evidence = Evidence(
-            frame=msg.image if reuse.similar else None,
+            frame=msg.image if keep else None,
             signature=look.signature_or_none,
             boxes=plate_boxes(read.result, read.scale) if results else (),
         )

@@ -54,7 +54,7 @@ class Pace:
     says never depends on it: a frame is read or proven the same. Changed and read under the camera's
     lock only."""
 
-    __slots__ = ("changed", "interval", "looked_at", "looking")
+    __slots__ = ("changed", "follow", "interval", "looked_at", "looking")
 
     def __init__(self) -> None:
         self.changed = 0
@@ -62,27 +62,44 @@ class Pace:
         self.looked_at = -math.inf
         self.looking = False
         """The frame being decided is a busy camera's look."""
+        self.follow = False
+        """The next frame is compared with the look's reading: a busy camera keeps no other frame."""
+
+    @property
+    def busy(self) -> bool:
+        return self.changed >= BUSY_AFTER
 
     def looks(self, frame_time: float) -> bool:
         """Whether the camera's frame taken at `frame_time` is compared with its readings."""
-        busy = self.changed >= BUSY_AFTER
-        if busy and abs(frame_time - self.looked_at) < self.interval:
+        if self.follow:
+            self.follow = False
+            self.looking = False
+            return True
+        if self.busy and abs(frame_time - self.looked_at) < self.interval:
             return False
         self.looked_at = frame_time
-        self.looking = busy
+        self.looking = self.busy
         return True
+
+    @property
+    def keeps_frame(self) -> bool:
+        """Whether the frame being decided, if read, keeps its frame for the comparisons to come: a
+        calm camera's, or a busy camera's look (the frame after it is compared with it); the other
+        frames of a busy camera are compared with nothing."""
+        return not self.busy or self.looking
 
     def read(self) -> None:
         """A frame was read: its scene changed, or it was not compared."""
         self.changed += 1
         if self.looking:  # a busy camera's look found a new scene again: look less often
             self.interval = min(BUSY_LOOK_MAX, 2 * self.interval)
+            self.follow = True
         self.looking = False
 
     def reused(self) -> None:
         self.changed = 0
         self.interval = BUSY_LOOK_EVERY
-        self.looking = False
+        self.looking = self.follow = False
 
 
 class Evidence:
