@@ -260,9 +260,7 @@ class RepeatCache:
                 for old in forgotten:
                     self._let_go(old.evidence)
             while self._framed_bytes > self.frame_bytes:
-                _, oldest = self._framed.popitem(last=False)
-                self._framed_bytes -= len(oldest.frame or b"")
-                oldest.frame = None
+                self._let_go(next(iter(self._framed.values())))
 
 
 class CameraLocks:
