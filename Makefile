@@ -1,6 +1,7 @@
 # The one entry point for developers and CI. `make test` works on a fresh machine: it makes its own
 # virtual environment, installs the project with its test extras, installs mosquitto when it can
-# (root with apt-get; elsewhere the broker tests skip, saying why), and runs every test (slow ones too).
+# (root with apt-get; elsewhere the broker tests skip, saying why), builds the docs site strictly (a
+# broken link or a generated page that cannot be made fails), and runs every test (slow ones too).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,serve,local,fast]'
+	$(BIN)/pip install --quiet -e '.[test,serve,local,fast,docs]'
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate
@@ -21,11 +22,12 @@ lint: venv
 
 test: venv
 	$(BIN)/ruff check bridge tests examples benchmarks
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 	sh scripts/ensure-mosquitto.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .ruff_cache
 
 .PHONY: demo
 # The main job on a fresh machine: embedded broker + bridge + camera simulator (see README).

@@ -332,8 +332,8 @@ def scenarios(height: int = FRAME_SIZE[1], folder: Path | None = None) -> list[S
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     # The defaults: identical and similar frames reuse a reading (repeat_window 60 s).
     "defaults": {},
-    # The gate/driveway recipe of the README: a vehicle in view is read every 1.5 s, and its readings
-    # are voted into one vehicle event.
+    # The gate/driveway recipe of docs/guides/spending-fewer-credits.md: a vehicle in view is read
+    # every 1.5 s, and its readings are voted into one vehicle event.
     "vehicle_interval 1.5 + consensus": {
         "reuse": {"vehicle_interval": 1.5},
         "nodes": [{"type": "consensus", "gap": 3.0}],

@@ -295,7 +295,9 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     def generate(match: re.Match[str]) -> str:
         name = match["name"]
         if name not in GENERATORS:
-            raise ValueError(f"{page.file.src_uri}: no generator named {name!r} (known: {sorted(GENERATORS)})")
+            raise ValueError(
+                f"{page.file.src_uri}: no generator named {name!r} (known: {sorted(GENERATORS)})"
+            )
         return GENERATORS[name]()
 
     return MARKER.sub(generate, markdown)

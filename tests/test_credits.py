@@ -447,7 +447,7 @@ def test_replicas_on_a_round_robin_shared_subscription_each_pay_for_the_parked_c
     emulator: ReaderEmulator, street: dict[str, credits.Scenario], collector_factory: Any, tmp_path: Path
 ) -> None:
     """mosquitto hands a shared subscription's messages to its members in turn, so every replica sees
-    the parked car and reads it once: the bound the README gives is one call per replica."""
+    the parked car and reads it once: the bound docs/guides/scaling-out.md gives is one call per replica."""
     if shutil.which("mosquitto") is None:
         pytest.skip("the mosquitto binary is not installed")
     scenario = credits.Scenario("parked", "", street["parked_car"].frames[:20])

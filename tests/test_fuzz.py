@@ -33,7 +33,7 @@ from tests.images import jpeg, png
 
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 MAX_PAYLOAD_BYTES = 1_000_000
-# What a payload may fail with: the decode node's own codes, nothing else (README, "Codes").
+# What a payload may fail with: the decode node's own codes, nothing else (docs/reference/topics.md, "Codes").
 PAYLOAD_CODES = {"payload_too_large", "payload_not_image", "envelope_invalid"}
 # Events quote short values on purpose (a schema problem shows values up to 60 characters, a message
 # names the expected "data:image/jpeg;base64,"); a longer run of payload bytes can only be a leak.

@@ -398,9 +398,10 @@ def test_a_global_watch_list_marks_the_published_event(
     ]
 
 
-def test_the_readme_example_runs_as_written() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index("## Watch lists") :].split("```yaml\n", 1)[1].split("```", 1)[0]
+def test_the_guide_example_runs_as_written() -> None:
+    guide_path = Path(__file__).resolve().parents[1] / "docs" / "guides" / "watch-lists.md"
+    guide = guide_path.read_text(encoding="utf-8")
+    block = guide[guide.index("# Watch lists") :].split("```yaml\n", 1)[1].split("```", 1)[0]
     config = load_config(**yaml.safe_load(block), reader={"url": "local"})
     flows = [Flow.build(route, context(config.watchlists, route)) for route in config.routes]
     assert [[node.name for node in flow.nodes] for flow in flows] == [

@@ -291,7 +291,7 @@ def test_plate_events_are_delivered_with_retries_and_secret_headers_stay_out_of_
     assert len(refusing.received) == 1
     assert "hook-secret" not in caplog.text
     # The bridge's own logs show a target by scheme, host and port only (urllib3's debug log shows
-    # request lines with their query: the README says to put tokens in headers).
+    # request lines with their query: docs/integrations/webhooks.md says to put tokens in headers).
     assert not [r for r in caplog.records if r.name.startswith("bridge") and "in-the-query" in r.getMessage()]
     assert "answered 500; retry 1" in caplog.text
 
