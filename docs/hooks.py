@@ -173,32 +173,49 @@ def configuration_reference() -> str:
 # --- payloads -------------------------------------------------------------------------------------------
 
 PAYLOAD_GROUPS = {
-    "What the bridge publishes": ["plate-event", "error-event"],
-    "What a camera may publish": ["image-message"],
+    "Payloads the bridge publishes": ["plate-event", "error-event"],
+    "Payloads a camera may publish": ["image-message"],
 }
-OTHERS = "What the Plate Recognizer service sends and takes"
+OTHERS = "Payloads of the Plate Recognizer service"
 
 
-def schema_type(node: dict[str, Any]) -> str:
+def schema_name(path: Path | str) -> str:
+    """`plate-event` for `.../plate-event.schema.json`: the id of its section."""
+    return Path(path).name.removesuffix(".json").removesuffix(".schema")
+
+
+def ref_link(ref: str, here: str) -> str:
+    """A `$ref` as a link to the section that describes its target."""
+    document, _, pointer = ref.partition("#")
+    name = schema_name(document) if document else here
+    parts = pointer.strip("/").split("/") if pointer else []
+    if len(parts) == 2 and parts[0] == "$defs":
+        return f"[`{parts[1]}`](#{name}-{anchor(parts[1])})"
+    if len(parts) == 2 and parts[0] == "properties":
+        return f"[`{parts[1]}` of {name}](#{name})"
+    return f"[{name}](#{name})"
+
+
+def schema_type(node: dict[str, Any], here: str) -> str:
     if "$ref" in node:
-        return f"`{node['$ref'].rsplit('/', 1)[-1]}`"
+        return ref_link(node["$ref"], here)
     if "const" in node:
         return f"`{json.dumps(node['const'])}`"
     if "enum" in node:
-        return " \\| ".join(f"`{json.dumps(value)}`" for value in node["enum"][:12]) + (
-            " …" if len(node["enum"]) > 12 else ""
-        )
+        shown = " | ".join(f"`{json.dumps(value)}`" for value in node["enum"][:12])
+        return shown + (f" … ({len(node['enum'])} in all)" if len(node["enum"]) > 12 else "")
     for key in ("anyOf", "oneOf"):
         if key in node:
-            return " or ".join(schema_type(option) for option in node[key])
+            return " or ".join(schema_type(option, here) for option in node[key])
     kind = node.get("type", "any")
     kinds = kind if isinstance(kind, list) else [kind]
     if "array" in kinds and isinstance(node.get("items"), dict):
-        kinds = [f"array of {schema_type(node['items'])}" if k == "array" else k for k in kinds]
+        items = schema_type(node["items"], here)
+        kinds = [f"array of {items}" if k == "array" else k for k in kinds]
     return " or ".join(kinds)
 
 
-def properties_table(node: dict[str, Any]) -> list[str]:
+def properties_table(node: dict[str, Any], here: str) -> list[str]:
     properties = node.get("properties") or {}
     if not properties:
         return []
@@ -206,7 +223,7 @@ def properties_table(node: dict[str, Any]) -> list[str]:
     lines = ["| field | type | required | description |", "| --- | --- | --- | --- |"]
     for name, prop in properties.items():
         lines.append(
-            f"| `{name}` | {cell(schema_type(prop))} | {'yes' if name in required else ''} | "
+            f"| `{name}` | {cell(schema_type(prop, here))} | {'yes' if name in required else ''} | "
             f"{cell(prop.get('description', ''))} |"
         )
     return [*lines, ""]
@@ -214,19 +231,18 @@ def properties_table(node: dict[str, Any]) -> list[str]:
 
 def schema_section(path: Path) -> list[str]:
     schema = json.loads(path.read_text(encoding="utf-8"))
-    lines = [f"### {schema.get('title', path.name)}", "", f"`schemas/{path.name}`", ""]
+    here = schema_name(path)
+    lines = [f"### {schema.get('title', path.name)} {{ #{here} }}", "", f"`schemas/{path.name}`", ""]
     if description := schema.get("description"):
         lines += [" ".join(description.split()), ""]
     if schema.get("type") != "object":
-        lines += [f"Type: {schema_type(schema)}.", ""]
-    lines += properties_table(schema)
+        lines += [f"Type: {schema_type(schema, here)}.", ""]
+    lines += properties_table(schema, here)
     for name, definition in (schema.get("$defs") or {}).items():
-        table = properties_table(definition)
-        if table or definition.get("description"):
-            lines += [f"#### `{name}` ({path.stem})", ""]
-            if definition.get("description"):
-                lines += [" ".join(definition["description"].split()), ""]
-            lines += table or [f"Type: {schema_type(definition)}.", ""]
+        lines += [f"#### `{name}` of {here} {{ #{here}-{anchor(name)} }}", ""]
+        if definition.get("description"):
+            lines += [" ".join(definition["description"].split()), ""]
+        lines += properties_table(definition, here) or [f"Type: {schema_type(definition, here)}.", ""]
     lines += [f'??? note "The whole schema: {path.name}"', "", "    ```json"]
     lines += ["    " + line for line in json.dumps(schema, indent=2).splitlines()]
     return [*lines, "    ```", ""]
@@ -234,7 +250,7 @@ def schema_section(path: Path) -> list[str]:
 
 def payloads_reference() -> str:
     """One section per JSON Schema of `schemas/`, grouped by who sends the payload."""
-    stems = {path.stem.removesuffix(".schema"): path for path in sorted(SCHEMAS.glob("*.json"))}
+    stems = {schema_name(path): path for path in sorted(SCHEMAS.glob("*.json"))}
     lines: list[str] = []
     grouped = {stem for stems_of_group in PAYLOAD_GROUPS.values() for stem in stems_of_group}
     groups = {**PAYLOAD_GROUPS, OTHERS: [stem for stem in stems if stem not in grouped]}
