@@ -1,4 +1,4 @@
-"""A new user's first hour: every command the README shows, run as a process the way they run it."""
+"""A new user's first hour: every command of the README and getting started, run as a user runs it."""
 
 from __future__ import annotations
 

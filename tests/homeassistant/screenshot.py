@@ -1,4 +1,4 @@
-"""Take the README's screenshot of a camera's device page in a real Home Assistant.
+"""Take the Home Assistant page's screenshot (docs/images/) of a camera's device page in a real HA.
 
     python -m tests.homeassistant.screenshot docs/images/homeassistant-device.png
 
