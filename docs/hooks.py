@@ -136,8 +136,9 @@ def model_doc(model: type[BaseModel]) -> str:
     return " ".join(doc.split())
 
 
-def section(path: str, model: type[BaseModel], seen: set[type[BaseModel]]) -> list[str]:
-    """A table of `model`'s keys under `path`, then a section for each model it holds."""
+def section(path: str, model: type[BaseModel], seen: dict[type[BaseModel], str]) -> list[str]:
+    """A table of `model`'s keys under `path`, then a section for each model it holds (`seen`: the
+    anchor of every model's section so far, so a model held twice is described once)."""
     lines = [f"## `{path}` {{ #{anchor(path)} }}" if path else "## Top level { #top-level }", ""]
     if doc := model_doc(model):
         lines += [doc, ""]
@@ -149,16 +150,18 @@ def section(path: str, model: type[BaseModel], seen: set[type[BaseModel]]) -> li
         if constraints := constraints_of(field):
             description = f"{description} ({constraints})" if description else constraints
         held = models_of(field)
+        for suffix, held_model in held:
+            if held_model not in seen:
+                seen[held_model] = anchor(key + suffix)
+                nested.append((key + suffix, held_model))
         if held and not description:
             description = model_doc(held[0][1])
         kind = cell(type_name(field.annotation))
         if held:  # the type names the section below, as a link to it
-            kind = kind.replace("section", f"[section](#{anchor(key + held[0][0])})", 1)
+            kind = kind.replace("section", f"[section](#{seen[held[0][1]]})", 1)
         lines.append(f"| `{key}` | {kind} | {cell(default_of(field))} | {cell(description)} |")
-        nested += [(key + suffix, held_model) for suffix, held_model in held if held_model not in seen]
     lines.append("")
     for key, held_model in nested:
-        seen.add(held_model)
         lines += section(key, held_model, seen)
     return lines
 
@@ -167,7 +170,7 @@ def configuration_reference() -> str:
     """Every key of the configuration, from the pydantic models' descriptions."""
     from bridge.config import BridgeConfig
 
-    return "\n".join(section("", BridgeConfig, {BridgeConfig}))
+    return "\n".join(section("", BridgeConfig, {BridgeConfig: "top-level"}))
 
 
 # --- payloads -------------------------------------------------------------------------------------------

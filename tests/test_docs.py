@@ -144,3 +144,28 @@ def test_repository_pages_get_site_links() -> None:
     assert "[the method](benchmark-method.md#live-cameras)" in text
     assert "x (`examples/config.yaml`)" in text
     assert "[y](#here)" in text
+
+
+def test_a_section_an_extension_adds_is_in_the_reference() -> None:
+    """An extension's section (here added with pydantic's create_model, as a plugin might) appears with
+    its field descriptions; a model held at two keys is described once and both link to it."""
+    from pydantic import BaseModel, Field, create_model
+
+    class GateSettings(BaseModel):
+        """Opens the gate for listed plates."""
+
+        relay_topic: str = Field("gate/relay", description="Where the open command goes.")
+
+    extended = create_model(
+        "Extended",
+        __base__=BridgeConfig,
+        gate=(GateSettings, Field(default_factory=GateSettings, description="The gate extension.")),
+        spare_gate=(GateSettings | None, Field(None, description="A second gate.")),
+    )
+    lines = load_hooks().section("", extended, {extended: "top-level"})
+    text = "\n".join(lines)
+    assert '| `gate.relay_topic` | str | `"gate/relay"` | Where the open command goes. |' in text
+    assert "| `gate` | [section](#gate) |" in text
+    assert "| `spare_gate` | [section](#gate) \\| null |" in text
+    assert text.count("## `gate`") == 1
+    assert "spare_gate.relay_topic" not in text
