@@ -17,11 +17,11 @@ $(BIN)/activate: pyproject.toml
 venv: $(BIN)/activate
 
 lint: venv
-	$(BIN)/ruff check bridge tests examples benchmarks
-	$(BIN)/ruff format --check bridge tests examples benchmarks
+	$(BIN)/ruff check bridge tests examples benchmarks docs/hooks.py
+	$(BIN)/ruff format --check bridge tests examples benchmarks docs/hooks.py
 
 test: venv
-	$(BIN)/ruff check bridge tests examples benchmarks
+	$(BIN)/ruff check bridge tests examples benchmarks docs/hooks.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 	sh scripts/ensure-mosquitto.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
