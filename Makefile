@@ -20,10 +20,10 @@ lint: venv
 	$(BIN)/ruff check bridge tests examples benchmarks docs/hooks.py
 	$(BIN)/ruff format --check bridge tests examples benchmarks docs/hooks.py
 
+# The docs site is built strictly: a broken link or anchor, a page left out of the nav or a generated
+# page that cannot be made fails. Not --quiet: it hides the warnings from --strict, which then passes.
 test: venv
 	$(BIN)/ruff check bridge tests examples benchmarks docs/hooks.py
-	# The docs site, strictly: a broken link or anchor, a page left out of the nav or a generated page
-	# that cannot be made fails. Not --quiet: it hides the warnings from --strict, which then passes.
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	sh scripts/ensure-mosquitto.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
