@@ -71,9 +71,9 @@ def format_problems(error: ValidationError) -> list[str]:
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and level)"
             if len(problem["loc"]) == 1:
+                # A top-level key may be the section of an extension that is not installed.
                 message = (
-                    "unknown key (check its spelling; an extension's section needs the extension installed: "
-                    "see `plate-bridge check-config`'s list of extensions)"
+                    "unknown key (check its spelling; an extension's section needs its extension installed)"
                 )
         lines.append(redacted(f"{where}: {message}"))
     return lines
