@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,serve,local,fast]'
+	$(BIN)/pip install --quiet -e '.[test,dev,serve,local,fast]'
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate

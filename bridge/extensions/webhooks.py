@@ -376,6 +376,10 @@ class WebhookSender(Extension):
                 self.failed += 1
 
     def _deliver(self, target: WebhookTarget, body: bytes) -> bool:
+        # Not urllib3's `Retry`: it sleeps inside `request()` (time.sleep), so a shutdown would wait out
+        # a backoff of up to backoff_max (60 s) on the one thread that serves every target, where this
+        # loop waits on the stop event; and its backoff is exponential plus a bounded jitter, not full
+        # jitter. urllib3 still pools the connections (`retries=False` on the PoolManager).
         import urllib3
 
         headers = {"Content-Type": "application/json", "User-Agent": "plate-bridge"}
