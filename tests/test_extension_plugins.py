@@ -155,6 +155,21 @@ def test_check_config_names_a_broken_plugin(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_plugin_that_needs_bridgeconfig_at_import_is_told_why(tmp_path: Path) -> None:
+    site = _fake_distribution(tmp_path / "site", "eager-plugin", {"eager": "eager_plugin:Eager"})
+    (site / "eager_plugin.py").write_text(
+        "from bridge.config import BridgeConfig\nfrom bridge.extensions import Extension\n\n\n"
+        "class Eager(Extension):\n    name = 'eager'\n"
+    )
+    path = _write(tmp_path / "c.yaml", {"reader": {"url": SDK_URL}})
+    done = _plate_bridge("check-config", str(path), paths=(site,))
+    assert done.returncode == 2, done.stdout
+    assert "extension 'eager' (eager_plugin:Eager, from eager-plugin) cannot be loaded: ImportError" in (
+        done.stderr
+    )
+    assert "import it only under TYPE_CHECKING" in done.stderr
+
+
 def test_a_section_without_its_extension_is_an_unknown_key(tmp_path: Path) -> None:
     path = _write(tmp_path / "c.yaml", {"reader": {"url": SDK_URL}, "last_plate": {"enabled": True}})
     done = _plate_bridge("check-config", str(path))
