@@ -106,6 +106,12 @@ def test_an_extension_cross_check_is_a_configuration_problem() -> None:
     ]
 
 
+def test_the_environment_reaches_an_extension_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATE_BRIDGE__METRICS__PORT", "9345")
+    config = load_config(reader={"url": SDK_URL}, metrics={"enabled": True})
+    assert (config.metrics.enabled, config.metrics.port) == (True, 9345)
+
+
 def _fake_distribution(folder: Path, name: str, entries: dict[str, str]) -> Path:
     """A distribution's metadata as pip leaves it (METADATA, entry_points.txt), for plugins whose code
     is missing or wrong on purpose."""
