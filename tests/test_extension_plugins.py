@@ -106,6 +106,15 @@ def test_an_extension_cross_check_is_a_configuration_problem() -> None:
     ]
 
 
+def test_home_assistant_owns_its_discovery_prefix_only_when_enabled() -> None:
+    from bridge.extensions.homeassistant import HomeAssistantExtension
+
+    on = load_config(reader={"url": SDK_URL}, homeassistant={"enabled": True, "discovery_prefix": "ha"})
+    off = load_config(reader={"url": SDK_URL}, homeassistant={"discovery_prefix": "ha"})
+    assert list(HomeAssistantExtension.owned_topics(on)) == ["ha"]
+    assert list(HomeAssistantExtension.owned_topics(off)) == []
+
+
 def test_the_environment_reaches_an_extension_section(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLATE_BRIDGE__METRICS__PORT", "9345")
     config = load_config(reader={"url": SDK_URL}, metrics={"enabled": True})
