@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,serve,local,fast,docs]'
+	$(BIN)/pip install --quiet -e '.[test,dev,serve,local,fast,docs]'
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate

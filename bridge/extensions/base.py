@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from pydantic import BaseModel
+
     from bridge.config import BridgeConfig
     from bridge.messages import Message
     from bridge.mqtt import InboundMessage
@@ -98,17 +100,46 @@ class ExtensionContext:
 
 
 class Extension:
-    """A feature of the bridge as a whole. Subclasses set `name` and override what they need."""
+    """A feature of the bridge as a whole. Subclasses set `name` and override what they need.
+
+    An extension is registered in the `plate_bridge.extensions` entry-point group (the built-ins too,
+    see bridge/extensions/registry.py) and brings its own configuration: `config_key` names its
+    section of the YAML, `config_model` checks it, `check_config` checks it against the rest.
+    """
 
     name: ClassVar[str] = ""
+    config_key: ClassVar[str | None] = None
+    """The top-level key of the extension's section (`homeassistant:`); None: it has none."""
+    config_model: ClassVar[type[BaseModel] | None] = None
+    """The pydantic model of that section. Derive it from `bridge.config.StrictModel` (unknown keys
+    are errors) and give every field a default: the section may be left out. Extensions that share a
+    section (the webhook receiver and sender) name the same model."""
 
     def __init__(self, context: ExtensionContext) -> None:
         self.context = context
 
     @classmethod
+    def section(cls, config: BridgeConfig) -> Any:
+        """The extension's own section of `config` (None when it declares none)."""
+        return getattr(config, cls.config_key) if cls.config_key else None
+
+    @classmethod
     def enabled(cls, config: BridgeConfig) -> bool:
-        """Whether the configuration turns this extension on (checked before it is built)."""
-        return False
+        """Whether the configuration turns this extension on (checked before it is built); by
+        default the section's `enabled` field."""
+        return bool(getattr(cls.section(config), "enabled", False))
+
+    @classmethod
+    def check_config(cls, config: BridgeConfig) -> None:
+        """Check the section against the whole configuration (a route must take the extension's
+        topic, the protocol must be MQTT 5...); raise ValueError saying what to change. Called on
+        every configuration loaded, whether the extension is enabled or not."""
+
+    @classmethod
+    def owned_topics(cls, config: BridgeConfig) -> Sequence[str]:
+        """Topic prefixes the extension publishes under besides the base topic (Home Assistant's
+        discovery prefix), which the bridge must not read back as frames."""
+        return ()
 
     def subscriptions(self) -> Sequence[tuple[str, int]]:
         """Topic filters (and QoS) whose messages go to `on_message` instead of the routes."""

@@ -22,20 +22,77 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from pydantic import Field, field_validator
+
+from bridge.config import StrictModel
 from bridge.events import decode_json
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.messages import check_publish_topic
 from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     import urllib3
 
-    from bridge.config import BridgeConfig, FrigateConfig
+    from bridge.config import BridgeConfig
     from bridge.mqtt import InboundMessage
 
 log = logging.getLogger(__name__)
 
 # Frigate's EventsSubLabelBody: subLabel at most 100 characters, subLabelScore in (0, 1].
 SUB_LABEL_MAX_CHARS = 100
+
+
+class FrigateConfig(StrictModel):
+    """Frigate as a source: follow `frigate/events`, read each tracked vehicle's snapshot once."""
+
+    enabled: bool = Field(False, description="Follow Frigate's events and read the plates of its vehicles.")
+    url: str = Field(
+        "http://frigate:5000",
+        description="Frigate's HTTP API (the internal, unauthenticated port 5000), without /api.",
+    )
+    topic_prefix: str = Field("frigate", min_length=1, description="Frigate's mqtt.topic_prefix.")
+    labels: tuple[str, ...] = Field(("car", "motorcycle"), min_length=1, description="Object labels read.")
+    cameras: tuple[str, ...] = Field((), description="Frigate cameras followed; empty: all.")
+    zones: tuple[str, ...] = Field(
+        (), description="Only objects in (or having entered) one of these zones; empty: anywhere."
+    )
+    min_score: float = Field(0.0, ge=0, le=1, description="Smallest top_score of an object worth reading.")
+    crop: bool = Field(True, description="Ask Frigate for the snapshot cropped to the object.")
+    height: int | None = Field(None, ge=16, description="Ask Frigate to resize the snapshot to this height.")
+    quality: int = Field(95, ge=1, le=100, description="JPEG quality asked of Frigate (plates need detail).")
+    max_reads_per_event: int = Field(
+        2,
+        ge=1,
+        le=20,
+        description="Reader calls per Frigate event at most: the first snapshot, then only a better one.",
+    )
+    topic: str = Field(
+        "frigate/{camera}/{label}/event_snapshot",
+        description="Topic the fetched snapshots are handed to the routes on ({camera}, {label}); a route "
+        "must match it (they are not published to the broker).",
+    )
+    sub_label: bool = Field(
+        False, description="Write the plate (or its watch-list label) back as the Frigate event's sub label."
+    )
+    timeout: float = Field(10.0, gt=0, le=120, description="Seconds to wait for one Frigate HTTP call.")
+    tracked_events: int = Field(1000, ge=10, description="Frigate events remembered at most (oldest go).")
+    queue_size: int = Field(32, ge=1, description="Frigate HTTP calls waiting at most; more are dropped.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"frigate.url {shown_url(value)!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_placeholders(cls, value: str) -> str:
+        try:
+            check_publish_topic(value.format(camera="c", label="l"))
+        except (KeyError, IndexError) as exc:
+            raise ValueError(f"{value!r}: only {{camera}} and {{label}} may be used ({exc})") from None
+        return value
 
 
 @dataclass(slots=True)
@@ -189,6 +246,8 @@ class FrigateExtension(Extension):
     """Follows `{topic_prefix}/events`; fetches snapshots and writes sub labels on a thread of its own."""
 
     name = "frigate"
+    config_key = "frigate"
+    config_model = FrigateConfig
 
     def __init__(self, context: ExtensionContext) -> None:
         super().__init__(context)
@@ -202,6 +261,19 @@ class FrigateExtension(Extension):
     @classmethod
     def enabled(cls, config: BridgeConfig) -> bool:
         return config.frigate.enabled
+
+    @classmethod
+    def check_config(cls, config: BridgeConfig) -> None:
+        settings: FrigateConfig = config.frigate
+        if not settings.enabled:
+            return
+        camera = settings.cameras[0] if settings.cameras else "camera"
+        topic = settings.topic.format(camera=camera, label=settings.labels[0])
+        if not any(route.topic_filter.match(topic) is not None for route in config.routes):
+            raise ValueError(
+                f"frigate.topic: no route takes {topic!r}; add a route such as "
+                f"{{topic: {settings.topic.format(camera='+', label='+')!r}}}"
+            )
 
     def subscriptions(self) -> Sequence[tuple[str, int]]:
         return [(f"{self.settings.topic_prefix}/events", 0)]

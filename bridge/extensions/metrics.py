@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
+from bridge.config import StrictModel
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
 from bridge.messages import utc_now
@@ -71,6 +74,21 @@ HEALTH_PATHS = {
 NOT_FOUND = b"not found: try /metrics, /health/live or /health/ready\n"
 
 
+class MetricsConfig(StrictModel):
+    """Prometheus `/metrics` and an orchestrator's `/health`, served over HTTP by the bridge."""
+
+    enabled: bool = Field(False, description="Serve /metrics (Prometheus) and /health over HTTP.")
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Address to listen on; 0.0.0.0 to be scraped from elsewhere."
+    )
+    port: int = Field(9108, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    latency_buckets: tuple[float, ...] = Field(
+        (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        min_length=1,
+        description="Upper bounds (seconds) of the frame-to-event latency histogram's buckets.",
+    )
+
+
 class _HealthCollector:
     """Gauges read from the bridge's health document at scrape time."""
 
@@ -116,6 +134,8 @@ class MetricsExtension(Extension):
     """Serves `/metrics`, `/health/live` and `/health/ready` on `metrics.host:metrics.port`."""
 
     name = "metrics"
+    config_key = "metrics"
+    config_model = MetricsConfig
 
     def __init__(self, context: ExtensionContext) -> None:
         super().__init__(context)

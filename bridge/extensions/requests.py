@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field, field_validator
+
+from bridge.config import StrictModel
 from bridge.events import encode
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.messages import OwnTopics, TopicFilter, check_publish_topic
@@ -28,6 +31,33 @@ HOME_ASSISTANT_PREFIX = "homeassistant"
 REMEMBERED_REFUSALS = 256
 
 
+class RequestsConfig(StrictModel):
+    """MQTT 5 request/response: a frame that names a response topic gets its event there too."""
+
+    enabled: bool = Field(
+        False,
+        description="Answer a frame published with an MQTT 5 response_topic on that topic (with its "
+        "correlation_data); needs mqtt.protocol '5'.",
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of the answers.")
+    message_expiry: int | None = Field(
+        60, ge=1, description="Seconds the broker keeps an answer nobody has taken yet; null: forever."
+    )
+    allowed_topics: tuple[str, ...] = Field(
+        (),
+        description="MQTT filters a response topic must match to be answered; empty: any topic the bridge "
+        "does not itself publish or read, nor Home Assistant's discovery prefix, nor a $ topic.",
+    )
+
+    @field_validator("allowed_topics")
+    @classmethod
+    def _filters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            if TopicFilter.parse(text).share_group:
+                raise ValueError(f"{text!r}: a response topic is published to, not shared")
+        return value
+
+
 class RequestsExtension(Extension):
     """Publishes each plate or error event of a frame that carried a response topic to that topic.
 
@@ -40,6 +70,8 @@ class RequestsExtension(Extension):
     """
 
     name = "requests"
+    config_key = "requests"
+    config_model = RequestsConfig
 
     def __init__(self, context: ExtensionContext) -> None:
         super().__init__(context)
@@ -60,6 +92,11 @@ class RequestsExtension(Extension):
     @classmethod
     def enabled(cls, config: BridgeConfig) -> bool:
         return config.requests.enabled
+
+    @classmethod
+    def check_config(cls, config: BridgeConfig) -> None:
+        if config.requests.enabled and config.mqtt.protocol != "5":
+            raise ValueError("requests.enabled needs mqtt.protocol '5' (response topics are MQTT 5)")
 
     def stats(self) -> dict[str, int]:
         return {"refused": self.refused}

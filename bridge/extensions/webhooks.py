@@ -24,19 +24,22 @@ from datetime import datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
 
+from pydantic import Field, SecretStr, field_validator, model_validator
+
 from bridge import schemas
+from bridge.config import StrictModel, is_loopback
 from bridge.events import decode_json, encode
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
 from bridge.flows.flow import READING_KEY, TAKEN_AT_KEY
-from bridge.messages import topic_level
+from bridge.messages import check_publish_topic, topic_level
 from bridge.redact import shown_url
 
 if TYPE_CHECKING:
-    from bridge.config import BridgeConfig, WebhookTarget
+    from bridge.config import BridgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,85 @@ CONCURRENT_REQUESTS = 4
 # Seconds a sender has for its whole request and our answer, however it trickles: a stalled or slow
 # one does not hold a slot longer.
 REQUEST_TIMEOUT = 30.0
+
+
+class WebhookListenConfig(StrictModel):
+    """Receive Plate Recognizer webhooks (SDK, Stream) and publish them as plate events."""
+
+    enabled: bool = Field(False, description="Listen for Plate Recognizer webhooks over HTTP.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on; 0.0.0.0 for others.")
+    port: int = Field(8081, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    path: str = Field("/plate-recognizer", description="URL path the webhook is POSTed to.")
+    token: SecretStr | None = Field(
+        None,
+        description="Shared secret a sender must give (?token= or `Authorization: Token ...`); never logged.",
+    )
+    topic: str = Field(
+        "plate-recognizer/webhook/{camera_id}",
+        description="Topic the readings are handed to the routes on ({camera_id}); a route must match it.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with /")
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_placeholders(cls, value: str) -> str:
+        try:
+            check_publish_topic(value.format(camera_id="c"))
+        except (KeyError, IndexError) as exc:
+            raise ValueError(f"{value!r}: only {{camera_id}} may be used ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebhookListenConfig:
+        # Whoever reaches the port can publish plate events (watch-list alerts, gate automations):
+        # beyond this machine, only with the shared secret.
+        if self.enabled and self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} takes webhooks from other machines: set webhooks.listen.token "
+                "(senders add ?token=... or `Authorization: Token ...`), or listen on 127.0.0.1"
+            )
+        return self
+
+
+class WebhookTarget(StrictModel):
+    url: str = Field(description="Where plate events are POSTed as JSON.")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Headers sent with each POST (Authorization, ...); never logged."
+    )
+    events: tuple[Literal["plate", "error"], ...] = Field(
+        ("plate",),
+        min_length=1,
+        description="Kinds sent: plate (a consensus route's vehicle events, not its frames'), error.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a webhook URL must start with http:// or https://")
+        return value
+
+
+class WebhooksConfig(StrictModel):
+    """Webhooks in (Plate Recognizer to the bridge) and out (plate events to your URLs)."""
+
+    listen: WebhookListenConfig = Field(default={}, description="Receiving Plate Recognizer webhooks.")  # type: ignore[assignment]
+    targets: list[WebhookTarget] = Field(default_factory=list, description="URLs plate events are sent to.")
+    timeout: float = Field(10.0, gt=0, le=120, description="Seconds to wait for one delivery.")
+    retries: int = Field(
+        5, ge=0, le=20, description="Retries of a delivery that failed (5xx, 429, no answer)."
+    )
+    backoff_initial: float = Field(1.0, ge=0, description="First retry's backoff ceiling, seconds.")
+    backoff_max: float = Field(60.0, ge=0, description="Largest backoff, seconds (full jitter below it).")
+    queue_size: int = Field(
+        100, ge=1, description="Deliveries waiting at most; the oldest is dropped beyond."
+    )
 
 
 class WebhookBodyError(ValueError):
@@ -107,6 +189,8 @@ class WebhookReceiver(Extension):
     webhooks."""
 
     name = "webhook-receiver"
+    config_key = "webhooks"
+    config_model = WebhooksConfig
 
     def __init__(self, context: ExtensionContext) -> None:
         super().__init__(context)
@@ -125,6 +209,16 @@ class WebhookReceiver(Extension):
     @classmethod
     def enabled(cls, config: BridgeConfig) -> bool:
         return config.webhooks.listen.enabled
+
+    @classmethod
+    def check_config(cls, config: BridgeConfig) -> None:
+        listen: WebhookListenConfig = config.webhooks.listen
+        topic = listen.topic.format(camera_id="camera")
+        if listen.enabled and not any(route.topic_filter.match(topic) is not None for route in config.routes):
+            raise ValueError(
+                f"webhooks.listen.topic: no route takes {topic!r}; add a route such as "
+                f"{{topic: {listen.topic.format(camera_id='+')!r}}}"
+            )
 
     @property
     def port(self) -> int:
@@ -210,6 +304,8 @@ class WebhookSender(Extension):
     """POSTs events to `webhooks.targets` from one thread: bounded queue, retries, jittered backoff."""
 
     name = "webhook-sender"
+    config_key = "webhooks"
+    config_model = WebhooksConfig
 
     def __init__(self, context: ExtensionContext) -> None:
         super().__init__(context)
@@ -280,6 +376,10 @@ class WebhookSender(Extension):
                 self.failed += 1
 
     def _deliver(self, target: WebhookTarget, body: bytes) -> bool:
+        # Not urllib3's `Retry`: it sleeps inside `request()` (time.sleep), so a shutdown would wait out
+        # a backoff of up to backoff_max (60 s) on the one thread that serves every target, where this
+        # loop waits on the stop event; and its backoff is exponential plus a bounded jitter, not full
+        # jitter. urllib3 still pools the connections (`retries=False` on the PoolManager).
         import urllib3
 
         headers = {"Content-Type": "application/json", "User-Agent": "plate-bridge"}

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.extensions.homeassistant.config import HomeAssistantConfig
 from bridge.extensions.homeassistant.entities import Entities, Topics
 from bridge.extensions.homeassistant.state import camera_state, cleared_state, plate_events
 
@@ -61,6 +62,8 @@ class HomeAssistantExtension(Extension):
     """
 
     name = "homeassistant"
+    config_key = "homeassistant"
+    config_model = HomeAssistantConfig
 
     def __init__(self, context: ExtensionContext) -> None:
         super().__init__(context)
@@ -94,6 +97,10 @@ class HomeAssistantExtension(Extension):
     @classmethod
     def enabled(cls, config: BridgeConfig) -> bool:
         return config.homeassistant.enabled
+
+    @classmethod
+    def owned_topics(cls, config: BridgeConfig) -> Sequence[str]:
+        return [config.homeassistant.discovery_prefix] if config.homeassistant.enabled else []
 
     def subscriptions(self) -> Sequence[tuple[str, int]]:
         return [(self.topics.ha_status, 1), (self.topics.record, 1)]
