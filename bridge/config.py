@@ -26,10 +26,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bridge.errors import ConfigError
-from bridge.messages import TopicFilter, check_publish_topic
-from bridge.redact import redacted, shown_url
-from bridge.regions import normalize_regions
+from bridge.core.errors import ConfigError
+from bridge.core.messages import TopicFilter, check_publish_topic
+from bridge.core.redact import redacted, shown_url
+from bridge.core.regions import normalize_regions
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
 LOCAL_READER = "local"
@@ -271,7 +271,7 @@ Region = tuple[float, float, float, float]
 
 
 class ReuseConfig(StrictModel):
-    """When a camera's frame reuses a recent reading instead of a reader call (bridge/signature.py)."""
+    """When a camera's frame reuses a recent reading instead of a reader call (bridge.imaging.signature)."""
 
     similar: bool = Field(
         True,
@@ -819,7 +819,7 @@ class BridgeConfig(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as it may be shown (bridge/info, check-config): secrets and
-        header values replaced by `**********`, URLs cut to scheme://host:port (bridge/redact.py)."""
+        header values replaced by `**********`, URLs cut to scheme://host:port (bridge/core/redact.py)."""
         shown: dict[str, Any] = redacted(self.model_dump(mode="json"))
         return shown
 

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
-from bridge.errors import ConfigError, FrameDropped, PayloadTooLarge
+from bridge.core.errors import ConfigError, FrameDropped, PayloadTooLarge
+from bridge.core.messages import Message, OwnTopics, TopicFilter, topic_level, utc_now
+from bridge.core.redact import shown_url
 from bridge.extensions import Extension, ExtensionContext, PublishedEvent, enabled_extensions
 from bridge.flows import Flow
 from bridge.flows.framequeue import DropCause, FrameQueue
-from bridge.messages import Message, OwnTopics, TopicFilter, topic_level, utc_now
 from bridge.mqtt import InboundMessage, MqttClient, RetainedFrames
 from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from bridge.mqtt.client import PUBLISH_OVERHEAD_BYTES
@@ -23,7 +24,6 @@ from bridge.nodes import NodeContext, Reader
 from bridge.nodes.savings import credit_stats
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
-from bridge.redact import shown_url
 
 log = logging.getLogger(__name__)
 

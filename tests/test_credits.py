@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from benchmarks import credits
-from bridge import schemas
 from bridge.config import RouteConfig, load_config
+from bridge.core import schemas
+from bridge.core.messages import Message
 from bridge.flows import Flow
-from bridge.messages import Message
 from bridge.mqtt.broker import EmbeddedBroker
 from bridge.nodes import ConsensusNode, DedupeNode, NodeContext, RecognizeNode
 from bridge.nodes.consensus import vote

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
-from bridge.digest import blake2b_digest, default_digest
-from bridge.errors import ConfigError
-from bridge.messages import filters_overlap
+from bridge.core.errors import ConfigError
+from bridge.core.messages import filters_overlap
+from bridge.imaging.digest import blake2b_digest, default_digest
 from bridge.mqtt import RetainedFrames
 from bridge.service import Bridge
 from tests.canned import READING

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
+from bridge.core.messages import Message
 from bridge.extensions import ExtensionContext, PublishedEvent
 from bridge.extensions.homeassistant import HomeAssistantExtension, camera_key
 from bridge.extensions.homeassistant.state import camera_state, cleared_state
-from bridge.messages import Message
 from bridge.service import Bridge
 from tests.conftest import BrokerAddress, Collector
 from tests.emulator import ReaderEmulator

@@ -2,7 +2,7 @@
 
 A camera at a gate sends a frame of a car; seconds later a car of the same make and colour stops at the
 same line with another plate. The frames differ only inside the plate box, so the frame signature (64
-pixels wide) finds them similar; the close look at the plate boxes (bridge/platecrops.py) must not.
+pixels wide) finds them similar; the close look at the plate boxes (bridge/imaging/platecrops.py) must not.
 
 How the tests prove "no reused event ever carries a plate whose region changed": the reader here answers
 each frame with the plate painted into it (looked up by the frame's bytes), so an event that carries any
@@ -27,9 +27,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFont
 
 from benchmarks import credits
 from bridge.config import RouteConfig
-from bridge.messages import Message
+from bridge.core.messages import Message
+from bridge.imaging.signature import difference, signature
 from bridge.nodes import NodeContext, RecognizeNode
-from bridge.signature import difference, signature
 from tests.canned import RecordingPublisher
 from tests.conftest import BrokerAddress, Collector, Mosquitto, start_bridge
 from tests.emulator import ReaderEmulator

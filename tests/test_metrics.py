@@ -12,10 +12,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import load_config
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
+from bridge.core.messages import Message
 from bridge.extensions import ExtensionContext, metrics
 from bridge.extensions.metrics import MetricsExtension
-from bridge.messages import Message
 from bridge.nodes.base import Node
 from bridge.service import Bridge
 from tests.conftest import BrokerAddress, Collector, free_port

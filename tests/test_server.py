@@ -31,14 +31,14 @@ if importlib.util.find_spec("python_multipart") is None and importlib.util.find_
     )
 
 from bridge import schemas  # noqa: E402
-from bridge.errors import (  # noqa: E402
+from bridge.core.errors import (  # noqa: E402
     PayloadNotImage,
     ReaderForbidden,
     ReaderPayloadTooLarge,
     ReaderRateLimited,
     ReaderRejected,
 )
-from bridge.images import MAX_IMAGE_PIXELS, sniff_format  # noqa: E402
+from bridge.imaging.images import MAX_IMAGE_PIXELS, sniff_format  # noqa: E402
 from bridge.reader import PlateReader  # noqa: E402
 from bridge.server import create_app  # noqa: E402
 from bridge.server.app import (  # noqa: E402

@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge import schemas
 from bridge.config import RouteConfig, load_config
+from bridge.core import schemas
+from bridge.core.messages import Message
 from bridge.extensions import PublishedEvent
 from bridge.extensions.metrics import MetricsExtension
-from bridge.messages import Message
 from bridge.nodes import ConsensusNode, NodeContext
 from bridge.service import Bridge
 from tests.canned import RecordingPublisher

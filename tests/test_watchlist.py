@@ -13,15 +13,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge import schemas
 from bridge.config import RouteConfig, WatchListConfig, load_config
-from bridge.errors import ConfigError
-from bridge.events import plate_event
+from bridge.core import schemas
+from bridge.core.errors import ConfigError
+from bridge.core.events import plate_event
+from bridge.core.messages import Message
+from bridge.core.plates import normalize_plate, plate_distance
 from bridge.flows import Flow
-from bridge.messages import Message
 from bridge.nodes import FilterNode, NodeContext, SplitNode, WatchlistNode
 from bridge.nodes.watchlist import WatchList, match_results
-from bridge.plates import normalize_plate, plate_distance
 from bridge.service import Bridge
 from tests.canned import CannedReader, RecordingPublisher
 from tests.conftest import BrokerAddress, Collector

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from bridge.config import BridgeConfig
-    from bridge.messages import Message
+    from bridge.core.messages import Message
     from bridge.mqtt import InboundMessage
     from bridge.nodes.base import Reader
 

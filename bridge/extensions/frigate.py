@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from bridge.events import decode_json
+from bridge.core.events import decode_json
+from bridge.core.redact import shown_url
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
-from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     import urllib3

@@ -8,8 +8,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
+from bridge.core.redact import shown_url
 from bridge.extensions.base import Extension, ExtensionContext
-from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig

@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from bridge.core.messages import utc_now
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
-from bridge.messages import utc_now
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from bridge.config import BridgeConfig
-    from bridge.messages import Message
+    from bridge.core.messages import Message
 
 log = logging.getLogger(__name__)
 

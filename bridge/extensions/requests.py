@@ -12,9 +12,9 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from bridge.events import encode
+from bridge.core.events import encode
+from bridge.core.messages import OwnTopics, TopicFilter, check_publish_topic
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
-from bridge.messages import OwnTopics, TopicFilter, check_publish_topic
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig

@@ -27,13 +27,13 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from bridge import schemas
-from bridge.events import decode_json, encode
+from bridge.core import schemas
+from bridge.core.events import decode_json, encode
+from bridge.core.messages import topic_level
+from bridge.core.redact import shown_url
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
 from bridge.flows.flow import READING_KEY, TAKEN_AT_KEY
-from bridge.messages import topic_level
-from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig, WebhookTarget

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 
 from bridge.config import NodeSpec, RouteConfig
-from bridge.errors import BridgeError, ConfigError, NodeError
-from bridge.events import encode, error_event
+from bridge.core.errors import BridgeError, ConfigError, NodeError
+from bridge.core.events import encode, error_event
+from bridge.core.messages import Message, route_topic
 from bridge.extensions.base import PublishedEvent
-from bridge.messages import Message, route_topic
 from bridge.nodes import (
     ConsensusNode,
     DecodeNode,

@@ -10,7 +10,7 @@ import socket
 import threading
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.config import MQTTConfig, TLSConfig
-from bridge.errors import BrokerError, PublishError
-from bridge.messages import SHARE_PREFIX, check_publish_topic
+from bridge.core.errors import BrokerError, PublishError
+from bridge.core.messages import SHARE_PREFIX, check_publish_topic
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from bridge.digest import Digest, default_digest
+from bridge.imaging.digest import Digest, default_digest
 
 
 class RetainedFrames:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from bridge.config import RouteConfig, WatchListConfig
+    from bridge.core.messages import Message
     from bridge.extensions.base import PublishedEvent
-    from bridge.messages import Message
     from bridge.reader.resilience import ReaderGuard
 
 

@@ -22,11 +22,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from bridge.events import encode, plate_event
+from bridge.core.events import encode, plate_event
+from bridge.core.messages import Message, check_publish_topic, iso_utc, route_topic
+from bridge.core.plates import normalize_plate, same_plate
 from bridge.extensions.base import PublishedEvent
-from bridge.messages import Message, check_publish_topic, iso_utc, route_topic
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.plates import normalize_plate, same_plate
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class ConsensusSettings(NodeSettings):
         description="Longest a vehicle in view waits for its event (a parked car): then it goes out.",
     )
     tolerance: float = Field(
-        1.0, ge=0, description="Largest edit distance between readings of one vehicle (bridge.plates)."
+        1.0, ge=0, description="Largest edit distance between readings of one vehicle (bridge.core.plates)."
     )
     topic: str = Field(
         "{base_topic}/{camera_id}/vehicle",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bridge.messages import Message
+from bridge.core.messages import Message
 from bridge.nodes.base import Node
 
 

@@ -1,9 +1,9 @@
 """Watch-list node: say which plates of a frame are on a named list (family, blocked, ...).
 
 Every result's plate and its candidates are compared with each list's plates in the normal form of
-`bridge.plates` (case, spaces and dashes ignored) within the list's tolerance, where O/0, I/1, B/8...
+`bridge.core.plates` (case, spaces and dashes ignored) within the list's tolerance, where O/0, I/1, B/8...
 count half, and fully matched against its patterns. The matches ride in `msg.metadata["watched"]`,
-best first, in the shape `bridge.events.plate_event` publishes as the event's `watched` array.
+best first, in the shape `bridge.core.events.plate_event` publishes as the event's `watched` array.
 
 A strict list (access control: `strict: true`) is matched by a result's own plate only, exactly, with
 at least the list's score, and never by a reading reused without proof that its plate is the one in
@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from bridge.config import WatchListConfig
-from bridge.errors import ConfigError
-from bridge.messages import Message
+from bridge.core.errors import ConfigError
+from bridge.core.messages import Message
+from bridge.core.plates import CONFUSABLE_PAIRS, normalize_plate, plate_distance
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.plates import CONFUSABLE_PAIRS, normalize_plate, plate_distance
 
 METADATA_KEY = "watched"
 UNPROVEN_REUSE = ("interval",)

@@ -14,8 +14,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bridge import schemas
-from bridge.errors import (
+from bridge.core import schemas
+from bridge.core.errors import (
     ReaderError,
     ReaderForbidden,
     ReaderInvalidResponse,
@@ -26,11 +26,11 @@ from bridge.errors import (
     SchemaViolation,
     redact,
 )
-from bridge.events import decode_json
-from bridge.images import CONTENT_TYPES, sniff_format
+from bridge.core.events import decode_json
+from bridge.core.redact import redacted, shown_url
+from bridge.core.regions import normalize_regions
+from bridge.imaging.images import CONTENT_TYPES, sniff_format
 from bridge.reader.transport import Failure, HttpResponse, TransportError, TransportName, make_transport
-from bridge.redact import redacted, shown_url
-from bridge.regions import normalize_regions
 
 CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
 CLOUD_STATISTICS_URL = "https://api.platerecognizer.com/v1/statistics/"

@@ -16,7 +16,7 @@ from bridge.extensions.homeassistant.state import camera_state, cleared_state, p
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
-    from bridge.messages import Message
+    from bridge.core.messages import Message
     from bridge.mqtt import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ class HomeAssistantExtension(Extension):
             self._publish_images(camera, published.msg.image, event)
 
     def _publish_images(self, camera: str, image: bytes, event: Mapping[str, Any]) -> None:
-        from bridge.annotate import annotate, crop_best_plate
+        from bridge.imaging.annotate import annotate, crop_best_plate
 
         results = list(event.get("results") or [])
         try:

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from bridge.errors import BridgeError
-from bridge.messages import Message, iso_utc
+from bridge.core.errors import BridgeError
+from bridge.core.messages import Message, iso_utc
 
 
 def plate_event(msg: Message) -> dict[str, Any]:
