@@ -21,6 +21,7 @@ lint: venv
 
 test: venv
 	$(BIN)/ruff check bridge tests examples benchmarks
+	$(BIN)/lint-imports  # the import contracts in .importlinter: no cycle, no upward import
 	sh scripts/ensure-mosquitto.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

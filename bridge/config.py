@@ -226,7 +226,7 @@ class ReaderConfig(StrictModel):
 
     @property
     def is_cloud(self) -> bool:
-        from bridge.reader.client import is_cloud_url  # the reader's knowledge; imported when asked
+        from bridge.core.cloud import is_cloud_url
 
         return is_cloud_url(self.url)
 

@@ -177,9 +177,7 @@ class Bridge:
         )
         extension_context = ExtensionContext(
             config=self.config,
-            publish=lambda topic, payload, qos, retain, properties=None: self._publisher().publish(
-                topic, payload, qos=qos, retain=retain, properties=properties
-            ),
+            publisher=self,
             health=self.health,
             reader=reader,
             submit=self.submit,
@@ -284,10 +282,19 @@ class Bridge:
             if self.mqtt is not None:
                 self.mqtt.publish_json("bridge/health", self.health())
 
-    def _publisher(self) -> MqttClient:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The extensions' `Publisher`: the MQTT client's, once it exists (extensions are built first)."""
         if self.mqtt is None:
             raise RuntimeError("the bridge is not started")
-        return self.mqtt
+        self.mqtt.publish(topic, payload, qos=qos, retain=retain, properties=properties)
 
     def _connected(self) -> None:
         for extension in self.extensions:

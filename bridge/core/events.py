@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from bridge.core.errors import BridgeError
 from bridge.core.messages import Message, iso_utc
+
+EventKind = Literal["plate", "vehicle", "error"]
+"""`plate`: a frame's plate event (its result topic); `vehicle`: a consensus node's event for a vehicle
+that has left (its vehicle topic; a plate event by its schema); `error`: an error event."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """An event a flow has just published: its kind, topic, the document and the message it came from.
+
+    A vehicle counts once. On a route with a consensus node, each of its frames still gets its `plate`
+    event (`superseded`, when the node's `per_frame` is on) and the vehicle one `vehicle` event when it
+    leaves: extensions that notify or count per vehicle (Home Assistant, webhooks, metrics' events)
+    act on the events that are `per_vehicle` and skip the superseded ones; per-frame answers (MQTT 5
+    request/response, Frigate's sub label) keep using the frames' plate events.
+    """
+
+    kind: EventKind
+    topic: str
+    event: Mapping[str, Any]
+    msg: Message
+    superseded: bool = False
+    """A frame's plate event on a route whose vehicles are reported by vehicle events (consensus)."""
+
+    @property
+    def per_vehicle(self) -> bool:
+        """The one event of a vehicle: a vehicle event, or a plate event of a route without consensus."""
+        return self.kind == "vehicle" or (self.kind == "plate" and not self.superseded)
 
 
 def plate_event(msg: Message) -> dict[str, Any]:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from bridge.core.events import EventKind, PublishedEvent
+from bridge.core.protocols import Publisher, Reader
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -18,44 +21,6 @@ if TYPE_CHECKING:
     from bridge.config import BridgeConfig
     from bridge.core.messages import Message
     from bridge.mqtt import InboundMessage
-    from bridge.nodes.base import Reader
-
-EventKind = Literal["plate", "vehicle", "error"]
-"""`plate`: a frame's plate event (its result topic); `vehicle`: a consensus node's event for a vehicle
-that has left (its vehicle topic; a plate event by its schema); `error`: an error event."""
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedEvent:
-    """An event a flow has just published: its kind, topic, the document and the message it came from.
-
-    A vehicle counts once. On a route with a consensus node, each of its frames still gets its `plate`
-    event (`superseded`, when the node's `per_frame` is on) and the vehicle one `vehicle` event when it
-    leaves: extensions that notify or count per vehicle (Home Assistant, webhooks, metrics' events)
-    act on the events that are `per_vehicle` and skip the superseded ones; per-frame answers (MQTT 5
-    request/response, Frigate's sub label) keep using the frames' plate events.
-    """
-
-    kind: EventKind
-    topic: str
-    event: Mapping[str, Any]
-    msg: Message
-    superseded: bool = False
-    """A frame's plate event on a route whose vehicles are reported by vehicle events (consensus)."""
-
-    @property
-    def per_vehicle(self) -> bool:
-        """The one event of a vehicle: a vehicle event, or a plate event of a route without consensus."""
-        return self.kind == "vehicle" or (self.kind == "plate" and not self.superseded)
-
-
-class Publish(Protocol):
-    """`publish(topic, payload, qos, retain, properties=None)`: queued by the MQTT client, safe from any
-    thread; `properties` are MQTT 5 publish properties by snake_case name (`correlation_data`, ...)."""
-
-    def __call__(
-        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Mapping[str, Any] | None = None
-    ) -> None: ...
 
 
 class Submit(Protocol):
@@ -79,9 +44,9 @@ class ExtensionContext:
     """The bridge as an extension sees it: configuration, a publisher and read-only views."""
 
     config: BridgeConfig
-    publish: Publish
-    """`publish(topic, payload, qos, retain, properties=None)`: queued by the MQTT client, safe from any
-    thread."""
+    publisher: Publisher
+    """`publisher.publish(topic, payload, qos=..., retain=..., properties=None)`: queued by the MQTT
+    client, safe from any thread."""
     health: Callable[[], dict[str, Any]]
     """The bridge's counters (what `bridge/health` carries)."""
     reader: Reader | None = None
@@ -136,3 +101,6 @@ class Extension:
     def stats(self) -> dict[str, int]:
         """Counters of the extension's own, carried by `bridge/health` under `extensions.<name>`."""
         return {}
+
+
+__all__ = ["EventKind", "Extension", "ExtensionContext", "PublishedEvent", "Submit"]

@@ -106,4 +106,4 @@ class BridgeInfoExtension(Extension):
         }
 
     def _publish(self) -> None:
-        self.context.publish(self.topic, json.dumps(self.document()).encode(), 1, True)
+        self.context.publisher.publish(self.topic, json.dumps(self.document()).encode(), qos=1, retain=True)

@@ -97,7 +97,9 @@ class RequestsExtension(Extension):
             properties["message_expiry_interval"] = self._expiry
         # Which kind of answer it is, without parsing it (plate events and error events differ).
         properties["user_property"] = [("kind", published.kind)]
-        self.context.publish(topic, encode(dict(published.event)), self._qos, False, properties)
+        self.context.publisher.publish(
+            topic, encode(dict(published.event)), qos=self._qos, retain=False, properties=properties
+        )
 
     def _refuse(self, frame_topic: str, topic: str, reason: str) -> None:
         with self._lock:

@@ -9,9 +9,8 @@ from importlib.metadata import entry_points
 
 from bridge.config import NodeSpec, RouteConfig
 from bridge.core.errors import BridgeError, ConfigError, NodeError
-from bridge.core.events import encode, error_event
+from bridge.core.events import PublishedEvent, encode, error_event
 from bridge.core.messages import Message, route_topic
-from bridge.extensions.base import PublishedEvent
 from bridge.nodes import (
     ConsensusNode,
     DecodeNode,

@@ -22,10 +22,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from bridge.core.events import encode, plate_event
+from bridge.core.events import PublishedEvent, encode, plate_event
 from bridge.core.messages import Message, check_publish_topic, iso_utc, route_topic
 from bridge.core.plates import normalize_plate, same_plate
-from bridge.extensions.base import PublishedEvent
 from bridge.nodes.base import Node, NodeContext, NodeSettings
 
 log = logging.getLogger(__name__)

@@ -176,7 +176,7 @@ class HomeAssistantExtension(Extension):
         2024.3); until then the record keeps the camera under `forget`, so a stop in between loses
         nothing."""
         for leaf in ("state", "snapshot", "plate_crop"):
-            self.context.publish(self.topics.camera(camera, leaf), b"", 1, True)
+            self.context.publisher.publish(self.topics.camera(camera, leaf), b"", qos=1, retain=True)
         with self._lock:
             self._forget.pop(camera, None)
         self._publish_record()
@@ -218,7 +218,7 @@ class HomeAssistantExtension(Extension):
             stale = {topic for topic in discovery if isinstance(topic, str)} - self._discovery_topics
         for topic in sorted(stale):
             if topic.startswith(f"{self.topics.prefix}/") and topic.endswith("/config"):
-                self.context.publish(topic, b"", 1, True)
+                self.context.publisher.publish(topic, b"", qos=1, retain=True)
         if gone:
             log.info("removing camera(s) %s from Home Assistant (no longer configured)", ", ".join(gone))
         with self._wake:
@@ -291,9 +291,9 @@ class HomeAssistantExtension(Extension):
         except Exception:
             log.exception("could not draw the plates of camera %r; publishing the frame", camera)
             snapshot, crop = image, None
-        self.context.publish(self.topics.camera(camera, "snapshot"), snapshot, 0, True)
+        self.context.publisher.publish(self.topics.camera(camera, "snapshot"), snapshot, qos=0, retain=True)
         if crop:
-            self.context.publish(self.topics.camera(camera, "plate_crop"), crop, 0, True)
+            self.context.publisher.publish(self.topics.camera(camera, "plate_crop"), crop, qos=0, retain=True)
 
     # -- the timer thread: autoclear, counters, usage ---------------------------------------------
 
@@ -371,7 +371,7 @@ class HomeAssistantExtension(Extension):
         self._publish_json(topic, document)
 
     def _publish_json(self, topic: str, document: Mapping[str, Any], *, retain: bool = True) -> None:
-        self.context.publish(topic, json.dumps(document).encode(), 1, retain)
+        self.context.publisher.publish(topic, json.dumps(document).encode(), qos=1, retain=retain)
 
 
 def _node(config: BridgeConfig) -> str:
