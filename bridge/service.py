@@ -12,7 +12,7 @@ from typing import Any
 
 from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
 from bridge.core.errors import ConfigError, FrameDropped, PayloadTooLarge
-from bridge.core.messages import Message, OwnTopics, TopicFilter, topic_level, utc_now
+from bridge.core.messages import Message, Origin, OwnTopics, TopicFilter, topic_level, utc_now
 from bridge.core.redact import shown_url
 from bridge.extensions import Extension, ExtensionContext, PublishedEvent, enabled_extensions
 from bridge.flows import Flow
@@ -329,13 +329,13 @@ class Bridge:
             self.stats.own_topics_ignored += 1
             return
         # MQTT 5 request/response: the frame carries where its answer goes (the requests extension).
-        metadata = None
-        if inbound.response_topic is not None:
-            metadata = {
-                "response_topic": inbound.response_topic,
-                "correlation_data": inbound.correlation_data,
-            }
-        if not self._route_frame(inbound.topic, inbound.payload, metadata, retained=inbound.retain):
+        if not self._route_frame(
+            inbound.topic,
+            inbound.payload,
+            retained=inbound.retain,
+            response_topic=inbound.response_topic,
+            correlation_data=inbound.correlation_data if inbound.response_topic is not None else None,
+        ):
             # Some brokers (amqtt) deliver retained messages the client never subscribed to.
             self.stats.unrouted += 1
             log.debug("ignoring %s: no route matches it", inbound.topic)
@@ -348,13 +348,17 @@ class Bridge:
         *,
         camera_id: str | None = None,
         taken_at: datetime | None = None,
+        reading: Mapping[str, Any] | None = None,
+        origin: Origin | None = None,
     ) -> bool:
         """Hand a frame to the first route whose filter matches `topic`; False when none does.
 
         For sources (extensions) with frames they fetched themselves; MQTT frames take the same path.
         `camera_id` and `taken_at` replace the route's camera id and the frame's unknown time.
         """
-        return self._route_frame(topic, payload, metadata, camera_id=camera_id, taken_at=taken_at)
+        return self._route_frame(
+            topic, payload, metadata, camera_id=camera_id, taken_at=taken_at, reading=reading, origin=origin
+        )
 
     def _route_frame(
         self,
@@ -365,6 +369,10 @@ class Bridge:
         retained: bool = False,
         camera_id: str | None = None,
         taken_at: datetime | None = None,
+        reading: Mapping[str, Any] | None = None,
+        origin: Origin | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
     ) -> bool:
         """Refuse a frame over the size limit or a retained one already seen, else queue it (what the
         queue pushes out is reported); False when no route takes `topic`."""
@@ -382,6 +390,10 @@ class Bridge:
                 regions=route.config.regions,
                 mmc=route.config.mmc,
                 engine_config=route.config.config or None,
+                reading=reading,
+                origin=origin,
+                response_topic=response_topic,
+                correlation_data=correlation_data,
                 metadata=metadata or {},
             )
             limit = self.config.max_payload_bytes

@@ -114,7 +114,7 @@ def test_the_vehicle_event_keeps_the_watch_list_matches_of_its_voted_plate() -> 
                 result={
                     "results": [{**RESULT, "plate": plate, "candidates": [{"plate": plate, "score": 0.9}]}]
                 },
-                metadata={"watched": matched},
+                watched=matched,
             )
         )
     node.stop()  # the car goes out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -52,22 +51,20 @@ def plate_event(msg: Message) -> dict[str, Any]:
     event["route"] = msg.route
     if msg.scale is not None:
         event["scale"] = msg.scale
-    if msg.metadata.get("cached"):
+    if msg.reused is not None:
         event["cached"] = True
-        event["cached_reason"] = msg.metadata.get("cached_reason", "identical")
-        if isinstance(cached_from := msg.metadata.get("cached_from"), datetime):
-            event["cached_from"] = iso_utc(cached_from)
-    frigate = msg.metadata.get("frigate")
-    if frigate:
-        event["frigate"] = dict(frigate)
+        event["cached_reason"] = msg.reused.reason
+        if msg.reused.read_at is not None:
+            event["cached_from"] = iso_utc(msg.reused.read_at)
+    if msg.origin is not None and msg.origin.details:
+        event[msg.origin.name] = dict(msg.origin.details)
     results = event.get("results")
-    if isinstance(results, list) and len(results) == 1 and msg.metadata.get("split"):
+    if isinstance(results, list) and len(results) == 1 and msg.split is not None:
         # The bridge's own field, as written on the plate; `results` stay as the reader answered.
         plate = results[0].get("plate")
         event["plate"] = plate.upper() if isinstance(plate, str) else plate
-    watched = msg.metadata.get("watched")
-    if watched is not None:
-        event["watched"] = _watched(watched, results if isinstance(results, list) else [])
+    if msg.watched is not None:
+        event["watched"] = _watched(msg.watched, results if isinstance(results, list) else [])
     return event
 
 

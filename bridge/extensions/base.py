@@ -19,14 +19,16 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from bridge.config import BridgeConfig
-    from bridge.core.messages import Message
+    from bridge.core.messages import Message, Origin
     from bridge.mqtt import InboundMessage
 
 
 class Submit(Protocol):
-    """`submit(topic, payload, metadata, *, camera_id=None, taken_at=None)`: hand a frame to the first
-    route that takes `topic`, as if it had arrived there; False when none does. `camera_id` and
-    `taken_at` (when the frame was taken) override what the route would say, for sources that know."""
+    """`submit(topic, payload, metadata=None, *, camera_id=None, taken_at=None, reading=None,
+    origin=None)`: hand a frame to the first route that takes `topic`, as if it had arrived there;
+    False when none does. `camera_id` and `taken_at` (when the frame was taken) override what the
+    route would say, for sources that know; `reading` is a reading made elsewhere (the flow starts at
+    validate with it); `origin` says where a source got the frame (its events carry it)."""
 
     def __call__(
         self,
@@ -36,6 +38,8 @@ class Submit(Protocol):
         *,
         camera_id: str | None = None,
         taken_at: datetime | None = None,
+        reading: Mapping[str, Any] | None = None,
+        origin: Origin | None = None,
     ) -> bool: ...
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from bridge.core.events import decode_json
+from bridge.core.messages import Origin
 from bridge.core.redact import shown_url
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Frigate's EventsSubLabelBody: subLabel at most 100 characters, subLabelScore in (0, 1].
 SUB_LABEL_MAX_CHARS = 100
+# The name of the frames' origin: plate events of Frigate's snapshots carry it (`frigate: {...}`).
+ORIGIN = "frigate"
 
 
 @dataclass(slots=True)
@@ -300,16 +303,22 @@ class FrigateExtension(Extension):
         # third larger against max_payload_bytes and cost an encode and a decode.
         taken_at = frame_time(obj.frame_time)
         topic = self.settings.topic.format(camera=obj.camera, label=obj.label)
-        metadata = {"frigate": {"event_id": obj.event_id, "camera": obj.camera, "label": obj.label}}
-        if not self.context.submit(topic, image, metadata, camera_id=obj.camera, taken_at=taken_at):
+        origin = Origin(ORIGIN, {"event_id": obj.event_id, "camera": obj.camera, "label": obj.label})
+        if not self.context.submit(topic, image, origin=origin, camera_id=obj.camera, taken_at=taken_at):
             log.warning(
                 "frigate: no route takes %s; the snapshot of event %s is not read", topic, obj.event_id
             )
 
     def on_event(self, published: PublishedEvent) -> None:
-        frigate = published.msg.metadata.get("frigate")
-        if not self.settings.sub_label or published.kind != "plate" or not frigate:
+        origin = published.msg.origin
+        if (
+            not self.settings.sub_label
+            or published.kind != "plate"
+            or origin is None
+            or origin.name != ORIGIN
+        ):
             return
+        frigate = origin.details
         chosen = sub_label_for(published.event)
         if chosen is None:
             return

@@ -192,7 +192,7 @@ class MetricsExtension(Extension):
             return
         if published.kind == "vehicle":
             return  # counted once above; latency and saved calls are the frames' (its plate events)
-        if not msg.metadata.get("cached"):
+        if msg.reused is None:
             self._latency.labels(msg.route).observe((utc_now() - msg.received_at).total_seconds())
             return
         key = (msg.topic, msg.received_at)

@@ -81,8 +81,7 @@ class RequestsExtension(Extension):
         return None
 
     def on_event(self, published: PublishedEvent) -> None:
-        metadata = published.msg.metadata
-        topic = metadata.get("response_topic")
+        topic = published.msg.response_topic
         if not topic:
             return
         reason = self.refusal(topic)
@@ -90,7 +89,7 @@ class RequestsExtension(Extension):
             self._refuse(published.msg.topic, topic, reason)
             return
         properties: dict[str, Any] = {"content_type": "application/json", "payload_format_indicator": 1}
-        correlation = metadata.get("correlation_data")
+        correlation = published.msg.correlation_data
         if correlation is not None:
             properties["correlation_data"] = correlation
         if self._expiry is not None:

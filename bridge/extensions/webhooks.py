@@ -33,7 +33,6 @@ from bridge.core.messages import topic_level
 from bridge.core.redact import shown_url
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
-from bridge.flows.flow import READING_KEY, TAKEN_AT_KEY
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig, WebhookTarget
@@ -153,8 +152,7 @@ class WebhookReceiver(Extension):
         data = document["data"]
         camera_id = topic_level(str(data.get("camera_id") or "webhook"))
         topic = self.settings.topic.format(camera_id=camera_id)
-        metadata = {READING_KEY: data, TAKEN_AT_KEY: _taken_at(data)}
-        return self.context.submit(topic, image or b"", metadata)
+        return self.context.submit(topic, image or b"", reading=data, taken_at=_taken_at(data))
 
     def _handler(self) -> type[ListenerRequestHandler]:
         receiver = self

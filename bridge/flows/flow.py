@@ -47,9 +47,6 @@ BUILTIN_NODES: dict[str, type[Node]] = {
 }
 HEAD_NODES = ("decode", "recognize", "validate")
 TAIL_NODES = ("publish",)
-# Metadata key of a reading made elsewhere, which the flow validates and publishes without a reader call.
-READING_KEY = "reading"
-TAKEN_AT_KEY = "taken_at"  # and when its frame was taken (a datetime), if known
 
 
 def resolve_node_type(name: str) -> type[Node]:
@@ -122,18 +119,13 @@ class Flow:
     def run(self, msg: Message) -> None:
         """Pass `msg` through every node, depth first, as Node-RED passes msg objects along wires.
 
-        A message whose metadata carries a `reading` (read elsewhere: a Plate Recognizer webhook)
-        skips decode and recognize and starts at validate with that reading as its result.
+        A message that carries a `reading` (read elsewhere: a Plate Recognizer webhook) skips decode
+        and recognize and starts at validate with that reading as its result.
         """
-        reading = msg.metadata.get(READING_KEY)
-        if reading is None:
+        if msg.reading is None:
             self._run_from(0, msg)
             return
-        metadata = {
-            key: value for key, value in msg.metadata.items() if key not in (READING_KEY, TAKEN_AT_KEY)
-        }
-        read = msg.replace(result=reading, timestamp=msg.metadata.get(TAKEN_AT_KEY), metadata=metadata)
-        self._run_from(HEAD_NODES.index("validate"), read)
+        self._run_from(HEAD_NODES.index("validate"), msg.replace(result=msg.reading, reading=None))
 
     def _run_from(self, index: int, msg: Message) -> None:
         if index >= len(self.nodes):

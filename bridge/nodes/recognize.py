@@ -14,7 +14,7 @@ import orjson
 from PIL import Image
 
 from bridge.core.errors import ReaderPayloadTooLarge
-from bridge.core.messages import Message
+from bridge.core.messages import Message, Reuse
 from bridge.imaging.digest import frame_digest
 from bridge.imaging.images import downscale_to_fit
 from bridge.imaging.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
@@ -205,12 +205,7 @@ class RecognizeNode(Node):
         return msg.replace(
             result=reading.result,
             scale=reading.scale,
-            metadata={
-                **msg.metadata,
-                "cached": True,
-                "cached_reason": reason,
-                "cached_from": datetime.fromtimestamp(reading.frame_time, UTC),
-            },
+            reused=Reuse(reason, datetime.fromtimestamp(reading.frame_time, UTC)),
         )
 
     def _recognize(self, msg: Message) -> Message:
