@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.extensions.hooks import Extensions
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -42,4 +43,11 @@ def enabled_extensions(config: BridgeConfig) -> list[type[Extension]]:
     return [kind for kind in extension_types() if kind.enabled(config)]
 
 
-__all__ = ["EXTENSIONS", "Extension", "ExtensionContext", "PublishedEvent", "enabled_extensions"]
+__all__ = [
+    "EXTENSIONS",
+    "Extension",
+    "ExtensionContext",
+    "Extensions",
+    "PublishedEvent",
+    "enabled_extensions",
+]

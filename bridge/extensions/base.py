@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from bridge.config import BridgeConfig
     from bridge.core.messages import Message, Origin
+    from bridge.flows.stats import FrameStats
     from bridge.mqtt import InboundMessage
 
 
@@ -60,6 +61,8 @@ class ExtensionContext:
     reads: Callable[[str], bool] | None = None
     """`reads(topic)`: whether the bridge takes messages on `topic` itself (a route's filter or an
     extension's subscription matches it)."""
+    frame_stats: FrameStats | None = None
+    """The bridge's frame counters (the one registry `health` also reads)."""
 
     @property
     def base_topic(self) -> str:
@@ -78,6 +81,12 @@ class Extension:
     def enabled(cls, config: BridgeConfig) -> bool:
         """Whether the configuration turns this extension on (checked before it is built)."""
         return False
+
+    @classmethod
+    def published_subtrees(cls, config: BridgeConfig) -> Sequence[str]:
+        """Topic prefixes it publishes under outside the base topic (Home Assistant's discovery
+        prefix): the bridge ignores frames there, as it does its own. Asked before it is built."""
+        return ()
 
     def subscriptions(self) -> Sequence[tuple[str, int]]:
         """Topic filters (and QoS) whose messages go to `on_message` instead of the routes."""

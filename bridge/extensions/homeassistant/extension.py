@@ -95,6 +95,10 @@ class HomeAssistantExtension(Extension):
     def enabled(cls, config: BridgeConfig) -> bool:
         return config.homeassistant.enabled
 
+    @classmethod
+    def published_subtrees(cls, config: BridgeConfig) -> Sequence[str]:
+        return [config.homeassistant.discovery_prefix]
+
     def subscriptions(self) -> Sequence[tuple[str, int]]:
         return [(self.topics.ha_status, 1), (self.topics.record, 1)]
 
