@@ -94,14 +94,20 @@ class Flow:
         self.nodes = list(nodes)
         self.context = context
 
+    @staticmethod
+    def chain(route: RouteConfig, *, watchlists: bool) -> list[NodeSpec]:
+        """The nodes a route runs, in order: decode, recognize, validate; then a watchlist node when
+        global watch lists are configured (`watchlists:`) and the route places none of its own (so
+        every route's events say which listed plates they carry); then the route's `nodes:`; then
+        publish (docs/development/architecture.md)."""
+        specs = [NodeSpec(type=name) for name in HEAD_NODES]
+        if watchlists and not any(spec.type == WatchlistNode.type for spec in route.nodes):
+            specs.append(NodeSpec(type=WatchlistNode.type))
+        return [*specs, *route.nodes, *(NodeSpec(type=name) for name in TAIL_NODES)]
+
     @classmethod
     def build(cls, route: RouteConfig, context: NodeContext) -> Flow:
-        specs = [NodeSpec(type=name) for name in HEAD_NODES]
-        # The global watch lists apply to every route, unless the route places its own watchlist node.
-        if context.watchlists and not any(spec.type == WatchlistNode.type for spec in route.nodes):
-            specs.append(NodeSpec(type=WatchlistNode.type))
-        specs += route.nodes
-        specs += [NodeSpec(type=name) for name in TAIL_NODES]
+        specs = cls.chain(route, watchlists=bool(context.watchlists))
         nodes = [resolve_node_type(spec.type).from_settings(spec.settings, context) for spec in specs]
         return cls(route, nodes, context)
 
