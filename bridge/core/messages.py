@@ -257,6 +257,8 @@ class Message:
     split: SplitPart | None = None
     watched: tuple[Mapping[str, Any], ...] | None = None
     """The watch-list matches of the frame's plates (None: no watchlist node; empty: no match)."""
+    payload_digest: bytes | None = None
+    """`bridge.imaging.digest.frame_digest` of the payload, taken once where the frame arrives."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     """Free for third-party nodes and sources; nothing of the bridge reads it."""
 

@@ -1,8 +1,9 @@
 """Observability: Prometheus `/metrics`, and `/health/live` and `/health/ready` for orchestrators, over HTTP.
 
-Counters come from the extension hooks (`on_frame`, `on_event`); gauges are read from the bridge's
-health document when Prometheus scrapes, so nothing runs between scrapes. The registry is the
-extension's own (not prometheus_client's global one), so two bridges in one process never mix.
+Event counters come from the `on_event` hook; frame counters and gauges are read from the bridge's
+frame-counter registry and health document when Prometheus scrapes, so nothing runs between scrapes.
+The Prometheus registry is the extension's own (not prometheus_client's global one), so two bridges
+in one process never mix.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from bridge.config import BridgeConfig
-    from bridge.core.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,12 @@ class _HealthCollector:
             "Frames dropped unread (pushed out or at shutdown).",
             health.get("dropped", 0),
         )
+        # From the bridge's one frame-counter registry, like bridge/health and bridge/stats.
+        frames = CounterMetricFamily("plate_bridge_frames", "Frames a route accepted.", labels=["route"])
+        stats = self._extension.context.frame_stats
+        for route, count in sorted((stats.accepted() if stats is not None else {}).items()):
+            frames.add_metric([route], count)
+        yield frames
 
 
 class MetricsExtension(Extension):
@@ -145,9 +151,6 @@ class MetricsExtension(Extension):
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
-        self._frames = Counter(
-            "plate_bridge_frames", "Frames a route accepted.", ["route"], registry=self.registry
-        )
         self._events = Counter(
             "plate_bridge_events",
             "Events published, by route and kind: plate (one per frame, or per plate after a split), "
@@ -180,9 +183,6 @@ class MetricsExtension(Extension):
 
     def stop(self) -> None:
         self._http.stop()
-
-    def on_frame(self, msg: Message) -> None:
-        self._frames.labels(msg.route).inc()
 
     def on_event(self, published: PublishedEvent) -> None:
         msg = published.msg

@@ -24,6 +24,7 @@ from bridge.core.messages import Message, Origin, OwnTopics, TopicFilter, topic_
 from bridge.flows.flow import Flow
 from bridge.flows.framequeue import DropCause, FrameQueue
 from bridge.flows.stats import DROP_REASONS, FrameStats
+from bridge.imaging.digest import frame_digest
 from bridge.mqtt import InboundMessage, RetainedFrames
 from bridge.nodes import NodeContext
 from bridge.nodes.savings import credit_stats
@@ -78,7 +79,7 @@ class Router:
             max_frames=config.max_queued_frames,
             max_bytes=config.max_queued_bytes,
         )
-        self._retained = RetainedFrames()
+        self._retained = RetainedFrames(digest=frame_digest)
         self._workers: list[threading.Thread] = []
         self.accepting = False
 
@@ -167,6 +168,9 @@ class Router:
             captured = route.topic_filter.match(topic)
             if captured is None:
                 continue
+            limit = self.config.max_payload_bytes
+            # The frame's one digest (the retained check; the repeat cache reuses it), unless refused.
+            digest = frame_digest(payload) if len(payload) <= limit else None
             msg = Message(
                 topic=topic,
                 payload=payload,
@@ -181,10 +185,10 @@ class Router:
                 origin=origin,
                 response_topic=response_topic,
                 correlation_data=correlation_data,
+                payload_digest=digest,
                 metadata=metadata or {},
             )
-            limit = self.config.max_payload_bytes
-            if len(payload) > limit:
+            if digest is None:
                 # Refused here, before it is queued: memory is bounded by configuration, not by
                 # what publishers send. The event keeps nothing of the payload.
                 self.stats.count("too_large")
@@ -193,7 +197,7 @@ class Router:
                 )
                 route.flow.report(msg.replace(payload=b""), too_large)
                 return True
-            if self._retained.seen_before(topic, payload, retained=retained):
+            if self._retained.seen_digest_before(topic, digest, retained=retained):
                 # The broker sends a topic's retained frame again on every (re)subscription.
                 self.stats.count("retained_skipped")
                 log.debug("skipping the retained frame on %s: already seen", topic)

@@ -31,7 +31,10 @@ class RetainedFrames:
 
     def seen_before(self, topic: str, payload: bytes, *, retained: bool) -> bool:
         """Remember `payload` on `topic`; True when it arrived retained and was seen there before."""
-        digest = self.digest(payload)
+        return self.seen_digest_before(topic, self.digest(payload), retained=retained)
+
+    def seen_digest_before(self, topic: str, digest: bytes, *, retained: bool) -> bool:
+        """`seen_before` for a payload already digested (with `self.digest`)."""
         with self._lock:
             known = self._digests.get(topic)
             if known is None:
