@@ -25,7 +25,7 @@ from bridge.flows.flow import Flow
 from bridge.flows.framequeue import DropCause, FrameQueue
 from bridge.flows.stats import DROP_REASONS, FrameStats
 from bridge.imaging.digest import frame_digest
-from bridge.mqtt import InboundMessage, RetainedFrames
+from bridge.mqtt import InboundMessage, RetainedRepeats
 from bridge.nodes import NodeContext
 from bridge.nodes.savings import credit_stats
 
@@ -79,7 +79,7 @@ class Router:
             max_frames=config.max_queued_frames,
             max_bytes=config.max_queued_bytes,
         )
-        self._retained = RetainedFrames(digest=frame_digest)
+        self._retained = RetainedRepeats(digest=frame_digest)
         self._workers: list[threading.Thread] = []
         self.accepting = False
 

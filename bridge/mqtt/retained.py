@@ -9,7 +9,7 @@ from collections import OrderedDict
 from bridge.imaging.digest import Digest, default_digest
 
 
-class RetainedFrames:
+class RetainedRepeats:
     """The digests of the last `per_topic` frames of the last `topics` topics, least recently used out.
 
     Every frame is remembered, whatever its retain flag: a broker delivers a live message with the

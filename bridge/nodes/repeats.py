@@ -30,7 +30,7 @@ __all__ = [
     "Evidence",
     "Pace",
     "Reading",
-    "RepeatCache",
+    "FrameRepeats",
 ]
 
 BUSY_AFTER = 10
@@ -155,7 +155,7 @@ class Reading:
     evidence: Evidence = field(default_factory=lambda: Evidence(frame=None))
 
 
-class RepeatCache:
+class FrameRepeats:
     """Each camera's last `history` readings, for at most `cameras` cameras (the least recently seen is
     forgotten first), each usable for `window` seconds of both the camera's and the bridge's clock."""
 
