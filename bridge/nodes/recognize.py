@@ -20,7 +20,7 @@ from bridge.imaging.images import downscale_to_fit
 from bridge.imaging.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
 from bridge.imaging.signature import Mask, Signature, difference, signature
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.nodes.repeats import CameraLocks, Evidence, Reading, FrameRepeats
+from bridge.nodes.repeats import CameraLocks, Evidence, FrameRepeats, Reading
 
 # The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
 DOWNSCALE_TARGET_BYTES = 2_500_000

@@ -28,9 +28,9 @@ __all__ = [
     "BUSY_LOOK_MAX",
     "CameraLocks",
     "Evidence",
+    "FrameRepeats",
     "Pace",
     "Reading",
-    "FrameRepeats",
 ]
 
 BUSY_AFTER = 10
