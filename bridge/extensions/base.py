@@ -70,7 +70,18 @@ class ExtensionContext:
 
 
 class Extension:
-    """A feature of the bridge as a whole. Subclasses set `name` and override what they need."""
+    """A feature of the bridge as a whole. Subclasses set `name` and override what they need.
+
+    Threads: the hooks are called where the thing happens, not on one thread of their own, so one
+    extension's hooks can run at the same time on different threads. `on_connected` and
+    `on_message` run on the MQTT network thread; `on_frame` on the thread that handed the frame in
+    (the MQTT thread, or a source's own thread when it calls `submit`); `on_event` on a reader
+    worker, on the consensus node's timer thread (a vehicle leaving), on the thread that handed a
+    frame in (one refused before it is queued: too large, or arriving during shutdown) or on the
+    thread calling `Bridge.stop()` (frames dropped at shutdown, vehicles still open). So an
+    extension keeps its state under its own lock, returns quickly, and hands slow or blocking work
+    (HTTP calls, waiting) to a thread of its own, as the Frigate source and the webhook sender do.
+    """
 
     name: ClassVar[str] = ""
 
@@ -99,17 +110,19 @@ class Extension:
         """Release it; called once at shutdown, after the flows have finished."""
 
     def on_connected(self) -> None:
-        """Called on every (re)connection to the broker, after the bridge's subscriptions are sent."""
+        """Called on every (re)connection to the broker, after the bridge's subscriptions are sent;
+        on the MQTT thread."""
 
     def on_message(self, inbound: InboundMessage) -> None:
         """A message on one of `subscriptions()`; called on the MQTT thread: return quickly."""
 
     def on_frame(self, msg: Message) -> None:
-        """A frame a route accepted (before it is read); called on the MQTT thread: return quickly."""
+        """A frame a route queued (before it is read); called on the MQTT thread, or on a source's
+        thread for a frame it submitted: return quickly."""
 
     def on_event(self, published: PublishedEvent) -> None:
-        """A plate, vehicle or error event a flow published; called on a worker thread (a vehicle
-        event: on the consensus node's timer thread too). See `PublishedEvent` for which to act on."""
+        """A plate, vehicle or error event a flow published; called on whichever thread published it
+        (see the class docstring). See `PublishedEvent` for which to act on."""
 
     def stats(self) -> dict[str, int]:
         """Counters of the extension's own, carried by `bridge/health` under `extensions.<name>`."""
