@@ -29,8 +29,13 @@ def rewrite(text: str, pairs: list[tuple[str, str]]) -> str:
         parent, _, name = old.rpartition(".")
         new_parent, _, new_name = new.rpartition(".")
 
-        def from_import(match: re.Match[str], parent: str = parent, name: str = name,
-                        new_parent: str = new_parent, new_name: str = new_name) -> str:
+        def from_import(
+            match: re.Match[str],
+            parent: str = parent,
+            name: str = name,
+            new_parent: str = new_parent,
+            new_name: str = new_name,
+        ) -> str:
             names = [n.strip() for n in match.group(2).split(",")]
             if name not in names:
                 return match.group(0)
@@ -38,12 +43,17 @@ def rewrite(text: str, pairs: list[tuple[str, str]]) -> str:
             moved = f"{match.group(1)}from {new_parent} import {new_name}"
             if new_name != name:
                 moved += f" as {name}"
+            if match.group(3):
+                moved += f"  {match.group(3)}"
             if not rest:
                 return moved
             return f"{match.group(1)}from {parent} import {', '.join(rest)}\n{moved}"
 
         text = re.sub(
-            rf"^([ \t]*)from {re.escape(parent)} import ([\w, ]+)$", from_import, text, flags=re.MULTILINE
+            rf"^([ \t]*)from {re.escape(parent)} import ([\w, ]+?)[ \t]*(#.*)?$",
+            from_import,
+            text,
+            flags=re.MULTILINE,
         )
     return text
 

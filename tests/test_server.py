@@ -30,7 +30,7 @@ if importlib.util.find_spec("python_multipart") is None and importlib.util.find_
         "plate-bridge serve needs the [serve] extra: python-multipart is missing", allow_module_level=True
     )
 
-from bridge import schemas  # noqa: E402
+from bridge.core import schemas  # noqa: E402
 from bridge.core.errors import (  # noqa: E402
     PayloadNotImage,
     ReaderForbidden,
