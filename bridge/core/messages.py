@@ -102,9 +102,9 @@ def filters_overlap(first: str, second: str) -> bool:
 class OwnTopics:
     """The topics the bridge publishes on, to recognise its own messages when they come back.
 
-    `subtrees` are whole prefixes (`{base_topic}`, Home Assistant's discovery prefix); `templates` are
-    event topic templates (`alpr/{camera_id}/plate`), where `{camera_id}` and `{route}` stand for the
-    text of one level, as `route_topic` fills them.
+    `subtrees` are whole prefixes (`{base_topic}`, what extensions declare they publish under);
+    `templates` are event topic templates (`alpr/{camera_id}/plate`), where `{camera_id}` and
+    `{route}` stand for the text of one level, as `route_topic` fills them.
     """
 
     def __init__(self, subtrees: Iterable[str], templates: Iterable[str], base_topic: str) -> None:
