@@ -24,6 +24,7 @@ lint: venv
 # page that cannot be made fails. Not --quiet: it hides the warnings from --strict, which then passes.
 test: venv
 	$(BIN)/ruff check bridge tests examples benchmarks docs/hooks.py
+	$(BIN)/lint-imports  # the import contracts in .importlinter: no cycle, no upward import
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	sh scripts/ensure-mosquitto.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

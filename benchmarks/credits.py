@@ -414,7 +414,7 @@ def _visits(scenario: Scenario) -> list[str]:
 
 def signature_cost(scenario: Scenario) -> float:
     """Median CPU time of one frame's signature, in milliseconds."""
-    from bridge.signature import signature
+    from bridge.imaging.signature import signature
 
     costs = []
     for item in scenario.frames[:40]:

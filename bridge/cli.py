@@ -39,9 +39,9 @@ from bridge.config import (
     format_problems,
     load_config,
 )
-from bridge.errors import BridgeError, ConfigError, PayloadNotImage
-from bridge.images import sniff_format
-from bridge.regions import normalize_regions
+from bridge.core.errors import BridgeError, ConfigError, PayloadNotImage
+from bridge.core.regions import normalize_regions
+from bridge.imaging.images import sniff_format
 
 SERVE_TOKEN_ENV = "PLATE_BRIDGE_SERVE_TOKEN"
 # What `reader.url: local` imports (the [local] extra), looked up without importing it.
@@ -400,7 +400,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # Inside a built wheel (pyproject force-includes examples/images as bridge/_examples/images), else
-# the source tree: found like bridge/schemas.py finds the schemas.
+# the source tree: found like bridge/core/schemas.py finds the schemas.
 _PACKAGED_IMAGES = Path(__file__).parent / "_examples" / "images"
 _SOURCE_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
 DEMO_IMAGES = _PACKAGED_IMAGES if _PACKAGED_IMAGES.is_dir() else _SOURCE_IMAGES
@@ -613,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chatty in ("amqtt", "transitions"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     # urllib3's DEBUG lines quote each request's path and query, where webhook and Frigate URLs keep
-    # their tokens; what leaves the process shows a URL as scheme://host:port only (bridge/redact.py).
+    # their tokens; what leaves the process shows a URL as scheme://host:port only (bridge/core/redact.py).
     logging.getLogger("urllib3").setLevel(logging.INFO)
     try:
         return int(args.handler(args))

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
 # A valid reading with one confident and one weak plate.
@@ -31,7 +32,15 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.raw: list[tuple[str, bytes, int, bool]] = []
 
-    def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
         self.raw.append((topic, payload, qos, retain))
 
     @property

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from bridge.annotate import MAX_SIDE, PLATE_COLOUR, WATCHED_COLOUR, annotate, crop_best_plate
+from bridge.imaging.annotate import MAX_SIDE, PLATE_COLOUR, WATCHED_COLOUR, annotate, crop_best_plate
 from tests.images import jpeg, noisy_jpeg, png
 
 GREY = (90, 90, 90)

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bridge import schemas
 from bridge.config import load_config
+from bridge.core import schemas
 from bridge.service import Bridge
 from tests.conftest import EXAMPLES, BrokerAddress, Collector, Mosquitto, start_bridge
 from tests.emulator import ReaderEmulator
@@ -481,7 +481,7 @@ def test_cpu_affinity_choices(tmp_path: Path) -> None:
     script = (
         "import json, os, sys\n"
         "from bridge.tuning import pin_to_cpu\n"
-        "from bridge.errors import ConfigError\n"
+        "from bridge.core.errors import ConfigError\n"
         "setting = json.loads(sys.argv[1]); local = sys.argv[2] == 'local'\n"
         "try:\n"
         "    cpu = pin_to_cpu(setting, reader_is_local=local)\n"

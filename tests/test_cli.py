@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bridge import schemas
+from bridge.core import schemas
 from tests.conftest import EXAMPLES, RESPONSES, BrokerAddress, free_port, needs_shared
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg

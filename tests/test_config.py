@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import load_config
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 from bridge.reader import PlateReader
 
 SDK = "http://127.0.0.1:8080/v1/plate-reader/"

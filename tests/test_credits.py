@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from benchmarks import credits
-from bridge import schemas
 from bridge.config import RouteConfig, load_config
+from bridge.core import schemas
+from bridge.core.messages import Message, Reuse
 from bridge.flows import Flow
-from bridge.messages import Message
 from bridge.mqtt.broker import EmbeddedBroker
 from bridge.nodes import ConsensusNode, DedupeNode, NodeContext, RecognizeNode
 from bridge.nodes.consensus import vote
@@ -35,6 +35,10 @@ IMAGE = jpeg()
 
 def context(route: RouteConfig, reader: Any = None) -> NodeContext:
     return NodeContext(route=route, base_topic="plate-bridge", publisher=RecordingPublisher(), reader=reader)
+
+
+def reuse_reason(msg: Message) -> str | None:
+    return None if msg.reused is None else msg.reused.reason
 
 
 def frame(image: bytes, camera: str = "drive", at: float = 0.0, **fields: Any) -> Message:
@@ -99,11 +103,11 @@ def test_a_reading_expires_after_the_window_on_either_clock() -> None:
     now = [1000.0]
     node.clock = lambda: now[0]
     image = jpeg()
-    assert not node.process(frame(image, at=0)).metadata.get("cached")
-    assert node.process(frame(image, at=29)).metadata["cached_reason"] == "identical"
-    assert not node.process(frame(image, at=31)).metadata.get("cached")  # the camera's clock: too old
+    assert not node.process(frame(image, at=0)).reused
+    assert reuse_reason(node.process(frame(image, at=29))) == "identical"
+    assert not node.process(frame(image, at=31)).reused  # the camera's clock: too old
     now[0] += 31  # the bridge's clock: a camera whose clock is stuck cannot keep a reading forever
-    assert not node.process(frame(image, at=31)).metadata.get("cached")
+    assert not node.process(frame(image, at=31)).reused
     assert len(reader.calls) == 3
 
 
@@ -112,14 +116,12 @@ def test_similar_frames_reuse_a_reading_unless_turned_off_or_asked_differently()
     # The answer boxes the plate where it is in the frames: a similar frame's plate is looked at closely.
     reader = CannedReader(credits.reader_response(frames[0].plate, box=frames[0].box))
     node = recognize(reader, regions=["gb"])
-    reasons = [
-        node.process(frame(item.jpeg, regions=("gb",))).metadata.get("cached_reason") for item in frames
-    ]
+    reasons = [reuse_reason(node.process(frame(item.jpeg, regions=("gb",)))) for item in frames]
     assert reasons == [None, "similar", "similar", "similar"]
     node.process(frame(frames[1].jpeg, regions=("fr",)))  # other parameters: another reading
     assert len(reader.calls) == 2
     strict = recognize(CannedReader(READING), reuse={"similar": False})
-    assert not any(strict.process(frame(item.jpeg)).metadata.get("cached") for item in frames)
+    assert not any(strict.process(frame(item.jpeg)).reused for item in frames)
 
 
 def test_a_busy_camera_is_compared_every_half_second_and_calm_again_after_its_first_reuse() -> None:
@@ -143,7 +145,7 @@ def test_a_busy_camera_is_compared_every_half_second_and_calm_again_after_its_fi
     # from then on every frame is compared again, and reused.
     start = len(street) / fps
     reasons = [
-        node.process(frame(item.jpeg, at=start + index / fps)).metadata.get("cached_reason")
+        reuse_reason(node.process(frame(item.jpeg, at=start + index / fps)))
         for index, item in enumerate(parked)
     ]
     calls = reasons.count(None)
@@ -179,7 +181,7 @@ def reading(*plates: str, score: float = 0.9) -> dict[str, Any]:
 
 
 def read_frame(result: dict[str, Any], at: float, camera: str = "drive", cached: bool = False) -> Message:
-    return frame(IMAGE, camera=camera, at=at, result=result, metadata={"cached": True} if cached else {})
+    return frame(IMAGE, camera=camera, at=at, result=result, reused=Reuse("identical") if cached else None)
 
 
 def dedupe(**settings: Any) -> DedupeNode:

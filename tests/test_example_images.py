@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bridge.images import JPEG_MAGIC, PNG_MAGIC
+from bridge.imaging.images import JPEG_MAGIC, PNG_MAGIC
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 IMAGES = EXAMPLES / "images"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bridge.config import CORE_KEYS, BridgeConfig, load_config
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 from bridge.extensions import registry as extension_registry
 from bridge.extensions.registry import BUILTIN_EXTENSIONS, ENTRY_POINT_GROUP
 from tests.conftest import EXAMPLES, Collector, Mosquitto
@@ -111,8 +111,8 @@ def test_home_assistant_owns_its_discovery_prefix_only_when_enabled() -> None:
 
     on = load_config(reader={"url": SDK_URL}, homeassistant={"enabled": True, "discovery_prefix": "ha"})
     off = load_config(reader={"url": SDK_URL}, homeassistant={"discovery_prefix": "ha"})
-    assert list(HomeAssistantExtension.owned_topics(on)) == ["ha"]
-    assert list(HomeAssistantExtension.owned_topics(off)) == []
+    assert list(HomeAssistantExtension.published_subtrees(on)) == ["ha"]
+    assert list(HomeAssistantExtension.published_subtrees(off)) == []
 
 
 def test_the_environment_reaches_an_extension_section(monkeypatch: pytest.MonkeyPatch) -> None:

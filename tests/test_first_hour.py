@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from bridge import schemas
 from bridge.config import CLOUD_URL
-from bridge.errors import ConfigError
+from bridge.core import schemas
+from bridge.core.errors import ConfigError
+from bridge.core.redact import shown_url
 from bridge.mqtt.broker import EmbeddedBroker
-from bridge.redact import shown_url
 from tests.conftest import EXAMPLES, Collector, free_port, wait_for_port
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
@@ -200,7 +200,7 @@ def test_the_example_configuration_passes_check_config_and_says_which_reader() -
 
     with_token = plate_bridge("check-config", example, PLATE_RECOGNIZER_TOKEN=TOKEN)
     assert with_token.returncode == 0, with_token.stderr
-    # What is shown of a URL is its scheme, host and port (bridge/redact.py): the cloud's, here.
+    # What is shown of a URL is its scheme, host and port (bridge/core/redact.py): the cloud's, here.
     assert f"url: {shown_url(CLOUD_URL)}" in with_token.stdout and TOKEN not in with_token.stdout
     assert "the token is used with the Plate Recognizer cloud" in with_token.stderr
 

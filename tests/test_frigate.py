@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bridge import schemas
 from bridge.config import load_config
-from bridge.errors import ConfigError
+from bridge.core import schemas
+from bridge.core.errors import ConfigError
 from bridge.extensions.frigate import FrigateExtension, FrigateObject, sub_label_for
 from tests.conftest import BrokerAddress, Collector, start_bridge
 from tests.emulator import ReaderEmulator

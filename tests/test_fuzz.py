@@ -21,12 +21,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bridge import schemas
 from bridge.config import RouteConfig
-from bridge.errors import BridgeError, EnvelopeInvalid, PayloadTooLarge, ReaderPayloadTooLarge
+from bridge.core import schemas
+from bridge.core.errors import BridgeError, EnvelopeInvalid, PayloadTooLarge, ReaderPayloadTooLarge
+from bridge.core.messages import Message
 from bridge.flows import Flow
-from bridge.images import sniff_format
-from bridge.messages import Message
+from bridge.imaging.images import sniff_format
 from bridge.nodes import DecodeNode, NodeContext
 from tests.canned import CannedReader, RecordingPublisher
 from tests.images import jpeg, png

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
-from bridge.digest import blake2b_digest, default_digest
-from bridge.errors import ConfigError
-from bridge.messages import filters_overlap
-from bridge.mqtt import RetainedFrames
+from bridge.core.errors import ConfigError
+from bridge.core.messages import filters_overlap
+from bridge.imaging.digest import blake2b_digest, default_digest
+from bridge.mqtt import RetainedRepeats
 from bridge.service import Bridge
 from tests.canned import READING
 from tests.conftest import BrokerAddress, Collector, Mosquitto
@@ -422,7 +422,7 @@ def test_a_retained_frame_is_read_once_across_reconnects(
 
 @pytest.mark.parametrize("digest", [default_digest(), blake2b_digest], ids=["default", "blake2b"])
 def test_retained_memory_is_bounded_per_topic_and_in_topics(digest: Any) -> None:
-    memory = RetainedFrames(topics=3, per_topic=2, digest=digest)
+    memory = RetainedRepeats(topics=3, per_topic=2, digest=digest)
     assert not memory.seen_before("a", b"1", retained=True), "never seen: a new frame"
     assert not memory.seen_before("a", b"1", retained=False), "live frames are never skipped"
     assert memory.seen_before("a", b"1", retained=True)

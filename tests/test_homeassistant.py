@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
+from bridge.core.messages import Message
 from bridge.extensions import ExtensionContext, PublishedEvent
 from bridge.extensions.homeassistant import HomeAssistantExtension, camera_key
 from bridge.extensions.homeassistant.state import camera_state, cleared_state
-from bridge.messages import Message
 from bridge.service import Bridge
+from tests.canned import RecordingPublisher
 from tests.conftest import BrokerAddress, Collector
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
@@ -109,16 +110,12 @@ def test_the_bridge_device_and_reader_sensor_say_which_reader_it_is(
     """Seen on Home Assistant 2024.3.3: with reader.url local, the reader sensor wore a cloud icon and
     the device said "MQTT bridge to Plate Recognizer"."""
     config = load_config(reader=reader, homeassistant={"enabled": True})
-    sent: list[tuple[str, bytes]] = []
-    extension = HomeAssistantExtension(
-        ExtensionContext(
-            config=config,
-            publish=lambda topic, payload, qos, retain: sent.append((topic, payload)),
-            health=dict,
-        )
-    )
+    publisher = RecordingPublisher()
+    extension = HomeAssistantExtension(ExtensionContext(config=config, publisher=publisher, health=dict))
     extension.on_connected()
-    documents = {topic: json.loads(payload) for topic, payload in sent if topic.endswith("/config")}
+    documents = {
+        topic: json.loads(payload) for topic, payload, _, _ in publisher.raw if topic.endswith("/config")
+    }
     assert documents[READER_SENSOR]["icon"] == icon
     models = {document["device"]["model"] for topic, document in documents.items() if "/gate" not in topic}
     assert models == {model}
@@ -194,16 +191,12 @@ def test_a_watched_plate_fires_one_event_per_list_with_its_label() -> None:
         homeassistant={"enabled": True, "cameras": ["gate"], "snapshot": False},
         watchlists={"family": {"plates": ["NHK552"]}, "visitors": {"plates": ["NHK55"]}},
     )
-    sent: list[tuple[str, bytes, bool]] = []
-    extension = HomeAssistantExtension(
-        ExtensionContext(
-            config=config,
-            publish=lambda topic, payload, qos, retain: sent.append((topic, payload, retain)),
-            health=dict,
-        )
-    )
+    publisher = RecordingPublisher()
+    extension = HomeAssistantExtension(ExtensionContext(config=config, publisher=publisher, health=dict))
     extension.on_event(hand_built("gate", [RESULT], WATCHED))
-    events = [json.loads(payload) for topic, payload, _ in sent if topic == "plate-bridge/gate/event"]
+    events = [
+        json.loads(payload) for topic, payload, _, _ in publisher.raw if topic == "plate-bridge/gate/event"
+    ]
     assert [event["trigger"] for event in events] == [
         "plate_detected",
         "watched_plate_detected_family",
@@ -217,13 +210,15 @@ def test_a_watched_plate_fires_one_event_per_list_with_its_label() -> None:
         ("NHK552", None),
     ]
     assert all(event["event_type"] in ("plate_detected", "watched_plate_detected") for event in events)
-    assert not any(retain for topic, _, retain in sent if topic.endswith("/event"))
-    [state] = [json.loads(payload) for topic, payload, _ in sent if topic == "plate-bridge/gate/state"]
+    assert not any(retain for topic, _, _, retain in publisher.raw if topic.endswith("/event"))
+    [state] = [
+        json.loads(payload) for topic, payload, _, _ in publisher.raw if topic == "plate-bridge/gate/state"
+    ]
     assert state["label"] == "Anna's car"
     # An unknown camera (not announced) gets nothing.
-    sent.clear()
+    publisher.raw.clear()
     extension.on_event(hand_built("elsewhere", [RESULT], WATCHED))
-    assert sent == []
+    assert publisher.raw == []
 
 
 # --- over a real broker ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
 
 LIMIT = 2

@@ -18,9 +18,9 @@ pytest.importorskip(
     "rapidocr", reason="the local engine's models are not installed: pip install 'plate-bridge[local]'"
 )
 
+from bridge.core.errors import PayloadNotImage, PayloadTooLarge
 from bridge.engines import local, plate_patterns
 from bridge.engines.local import LocalEngine
-from bridge.errors import PayloadNotImage, PayloadTooLarge
 from bridge.evaluate import evaluate, normalize_plate
 from tests import images
 from tests.emulator import DEFAULT_SHARED_DIR
@@ -68,7 +68,7 @@ def test_response_has_the_plate_reader_shape(engine: LocalEngine) -> None:
         _photo("br/HPM9362.jpg"), regions=["br"], camera_id="gate", filename="HPM9362.jpg", mmc=True
     )
 
-    schemas = pytest.importorskip("bridge.schemas")
+    schemas = pytest.importorskip("bridge.core.schemas")
     schemas.validate("plate-reader-response", response)
     assert response["version"] == 1
     assert response["camera_id"] == "gate"

@@ -2,7 +2,7 @@
 
 A camera at a gate sends a frame of a car; seconds later a car of the same make and colour stops at the
 same line with another plate. The frames differ only inside the plate box, so the frame signature (64
-pixels wide) finds them similar; the close look at the plate boxes (bridge/platecrops.py) must not.
+pixels wide) finds them similar; the close look at the plate boxes (bridge/imaging/platecrops.py) must not.
 
 How the tests prove "no reused event ever carries a plate whose region changed": the reader here answers
 each frame with the plate painted into it (looked up by the frame's bytes), so an event that carries any
@@ -27,9 +27,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFont
 
 from benchmarks import credits
 from bridge.config import RouteConfig
-from bridge.messages import Message
+from bridge.core.messages import Message, Reuse
+from bridge.imaging.signature import difference, signature
 from bridge.nodes import NodeContext, RecognizeNode
-from bridge.signature import difference, signature
 from tests.canned import RecordingPublisher
 from tests.conftest import BrokerAddress, Collector, Mosquitto, start_bridge
 from tests.emulator import ReaderEmulator
@@ -168,7 +168,7 @@ def test_a_look_alike_car_at_the_same_spot_is_read_not_given_the_last_cars_plate
     node = recognize(reader)
     assert top_plate(node.process(frame(first, 0))) == "UH1F0F"
     event = node.process(frame(stranger, later))
-    assert not event.metadata.get("cached"), event.metadata
+    assert event.reused is None, event.reused
     assert top_plate(event) == "YG8E4F"
     assert reader.calls == 2
     assert node.stats()["similar_plates_changed"] == 1
@@ -183,12 +183,12 @@ def test_the_same_car_another_exposure_six_seconds_later_costs_no_call(car: Imag
     node = recognize(reader)
     node.process(frame(first, 0))
     event = node.process(frame(again, 6))
-    assert event.metadata.get("cached_reason") == "similar"
+    assert event.reused is not None and event.reused.reason == "similar"
     assert top_plate(event) == "UH1F0F"
     assert reader.calls == 1
     # From then on the camera's frames compare with the crops, not the frame: it was let go.
     later = reader.teach(shot(parked, rng, brightness=0.97), "UH1F0F")
-    assert node.process(frame(later, 12)).metadata.get("cached_reason") == "similar"
+    assert (node.process(frame(later, 12)).reused or Reuse("")).reason == "similar"
     assert reader.calls == 1
 
 
@@ -214,8 +214,8 @@ def test_no_reused_event_carries_a_plate_other_than_its_frames(car: Image.Image,
     for image, plate, at in _gate_sequence(car, seed):
         reader.teach(image, plate)
         event = node.process(frame(image, at))
-        assert top_plate(event) == plate, (at, event.metadata)
-        reused += bool(event.metadata.get("cached"))
+        assert top_plate(event) == plate, (at, event.reused)
+        reused += event.reused is not None
     # The parked stretches were reused (the test is not passing by reading everything).
     assert reused > 0 and reader.calls > 0
 

@@ -12,12 +12,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import load_config
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
+from bridge.core.messages import Message
 from bridge.extensions import ExtensionContext, metrics
 from bridge.extensions.metrics import MetricsExtension
-from bridge.messages import Message
 from bridge.nodes.base import Node
 from bridge.service import Bridge
+from tests.canned import RecordingPublisher
 from tests.conftest import BrokerAddress, Collector, free_port
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
@@ -222,7 +223,7 @@ def test_the_listener_is_bounded_and_cuts_off_slow_clients(monkeypatch: pytest.M
     monkeypatch.setattr(metrics, "REQUEST_DEADLINE", 1.0)
     config = load_config(reader={"url": "http://127.0.0.1:1/alpr"}, metrics={"enabled": True, "port": 0})
     extension = MetricsExtension(
-        ExtensionContext(config=config, publish=lambda *_args, **_kwargs: None, health=lambda: {})
+        ExtensionContext(config=config, publisher=RecordingPublisher(), health=lambda: {})
     )
     extension.start()
     try:

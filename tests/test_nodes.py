@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bridge import schemas
 from bridge.config import RouteConfig
-from bridge.errors import ConfigError, EnvelopeInvalid, PayloadNotImage, PayloadTooLarge
+from bridge.core import schemas
+from bridge.core.errors import ConfigError, EnvelopeInvalid, PayloadNotImage, PayloadTooLarge
+from bridge.core.messages import Message, TopicFilter
 from bridge.flows import Flow, resolve_node_type
-from bridge.messages import Message, TopicFilter
 from bridge.nodes import DecodeNode, FilterNode, Node, NodeContext, SplitNode, WatchlistNode
 from tests.canned import READING, CannedReader, RecordingPublisher
 from tests.images import jpeg, png

@@ -1,6 +1,6 @@
 """Plate crops on real photos (../shared, dev photos): the same plate in another frame stays under the
-threshold, another plate in the box goes over it. This is where bridge/platecrops.py's figures come from:
-`pytest tests/test_platecrops.py -s` prints them."""
+threshold, another plate in the box goes over it. This is where bridge/imaging/platecrops.py's figures come
+from: `pytest tests/test_platecrops.py -s` prints them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageChops, ImageEnhance
 
 from bridge.config import ReuseConfig
-from bridge.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
+from bridge.imaging.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
 from tests.emulator import DEFAULT_SHARED_DIR
 
 LABELS = DEFAULT_SHARED_DIR / "data" / "plates" / "labels.tsv"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.plates import normalize_plate, plate_distance, same_plate
+from bridge.core.plates import normalize_plate, plate_distance, same_plate
 
 
 def test_normal_form_drops_separators_and_case() -> None:

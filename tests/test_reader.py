@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge import schemas
-from bridge.errors import (
+from bridge.core import schemas
+from bridge.core.errors import (
     ReaderForbidden,
     ReaderInvalidResponse,
     ReaderPayloadTooLarge,
@@ -18,8 +18,8 @@ from bridge.errors import (
     ReaderRejected,
     ReaderUnavailable,
 )
-from bridge.events import error_event
-from bridge.messages import Message
+from bridge.core.events import error_event
+from bridge.core.messages import Message
 from bridge.reader import PlateReader, parse_retry_after
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy

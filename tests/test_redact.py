@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from bridge.config import FrigateConfig, load_config
-from bridge.errors import ConfigError, ReaderUnavailable
+from bridge.core.errors import ConfigError, ReaderUnavailable
+from bridge.core.redact import MASK, is_secret_name, redacted, shown_url
 from bridge.extensions.frigate import FrigateClient
 from bridge.reader import PlateReader
-from bridge.redact import MASK, is_secret_name, redacted, shown_url
 from tests.conftest import Collector, Mosquitto, free_port
 from tests.emulator import ReaderEmulator
 from tests.frigate_emulator import FrigateEmulator, event_message

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge import schemas
+from bridge.core import schemas
+from bridge.core.regions import normalize_region, normalize_regions
 from bridge.reader import PlateReader
-from bridge.regions import normalize_region, normalize_regions
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge.errors import ReaderForbidden, ReaderRateLimited, ReaderRejected, ReaderUnavailable
+from bridge.core.errors import ReaderForbidden, ReaderRateLimited, ReaderRejected, ReaderUnavailable
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
 

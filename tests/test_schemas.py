@@ -15,8 +15,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from bridge import schemas
-from bridge.errors import SchemaViolation
+from bridge.core import schemas
+from bridge.core.errors import SchemaViolation
 from tests.conftest import RESPONSES
 
 SOURCES = RESPONSES / "SOURCES.tsv"
@@ -541,7 +541,7 @@ def test_region_codes_cover_the_api_document() -> None:
     [("gb", True), ("us-ca", True), ("br-sc", True), ("br_sc", False), ("US-CA", False), ("xx", False)],
 )
 def test_region_code_schema_is_the_lower_case_enum(code: str, known: bool) -> None:
-    # Case-insensitivity and `_` belong to bridge.regions, which normalizes before checking.
+    # Case-insensitivity and `_` belong to bridge.core.regions, which normalizes before checking.
     assert (checked_problems("region-code", code) == []) is known
 
 

@@ -23,9 +23,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bridge import schemas
 from bridge.config import load_config
-from bridge.errors import BrokerError
+from bridge.core import schemas
+from bridge.core.errors import BrokerError
 from bridge.service import Bridge
 from tests.conftest import Mosquitto, free_port
 from tests.emulator import ReaderEmulator
@@ -482,7 +482,7 @@ def test_secrets_never_appear_in_output_logs_or_events(tmp_path: Path, cleanup: 
     ],
 )
 def test_a_token_echoed_back_by_the_service_is_redacted(status: int, body: Any) -> None:
-    from bridge.errors import ReaderError
+    from bridge.core.errors import ReaderError
     from bridge.reader import PlateReader
 
     with ReaderEmulator(token=TOKEN) as emulator, PlateReader(emulator.url, token=TOKEN) as reader:

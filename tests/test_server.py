@@ -30,15 +30,15 @@ if importlib.util.find_spec("python_multipart") is None and importlib.util.find_
         "plate-bridge serve needs the [serve] extra: python-multipart is missing", allow_module_level=True
     )
 
-from bridge import schemas  # noqa: E402
-from bridge.errors import (  # noqa: E402
+from bridge.core import schemas  # noqa: E402
+from bridge.core.errors import (  # noqa: E402
     PayloadNotImage,
     ReaderForbidden,
     ReaderPayloadTooLarge,
     ReaderRateLimited,
     ReaderRejected,
 )
-from bridge.images import MAX_IMAGE_PIXELS, sniff_format  # noqa: E402
+from bridge.imaging.images import MAX_IMAGE_PIXELS, sniff_format  # noqa: E402
 from bridge.reader import PlateReader  # noqa: E402
 from bridge.server import create_app  # noqa: E402
 from bridge.server.app import (  # noqa: E402

@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from benchmarks.credits import CLOCK_REGION, busy_street, parked_car, passing_car, photos
 from bridge.config import ReuseConfig
-from bridge.signature import Mask, Signature, difference, signature
+from bridge.imaging.signature import Mask, Signature, difference, signature
 from tests.images import jpeg, noisy_jpeg
 
 THRESHOLD = ReuseConfig().threshold

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pytest
 
 from bridge.config import load_config
-from bridge.errors import ConfigError, ReaderUnavailable
+from bridge.core.errors import ConfigError, ReaderUnavailable
 from bridge.reader import PlateReader
 from bridge.reader.transport import Failure, TransportError, make_transport
 from bridge.service import build_reader

@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge import schemas
 from bridge.config import RouteConfig, load_config
+from bridge.core import schemas
+from bridge.core.messages import Message
 from bridge.extensions import PublishedEvent
 from bridge.extensions.metrics import MetricsExtension
-from bridge.messages import Message
 from bridge.nodes import ConsensusNode, NodeContext
 from bridge.service import Bridge
 from tests.canned import RecordingPublisher
@@ -114,7 +114,7 @@ def test_the_vehicle_event_keeps_the_watch_list_matches_of_its_voted_plate() -> 
                 result={
                     "results": [{**RESULT, "plate": plate, "candidates": [{"plate": plate, "score": 0.9}]}]
                 },
-                metadata={"watched": matched},
+                watched=matched,
             )
         )
     node.stop()  # the car goes out

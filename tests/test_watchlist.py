@@ -13,15 +13,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge import schemas
 from bridge.config import RouteConfig, WatchListConfig, load_config
-from bridge.errors import ConfigError
-from bridge.events import plate_event
+from bridge.core import schemas
+from bridge.core.errors import ConfigError
+from bridge.core.events import plate_event
+from bridge.core.messages import Message, Reuse
+from bridge.core.plates import normalize_plate, plate_distance
 from bridge.flows import Flow
-from bridge.messages import Message
 from bridge.nodes import FilterNode, NodeContext, SplitNode, WatchlistNode
 from bridge.nodes.watchlist import WatchList, match_results
-from bridge.plates import normalize_plate, plate_distance
 from bridge.service import Bridge
 from tests.canned import CannedReader, RecordingPublisher
 from tests.conftest import BrokerAddress, Collector
@@ -230,7 +230,7 @@ def test_only_watched_drops_frames_without_a_match() -> None:
     node = WatchlistNode.from_settings({"only_watched": True}, context(lists(family=FAMILY)))
     assert node.process(message(result("qq11qqq"))) is None
     kept = node.process(message(result("qq11qqq"), result("ab12cde")))
-    assert kept is not None and len(kept.metadata["watched"]) == 1
+    assert kept is not None and len(kept.watched) == 1
 
 
 def test_a_second_watchlist_node_adds_to_the_first() -> None:
@@ -240,7 +240,7 @@ def test_a_second_watchlist_node_adds_to_the_first() -> None:
     )
     out = second.process(first.process(message(result("ab12cdf"))))  # type: ignore[arg-type]
     assert out is not None
-    assert [(m["list"], m["distance"]) for m in out.metadata["watched"]] == [("exact", 0.0), ("family", 1.0)]
+    assert [(m["list"], m["distance"]) for m in out.watched] == [("exact", 0.0), ("family", 1.0)]
 
 
 def test_after_a_split_each_event_carries_only_its_own_matches() -> None:
@@ -450,10 +450,10 @@ def test_a_strict_list_ignores_a_reading_reused_without_proof_of_its_plate() -> 
     ):
         msg = message(result("AB12CDE"))
         if reason:
-            msg = msg.replace(metadata={"cached": True, "cached_reason": reason})
+            msg = msg.replace(reused=Reuse(reason))
         out = node.process(msg)
         assert out is not None
-        assert {item["list"] for item in out.metadata["watched"]} == expected, reason
+        assert {item["list"] for item in out.watched} == expected, reason
 
 
 def test_a_strict_list_with_a_tolerance_is_a_configuration_error() -> None:

@@ -14,10 +14,10 @@ import pytest
 import requests
 
 from bridge.config import load_config
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
+from bridge.core.redact import shown_url
 from bridge.extensions import webhooks
 from bridge.extensions.webhooks import CONCURRENT_REQUESTS, WebhookReceiver
-from bridge.redact import shown_url
 from bridge.service import Bridge
 from tests.conftest import RESPONSES, BrokerAddress, Collector, free_port, needs_shared, start_bridge
 from tests.emulator import ReaderEmulator

@@ -13,7 +13,7 @@ from bridge.config.mqtt import MQTTConfig
 from bridge.config.reader import ReaderConfig
 from bridge.config.routes import RouteConfig
 from bridge.config.watchlists import WatchListConfig
-from bridge.redact import redacted
+from bridge.core.redact import redacted
 
 ENV_PREFIX = "PLATE_BRIDGE__"
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -113,7 +113,7 @@ class CoreConfig(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as it may be shown (bridge/info, check-config): secrets and
-        header values replaced by `**********`, URLs cut to scheme://host:port (bridge/redact.py)."""
+        header values replaced by `**********`, URLs cut to scheme://host:port (bridge/core/redact.py)."""
         shown: dict[str, Any] = redacted(self.model_dump(mode="json"))
         return shown
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -13,20 +13,18 @@ from pydantic import ValidationError
 from bridge.config.core import ENV_PREFIX, CoreConfig
 from bridge.config.mqtt import UNION_TAGS
 from bridge.config.reader import TOKEN_ENV
-from bridge.errors import ConfigError
-from bridge.redact import redacted
-
-if TYPE_CHECKING:
-    from bridge.extensions.registry import Registry
+from bridge.core.errors import ConfigError
+from bridge.core.redact import redacted
 
 # Where the installed extensions are found and the configuration model composed from their sections.
 # Imported by name, when first needed: the extension layer depends on this package, not the reverse.
 REGISTRY_MODULE = "bridge.extensions.registry"
 
 
-def _registry() -> Registry:
-    registry: Registry = import_module(REGISTRY_MODULE).registry()
-    return registry
+def _registry() -> Any:
+    """The extension layer's registry (bridge.extensions.registry.Registry), not typed here so that
+    no import, not even for type checking, points from the configuration up to the extensions."""
+    return import_module(REGISTRY_MODULE).registry()
 
 
 def bridge_config() -> type[CoreConfig]:

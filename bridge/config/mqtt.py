@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
 from bridge.config.base import StrictModel
-from bridge.messages import check_publish_topic
+from bridge.core.messages import check_publish_topic
 
 
 class TLSConfig(StrictModel):

@@ -14,9 +14,9 @@ from pydantic import (
 )
 
 from bridge.config.base import StrictModel
-from bridge.redact import shown_url
+from bridge.core.cloud import CLOUD_URL, is_cloud_url
+from bridge.core.redact import shown_url
 
-CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
 LOCAL_READER = "local"
 TOKEN_ENV = "PLATE_RECOGNIZER_TOKEN"
 
@@ -98,8 +98,6 @@ class ReaderConfig(StrictModel):
 
     @property
     def is_cloud(self) -> bool:
-        from bridge.reader.client import is_cloud_url  # the reader's knowledge; imported when asked
-
         return is_cloud_url(self.url)
 
     @property

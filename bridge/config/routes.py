@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.config.base import StrictModel
-from bridge.messages import TopicFilter, check_publish_topic
-from bridge.regions import normalize_regions
+from bridge.core.messages import TopicFilter, check_publish_topic
+from bridge.core.regions import normalize_regions
 
 
 class NodeSpec(BaseModel):
@@ -35,7 +35,7 @@ Region = tuple[float, float, float, float]
 
 
 class ReuseConfig(StrictModel):
-    """When a camera's frame reuses a recent reading instead of a reader call (bridge/signature.py)."""
+    """When a frame reuses a recent reading instead of a reader call (bridge/imaging/signature.py)."""
 
     similar: bool = Field(
         True,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from bridge.errors import PayloadNotImage
+from bridge.core.errors import PayloadNotImage
 from bridge.reader import api_timestamp
 
 

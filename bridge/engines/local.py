@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bridge.core.errors import PayloadNotImage
+from bridge.core.plates import NEAR_MISS_COST, plate_distance
 from bridge.engines import plate_patterns
-from bridge.errors import PayloadNotImage
-from bridge.images import MAX_IMAGE_PIXELS, check_pixels
-from bridge.plates import NEAR_MISS_COST, plate_distance
+from bridge.imaging.images import MAX_IMAGE_PIXELS, check_pixels
 
 try:
     import cv2

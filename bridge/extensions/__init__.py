@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.extensions.hooks import Extensions
 from bridge.extensions.registry import BUILTIN_EXTENSIONS, ENTRY_POINT_GROUP, extension_types
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ __all__ = [
     "EXTENSIONS",
     "Extension",
     "ExtensionContext",
+    "Extensions",
     "PublishedEvent",
     "enabled_extensions",
     "extension_types",

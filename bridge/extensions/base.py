@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from bridge.core.events import EventKind, PublishedEvent
+from bridge.core.protocols import Publisher, Reader
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -18,52 +21,17 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from bridge.config import BridgeConfig
-    from bridge.messages import Message
+    from bridge.core.messages import Message, Origin
+    from bridge.flows.stats import FrameStats
     from bridge.mqtt import InboundMessage
-    from bridge.nodes.base import Reader
-
-EventKind = Literal["plate", "vehicle", "error"]
-"""`plate`: a frame's plate event (its result topic); `vehicle`: a consensus node's event for a vehicle
-that has left (its vehicle topic; a plate event by its schema); `error`: an error event."""
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedEvent:
-    """An event a flow has just published: its kind, topic, the document and the message it came from.
-
-    A vehicle counts once. On a route with a consensus node, each of its frames still gets its `plate`
-    event (`superseded`, when the node's `per_frame` is on) and the vehicle one `vehicle` event when it
-    leaves: extensions that notify or count per vehicle (Home Assistant, webhooks, metrics' events)
-    act on the events that are `per_vehicle` and skip the superseded ones; per-frame answers (MQTT 5
-    request/response, Frigate's sub label) keep using the frames' plate events.
-    """
-
-    kind: EventKind
-    topic: str
-    event: Mapping[str, Any]
-    msg: Message
-    superseded: bool = False
-    """A frame's plate event on a route whose vehicles are reported by vehicle events (consensus)."""
-
-    @property
-    def per_vehicle(self) -> bool:
-        """The one event of a vehicle: a vehicle event, or a plate event of a route without consensus."""
-        return self.kind == "vehicle" or (self.kind == "plate" and not self.superseded)
-
-
-class Publish(Protocol):
-    """`publish(topic, payload, qos, retain, properties=None)`: queued by the MQTT client, safe from any
-    thread; `properties` are MQTT 5 publish properties by snake_case name (`correlation_data`, ...)."""
-
-    def __call__(
-        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Mapping[str, Any] | None = None
-    ) -> None: ...
 
 
 class Submit(Protocol):
-    """`submit(topic, payload, metadata, *, camera_id=None, taken_at=None)`: hand a frame to the first
-    route that takes `topic`, as if it had arrived there; False when none does. `camera_id` and
-    `taken_at` (when the frame was taken) override what the route would say, for sources that know."""
+    """`submit(topic, payload, metadata=None, *, camera_id=None, taken_at=None, reading=None,
+    origin=None)`: hand a frame to the first route that takes `topic`, as if it had arrived there;
+    False when none does. `camera_id` and `taken_at` (when the frame was taken) override what the
+    route would say, for sources that know; `reading` is a reading made elsewhere (the flow starts at
+    validate with it); `origin` says where a source got the frame (its events carry it)."""
 
     def __call__(
         self,
@@ -73,6 +41,8 @@ class Submit(Protocol):
         *,
         camera_id: str | None = None,
         taken_at: datetime | None = None,
+        reading: Mapping[str, Any] | None = None,
+        origin: Origin | None = None,
     ) -> bool: ...
 
 
@@ -81,9 +51,9 @@ class ExtensionContext:
     """The bridge as an extension sees it: configuration, a publisher and read-only views."""
 
     config: BridgeConfig
-    publish: Publish
-    """`publish(topic, payload, qos, retain, properties=None)`: queued by the MQTT client, safe from any
-    thread."""
+    publisher: Publisher
+    """`publisher.publish(topic, payload, qos=..., retain=..., properties=None)`: queued by the MQTT
+    client, safe from any thread."""
     health: Callable[[], dict[str, Any]]
     """The bridge's counters (what `bridge/health` carries)."""
     reader: Reader | None = None
@@ -93,6 +63,8 @@ class ExtensionContext:
     reads: Callable[[str], bool] | None = None
     """`reads(topic)`: whether the bridge takes messages on `topic` itself (a route's filter or an
     extension's subscription matches it)."""
+    frame_stats: FrameStats | None = None
+    """The bridge's frame counters (the one registry `health` also reads)."""
 
     @property
     def base_topic(self) -> str:
@@ -105,6 +77,16 @@ class Extension:
     An extension is registered in the `plate_bridge.extensions` entry-point group (the built-ins too,
     see bridge/extensions/registry.py) and brings its own configuration: `config_key` names its
     section of the YAML, `config_model` checks it, `check_config` checks it against the rest.
+
+    Threads: the hooks are called where the thing happens, not on one thread of their own, so one
+    extension's hooks can run at the same time on different threads. `on_connected` and
+    `on_message` run on the MQTT network thread; `on_frame` on the thread that handed the frame in
+    (the MQTT thread, or a source's own thread when it calls `submit`); `on_event` on a reader
+    worker, on the consensus node's timer thread (a vehicle leaving), on the thread that handed a
+    frame in (one refused before it is queued: too large, or arriving during shutdown) or on the
+    thread calling `Bridge.stop()` (frames dropped at shutdown, vehicles still open). So an
+    extension keeps its state under its own lock, returns quickly, and hands slow or blocking work
+    (HTTP calls, waiting) to a thread of its own, as the Frigate source and the webhook sender do.
     """
 
     name: ClassVar[str] = ""
@@ -136,9 +118,9 @@ class Extension:
         every configuration loaded, whether the extension is enabled or not."""
 
     @classmethod
-    def owned_topics(cls, config: BridgeConfig) -> Sequence[str]:
-        """Topic prefixes the extension publishes under besides the base topic (Home Assistant's
-        discovery prefix), which the bridge must not read back as frames."""
+    def published_subtrees(cls, config: BridgeConfig) -> Sequence[str]:
+        """Topic prefixes it publishes under outside the base topic (Home Assistant's discovery
+        prefix): the bridge ignores frames there, as it does its own. Asked before it is built."""
         return ()
 
     def subscriptions(self) -> Sequence[tuple[str, int]]:
@@ -152,18 +134,23 @@ class Extension:
         """Release it; called once at shutdown, after the flows have finished."""
 
     def on_connected(self) -> None:
-        """Called on every (re)connection to the broker, after the bridge's subscriptions are sent."""
+        """Called on every (re)connection to the broker, after the bridge's subscriptions are sent;
+        on the MQTT thread."""
 
     def on_message(self, inbound: InboundMessage) -> None:
         """A message on one of `subscriptions()`; called on the MQTT thread: return quickly."""
 
     def on_frame(self, msg: Message) -> None:
-        """A frame a route accepted (before it is read); called on the MQTT thread: return quickly."""
+        """A frame a route queued (before it is read); called on the MQTT thread, or on a source's
+        thread for a frame it submitted: return quickly."""
 
     def on_event(self, published: PublishedEvent) -> None:
-        """A plate, vehicle or error event a flow published; called on a worker thread (a vehicle
-        event: on the consensus node's timer thread too). See `PublishedEvent` for which to act on."""
+        """A plate, vehicle or error event a flow published; called on whichever thread published it
+        (see the class docstring). See `PublishedEvent` for which to act on."""
 
     def stats(self) -> dict[str, int]:
         """Counters of the extension's own, carried by `bridge/health` under `extensions.<name>`."""
         return {}
+
+
+__all__ = ["EventKind", "Extension", "ExtensionContext", "PublishedEvent", "Submit"]

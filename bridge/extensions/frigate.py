@@ -25,10 +25,10 @@ from urllib.parse import quote, urlencode
 from pydantic import Field, field_validator
 
 from bridge.config import StrictModel
-from bridge.events import decode_json
+from bridge.core.events import decode_json
+from bridge.core.messages import Origin, check_publish_topic
+from bridge.core.redact import shown_url
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
-from bridge.messages import check_publish_topic
-from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     import urllib3
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # Frigate's EventsSubLabelBody: subLabel at most 100 characters, subLabelScore in (0, 1].
 SUB_LABEL_MAX_CHARS = 100
+# The name of the frames' origin: plate events of Frigate's snapshots carry it (`frigate: {...}`).
+ORIGIN = "frigate"
 
 
 class FrigateConfig(StrictModel):
@@ -372,16 +374,22 @@ class FrigateExtension(Extension):
         # third larger against max_payload_bytes and cost an encode and a decode.
         taken_at = frame_time(obj.frame_time)
         topic = self.settings.topic.format(camera=obj.camera, label=obj.label)
-        metadata = {"frigate": {"event_id": obj.event_id, "camera": obj.camera, "label": obj.label}}
-        if not self.context.submit(topic, image, metadata, camera_id=obj.camera, taken_at=taken_at):
+        origin = Origin(ORIGIN, {"event_id": obj.event_id, "camera": obj.camera, "label": obj.label})
+        if not self.context.submit(topic, image, origin=origin, camera_id=obj.camera, taken_at=taken_at):
             log.warning(
                 "frigate: no route takes %s; the snapshot of event %s is not read", topic, obj.event_id
             )
 
     def on_event(self, published: PublishedEvent) -> None:
-        frigate = published.msg.metadata.get("frigate")
-        if not self.settings.sub_label or published.kind != "plate" or not frigate:
+        origin = published.msg.origin
+        if (
+            not self.settings.sub_label
+            or published.kind != "plate"
+            or origin is None
+            or origin.name != ORIGIN
+        ):
             return
+        frigate = origin.details
         chosen = sub_label_for(published.event)
         if chosen is None:
             return

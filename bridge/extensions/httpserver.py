@@ -22,7 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

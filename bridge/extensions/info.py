@@ -8,8 +8,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
+from bridge.core.redact import shown_url
 from bridge.extensions.base import Extension, ExtensionContext
-from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -106,4 +106,4 @@ class BridgeInfoExtension(Extension):
         }
 
     def _publish(self) -> None:
-        self.context.publish(self.topic, json.dumps(self.document()).encode(), 1, True)
+        self.context.publisher.publish(self.topic, json.dumps(self.document()).encode(), qos=1, retain=True)

@@ -1,8 +1,9 @@
 """Observability: Prometheus `/metrics`, and `/health/live` and `/health/ready` for orchestrators, over HTTP.
 
-Counters come from the extension hooks (`on_frame`, `on_event`); gauges are read from the bridge's
-health document when Prometheus scrapes, so nothing runs between scrapes. The registry is the
-extension's own (not prometheus_client's global one), so two bridges in one process never mix.
+Event counters come from the `on_event` hook; frame counters and gauges are read from the bridge's
+frame-counter registry and health document when Prometheus scrapes, so nothing runs between scrapes.
+The Prometheus registry is the extension's own (not prometheus_client's global one), so two bridges
+in one process never mix.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from bridge.config import StrictModel
+from bridge.core.messages import utc_now
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
-from bridge.messages import utc_now
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from bridge.config import BridgeConfig
-    from bridge.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,12 @@ class _HealthCollector:
             "Frames dropped unread (pushed out or at shutdown).",
             health.get("dropped", 0),
         )
+        # From the bridge's one frame-counter registry, like bridge/health and bridge/stats.
+        frames = CounterMetricFamily("plate_bridge_frames", "Frames a route accepted.", labels=["route"])
+        stats = self._extension.context.frame_stats
+        for route, count in sorted((stats.accepted() if stats is not None else {}).items()):
+            frames.add_metric([route], count)
+        yield frames
 
 
 class MetricsExtension(Extension):
@@ -165,9 +171,6 @@ class MetricsExtension(Extension):
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
-        self._frames = Counter(
-            "plate_bridge_frames", "Frames a route accepted.", ["route"], registry=self.registry
-        )
         self._events = Counter(
             "plate_bridge_events",
             "Events published, by route and kind: plate (one per frame, or per plate after a split), "
@@ -201,9 +204,6 @@ class MetricsExtension(Extension):
     def stop(self) -> None:
         self._http.stop()
 
-    def on_frame(self, msg: Message) -> None:
-        self._frames.labels(msg.route).inc()
-
     def on_event(self, published: PublishedEvent) -> None:
         msg = published.msg
         self._events.labels(msg.route, published.kind).inc()
@@ -212,7 +212,7 @@ class MetricsExtension(Extension):
             return
         if published.kind == "vehicle":
             return  # counted once above; latency and saved calls are the frames' (its plate events)
-        if not msg.metadata.get("cached"):
+        if msg.reused is None:
             self._latency.labels(msg.route).observe((utc_now() - msg.received_at).total_seconds())
             return
         key = (msg.topic, msg.received_at)

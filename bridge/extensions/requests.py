@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from bridge.config import StrictModel
-from bridge.events import encode
+from bridge.core.events import encode
+from bridge.core.messages import OwnTopics, TopicFilter, check_publish_topic
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
-from bridge.messages import OwnTopics, TopicFilter, check_publish_topic
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -118,8 +118,7 @@ class RequestsExtension(Extension):
         return None
 
     def on_event(self, published: PublishedEvent) -> None:
-        metadata = published.msg.metadata
-        topic = metadata.get("response_topic")
+        topic = published.msg.response_topic
         if not topic:
             return
         reason = self.refusal(topic)
@@ -127,14 +126,16 @@ class RequestsExtension(Extension):
             self._refuse(published.msg.topic, topic, reason)
             return
         properties: dict[str, Any] = {"content_type": "application/json", "payload_format_indicator": 1}
-        correlation = metadata.get("correlation_data")
+        correlation = published.msg.correlation_data
         if correlation is not None:
             properties["correlation_data"] = correlation
         if self._expiry is not None:
             properties["message_expiry_interval"] = self._expiry
         # Which kind of answer it is, without parsing it (plate events and error events differ).
         properties["user_property"] = [("kind", published.kind)]
-        self.context.publish(topic, encode(dict(published.event)), self._qos, False, properties)
+        self.context.publisher.publish(
+            topic, encode(dict(published.event)), qos=self._qos, retain=False, properties=properties
+        )
 
     def _refuse(self, frame_topic: str, topic: str, reason: str) -> None:
         with self._lock:

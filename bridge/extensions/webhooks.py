@@ -29,14 +29,13 @@ from urllib.parse import parse_qs
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bridge import schemas
 from bridge.config import StrictModel, is_loopback
-from bridge.events import decode_json, encode
+from bridge.core import schemas
+from bridge.core.events import decode_json, encode
+from bridge.core.messages import check_publish_topic, topic_level
+from bridge.core.redact import shown_url
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
-from bridge.flows.flow import READING_KEY, TAKEN_AT_KEY
-from bridge.messages import check_publish_topic, topic_level
-from bridge.redact import shown_url
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -247,8 +246,7 @@ class WebhookReceiver(Extension):
         data = document["data"]
         camera_id = topic_level(str(data.get("camera_id") or "webhook"))
         topic = self.settings.topic.format(camera_id=camera_id)
-        metadata = {READING_KEY: data, TAKEN_AT_KEY: _taken_at(data)}
-        return self.context.submit(topic, image or b"", metadata)
+        return self.context.submit(topic, image or b"", reading=data, taken_at=_taken_at(data))
 
     def _handler(self) -> type[ListenerRequestHandler]:
         receiver = self

@@ -8,10 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 
 from bridge.config import NodeSpec, RouteConfig
-from bridge.errors import BridgeError, ConfigError, NodeError
-from bridge.events import encode, error_event
-from bridge.extensions.base import PublishedEvent
-from bridge.messages import Message, route_topic
+from bridge.core.errors import BridgeError, ConfigError, NodeError
+from bridge.core.events import PublishedEvent, encode, error_event
+from bridge.core.messages import Message, route_topic
 from bridge.nodes import (
     ConsensusNode,
     DecodeNode,
@@ -48,9 +47,6 @@ BUILTIN_NODES: dict[str, type[Node]] = {
 }
 HEAD_NODES = ("decode", "recognize", "validate")
 TAIL_NODES = ("publish",)
-# Metadata key of a reading made elsewhere, which the flow validates and publishes without a reader call.
-READING_KEY = "reading"
-TAKEN_AT_KEY = "taken_at"  # and when its frame was taken (a datetime), if known
 
 
 def resolve_node_type(name: str) -> type[Node]:
@@ -98,14 +94,20 @@ class Flow:
         self.nodes = list(nodes)
         self.context = context
 
+    @staticmethod
+    def chain(route: RouteConfig, *, watchlists: bool) -> list[NodeSpec]:
+        """The nodes a route runs, in order: decode, recognize, validate; then a watchlist node when
+        global watch lists are configured (`watchlists:`) and the route places none of its own (so
+        every route's events say which listed plates they carry); then the route's `nodes:`; then
+        publish (docs/development/architecture.md)."""
+        specs = [NodeSpec(type=name) for name in HEAD_NODES]
+        if watchlists and not any(spec.type == WatchlistNode.type for spec in route.nodes):
+            specs.append(NodeSpec(type=WatchlistNode.type))
+        return [*specs, *route.nodes, *(NodeSpec(type=name) for name in TAIL_NODES)]
+
     @classmethod
     def build(cls, route: RouteConfig, context: NodeContext) -> Flow:
-        specs = [NodeSpec(type=name) for name in HEAD_NODES]
-        # The global watch lists apply to every route, unless the route places its own watchlist node.
-        if context.watchlists and not any(spec.type == WatchlistNode.type for spec in route.nodes):
-            specs.append(NodeSpec(type=WatchlistNode.type))
-        specs += route.nodes
-        specs += [NodeSpec(type=name) for name in TAIL_NODES]
+        specs = cls.chain(route, watchlists=bool(context.watchlists))
         nodes = [resolve_node_type(spec.type).from_settings(spec.settings, context) for spec in specs]
         return cls(route, nodes, context)
 
@@ -123,18 +125,13 @@ class Flow:
     def run(self, msg: Message) -> None:
         """Pass `msg` through every node, depth first, as Node-RED passes msg objects along wires.
 
-        A message whose metadata carries a `reading` (read elsewhere: a Plate Recognizer webhook)
-        skips decode and recognize and starts at validate with that reading as its result.
+        A message that carries a `reading` (read elsewhere: a Plate Recognizer webhook) skips decode
+        and recognize and starts at validate with that reading as its result.
         """
-        reading = msg.metadata.get(READING_KEY)
-        if reading is None:
+        if msg.reading is None:
             self._run_from(0, msg)
             return
-        metadata = {
-            key: value for key, value in msg.metadata.items() if key not in (READING_KEY, TAKEN_AT_KEY)
-        }
-        read = msg.replace(result=reading, timestamp=msg.metadata.get(TAKEN_AT_KEY), metadata=metadata)
-        self._run_from(HEAD_NODES.index("validate"), read)
+        self._run_from(HEAD_NODES.index("validate"), msg.replace(result=msg.reading, reading=None))
 
     def _run_from(self, index: int, msg: Message) -> None:
         if index >= len(self.nodes):

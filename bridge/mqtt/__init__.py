@@ -4,6 +4,6 @@ It knows topics and payloads, nothing of plates or Plate Recognizer.
 """
 
 from bridge.mqtt.client import InboundMessage, MqttClient, SimpleClient
-from bridge.mqtt.retained import RetainedFrames
+from bridge.mqtt.retained import RetainedRepeats
 
-__all__ = ["InboundMessage", "MqttClient", "RetainedFrames", "SimpleClient"]
+__all__ = ["InboundMessage", "MqttClient", "RetainedRepeats", "SimpleClient"]

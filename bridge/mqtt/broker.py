@@ -10,7 +10,7 @@ import socket
 import threading
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +146,17 @@ class EmbeddedBroker:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+EMBEDDED_HOST = "127.0.0.1"
+
+
+def start_embedded(wanted_port: int) -> EmbeddedBroker:
+    """Start the bridge's own broker (`mqtt.host: embedded`) on loopback: on `wanted_port` when it is
+    free, else on the next free port (logged), 0 for any."""
+    port = pick_port(EMBEDDED_HOST, wanted_port)
+    if wanted_port and port != wanted_port:
+        log.warning("port %s is taken; the embedded broker uses %s instead", wanted_port, port)
+    broker = EmbeddedBroker(EMBEDDED_HOST, port)
+    broker.start()
+    return broker

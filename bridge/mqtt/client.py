@@ -20,8 +20,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.config import MQTTConfig, TLSConfig
-from bridge.errors import BrokerError, PublishError
-from bridge.messages import SHARE_PREFIX, check_publish_topic
+from bridge.core.errors import BrokerError, PublishError
+from bridge.core.messages import SHARE_PREFIX, check_publish_topic
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def publish_properties(values: Mapping[str, Any]) -> Properties:
     return properties
 
 
-class RecentDeliveries:
+class DeliveryRepeats:
     """The last `size` QoS 1/2 deliveries, to recognise a broker's redelivery (DUP flag) of one of them.
 
     A delivery is known by its packet id, topic, length and a sample of its payload: a broker reuses
@@ -149,7 +149,7 @@ class MqttClient:
         self.state_topic = f"{settings.base_topic}/{STATE_TOPIC}"
         self._on_message = on_message
         self._on_connected = on_connected
-        self._recent = RecentDeliveries()
+        self._recent = DeliveryRepeats()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._subscribe_mid: int | None = None

@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from bridge.digest import Digest, default_digest
+from bridge.imaging.digest import Digest, default_digest
 
 
-class RetainedFrames:
+class RetainedRepeats:
     """The digests of the last `per_topic` frames of the last `topics` topics, least recently used out.
 
     Every frame is remembered, whatever its retain flag: a broker delivers a live message with the
@@ -31,7 +31,10 @@ class RetainedFrames:
 
     def seen_before(self, topic: str, payload: bytes, *, retained: bool) -> bool:
         """Remember `payload` on `topic`; True when it arrived retained and was seen there before."""
-        digest = self.digest(payload)
+        return self.seen_digest_before(topic, self.digest(payload), retained=retained)
+
+    def seen_digest_before(self, topic: str, digest: bytes, *, retained: bool) -> bool:
+        """`seen_before` for a payload already digested (with `self.digest`)."""
         with self._lock:
             known = self._digests.get(topic)
             if known is None:

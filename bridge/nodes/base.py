@@ -4,39 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
+from bridge.core.protocols import Publisher, Reader
 
 if TYPE_CHECKING:
     from bridge.config import RouteConfig, WatchListConfig
-    from bridge.extensions.base import PublishedEvent
-    from bridge.messages import Message
+    from bridge.core.events import PublishedEvent
+    from bridge.core.messages import Message
     from bridge.reader.resilience import ReaderGuard
-
-
-class Publisher(Protocol):
-    """Hands an event to the broker; the MQTT layer implements it, nodes only call it."""
-
-    def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None: ...
-
-
-class Reader(Protocol):
-    """What the recognize node needs of a plate reader (bridge.reader.PlateReader or the local engine)."""
-
-    def read(
-        self,
-        image: bytes | str,
-        *,
-        regions: Iterable[str] = (),
-        camera_id: str | None = None,
-        timestamp: Any = None,
-        mmc: bool | None = None,
-        config: Mapping[str, Any] | None = None,
-        filename: str = "image.jpg",
-    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

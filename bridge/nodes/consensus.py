@@ -22,11 +22,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from bridge.events import encode, plate_event
-from bridge.extensions.base import PublishedEvent
-from bridge.messages import Message, check_publish_topic, iso_utc, route_topic
+from bridge.core.events import PublishedEvent, encode, plate_event
+from bridge.core.messages import Message, check_publish_topic, iso_utc, route_topic
+from bridge.core.plates import normalize_plate, same_plate
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.plates import normalize_plate, same_plate
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class ConsensusSettings(NodeSettings):
         description="Longest a vehicle in view waits for its event (a parked car): then it goes out.",
     )
     tolerance: float = Field(
-        1.0, ge=0, description="Largest edit distance between readings of one vehicle (bridge.plates)."
+        1.0, ge=0, description="Largest edit distance between readings of one vehicle (bridge.core.plates)."
     )
     topic: str = Field(
         "{base_topic}/{camera_id}/vehicle",
@@ -131,7 +130,7 @@ def _watched(vehicle: _Vehicle, plate: str) -> tuple[dict[str, Any], ...] | None
     found: dict[tuple[Any, Any], dict[str, Any]] = {}
     matched = False
     for reading in vehicle.readings:
-        matches = reading.msg.metadata.get("watched")
+        matches = reading.msg.watched
         if matches is None:
             continue
         matched = True
@@ -198,7 +197,7 @@ class ConsensusNode(Node):
     def process(self, msg: Message) -> Message | None:
         now = (msg.timestamp or msg.received_at).timestamp()
         clock = self.clock()
-        fresh = not msg.metadata.get("cached")
+        fresh = msg.reused is None
         results = (msg.result or {}).get("results")
         due: list[tuple[_Vehicle, CloseReason]] = []
         with self._lock:
@@ -312,8 +311,19 @@ class ConsensusNode(Node):
         agreeing = [r for r in vehicle.readings if r.candidates and r.candidates[0][0] == plate]
         best = max(agreeing or vehicle.readings, key=lambda r: float(r.result.get("score") or 0.0))
         result = {**best.result, "plate": plate.lower()}
-        metadata = {} if (watched := _watched(vehicle, plate)) is None else {"watched": watched}
-        msg = best.msg.replace(result={**(best.msg.result or {}), "results": [result]}, metadata=metadata)
+        # The vehicle's own message: the best frame's, without what only that frame had (its reuse,
+        # split, source, request/response and metadata).
+        msg = best.msg.replace(
+            result={**(best.msg.result or {}), "results": [result]},
+            watched=_watched(vehicle, plate),
+            reused=None,
+            split=None,
+            origin=None,
+            response_topic=None,
+            correlation_data=None,
+            reading=None,
+            metadata={},
+        )
         event = plate_event(msg)
         event["plate"] = plate  # as written on the plate; results[0] keeps the reader's lower case
         event["frames"] = vehicle.frames

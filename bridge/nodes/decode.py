@@ -9,13 +9,13 @@ from typing import Any
 
 import pybase64
 
-from bridge import schemas
-from bridge.errors import EnvelopeInvalid, PayloadNotImage, PayloadTooLarge, SchemaViolation
-from bridge.events import decode_json
-from bridge.images import sniff_format
-from bridge.messages import Message, topic_level
+from bridge.core import schemas
+from bridge.core.errors import EnvelopeInvalid, PayloadNotImage, PayloadTooLarge, SchemaViolation
+from bridge.core.events import decode_json
+from bridge.core.messages import Message, topic_level
+from bridge.core.regions import normalize_regions
+from bridge.imaging.images import sniff_format
 from bridge.nodes.base import Node
-from bridge.regions import normalize_regions
 
 _DATA_URI_PREFIX = b"data:"
 _WHITESPACE = b" \t\r\n"

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import Field
 
-from bridge.messages import Message
+from bridge.core.messages import Message
+from bridge.core.plates import normalize_plate, same_plate
 from bridge.nodes.base import Node, NodeSettings
-from bridge.plates import normalize_plate, same_plate
 
 
 class DedupeSettings(NodeSettings):
@@ -24,7 +24,7 @@ class DedupeSettings(NodeSettings):
     tolerance: float = Field(
         1.0,
         ge=0,
-        description="Largest edit distance still the same plate (bridge.plates: O/0, I/1 count half).",
+        description="Largest edit distance still the same plate (bridge.core.plates: O/0, I/1 count half).",
     )
     cameras: int = Field(
         256, ge=1, description="Cameras remembered; the least recently seen is forgotten first."

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from bridge.messages import Message
+from bridge.core.messages import Message
+from bridge.core.plates import normalize_plate
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.plates import normalize_plate
 
 
 def _compiles(value: str, what: str) -> str:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from bridge.events import encode, plate_event
-from bridge.extensions.base import PublishedEvent
-from bridge.messages import Message, route_topic
+from bridge.core.events import PublishedEvent, encode, plate_event
+from bridge.core.messages import Message, route_topic
 from bridge.nodes.base import Node
 from bridge.nodes.consensus import ConsensusNode
 

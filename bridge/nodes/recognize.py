@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 from PIL import Image
 
-from bridge.digest import frame_digest
-from bridge.errors import ReaderPayloadTooLarge
-from bridge.images import downscale_to_fit
-from bridge.messages import Message
+from bridge.core.errors import ReaderPayloadTooLarge
+from bridge.core.messages import Message, Reuse
+from bridge.imaging.digest import frame_digest
+from bridge.imaging.images import downscale_to_fit
+from bridge.imaging.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
+from bridge.imaging.signature import Mask, Signature, difference, signature
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.nodes.repeats import CameraLocks, Evidence, Reading, RepeatCache
-from bridge.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
-from bridge.signature import Mask, Signature, difference, signature
+from bridge.nodes.repeats import CameraLocks, Evidence, FrameRepeats, Reading
 
 # The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
 DOWNSCALE_TARGET_BYTES = 2_500_000
@@ -36,9 +36,9 @@ class RecognizeNode(Node):
     parameters) instead of a paid call (`"cached": true` in its event, with the reason):
 
     - `identical`: byte for byte the frame that was read (a snapshot sent twice);
-    - `similar`: the same scene (bridge/signature.py: re-encoded, brighter or darker, the clock in the
+    - `similar`: the same scene (bridge/imaging/signature.py: re-encoded, brighter or darker, the clock in the
       picture changed, masked regions aside), which a parked car in front of a live camera is. When
-      the reading found plates, each plate box must also be unchanged up close (bridge/platecrops.py):
+      the reading found plates, each plate box must also be unchanged up close (bridge/imaging/platecrops.py):
       another car of the same make and colour at the same spot looks the same at 64 pixels, not its
       plate. A reading whose plates cannot be compared (no box, its frame let go) is not reused;
     - `interval`: `reuse.vehicle_interval` is set and the camera's last reading, less than that long
@@ -51,7 +51,7 @@ class RecognizeNode(Node):
     def __init__(self, settings: NodeSettings, context: NodeContext) -> None:
         super().__init__(settings, context)
         reuse = context.route.reuse
-        self.cache = RepeatCache(
+        self.cache = FrameRepeats(
             cameras=reuse.cameras,
             history=reuse.history,
             window=context.route.repeat_window,
@@ -107,8 +107,12 @@ class RecognizeNode(Node):
             for reading in self.cache.recent(msg.camera_id, frame_time, now)
             if reading.parameters == parameters
         ]
-        # A digest, not the image: 16 bytes kept instead of the frame (XXH3 with [fast]: ~3 us).
-        digest = frame_digest(msg.image)
+        # A digest, not the image: 16 bytes kept instead of the frame (XXH3 with [fast]: ~3 us). A raw
+        # image frame is its payload, digested once already where it arrived (the retained check).
+        if msg.payload_digest is not None and msg.image is msg.payload:
+            digest = msg.payload_digest
+        else:
+            digest = frame_digest(msg.image)
         for reading in reversed(recent):
             if reading.digest == digest:
                 self.cache.pace(msg.camera_id).reused()
@@ -205,12 +209,7 @@ class RecognizeNode(Node):
         return msg.replace(
             result=reading.result,
             scale=reading.scale,
-            metadata={
-                **msg.metadata,
-                "cached": True,
-                "cached_reason": reason,
-                "cached_from": datetime.fromtimestamp(reading.frame_time, UTC),
-            },
+            reused=Reuse(reason, datetime.fromtimestamp(reading.frame_time, UTC)),
         )
 
     def _recognize(self, msg: Message) -> Message:
@@ -258,7 +257,7 @@ class RecognizeNode(Node):
 
 class _Look:
     """A frame looked at only as closely as the comparisons ask, each view made once: its signature
-    (bridge/signature.py), its grey picture for the plate boxes (bridge/platecrops.py)."""
+    (bridge/imaging/signature.py), its grey picture for the plate boxes (bridge/imaging/platecrops.py)."""
 
     __slots__ = ("_grey", "_image", "_made", "_mask", "_signature")
 

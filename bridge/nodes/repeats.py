@@ -1,9 +1,9 @@
 """The recognize node's memory of recent readings: bounded by camera (LRU), by readings per camera, by age.
 
 What is kept of a frame that was read is its digest, the reader's answer and its `Evidence`: what
-tells a later frame of the camera that it shows the same scene (its signature, bridge/signature.py,
+tells a later frame of the camera that it shows the same scene (its signature, bridge/imaging/signature.py,
 ~2 kB) and, for a reading that found plates, the same plates (a crop of each plate box,
-bridge/platecrops.py). Both are made only when a later frame asks: most frames are never
+bridge/imaging/platecrops.py). Both are made only when a later frame asks: most frames are never
 compared with anything. Until then the frame itself is kept, for the camera's newest reading only and
 within `frame_bytes` over all cameras (the oldest let go first); a reading that lost its frame before
 what it needed was made cannot be reused for a similar frame, and that frame is read again.
@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.platecrops import Box, PlateCrops
-from bridge.signature import Signature
+from bridge.imaging.platecrops import Box, PlateCrops
+from bridge.imaging.signature import Signature
 
 __all__ = [
     "BUSY_AFTER",
@@ -28,9 +28,9 @@ __all__ = [
     "BUSY_LOOK_MAX",
     "CameraLocks",
     "Evidence",
+    "FrameRepeats",
     "Pace",
     "Reading",
-    "RepeatCache",
 ]
 
 BUSY_AFTER = 10
@@ -155,7 +155,7 @@ class Reading:
     evidence: Evidence = field(default_factory=lambda: Evidence(frame=None))
 
 
-class RepeatCache:
+class FrameRepeats:
     """Each camera's last `history` readings, for at most `cameras` cameras (the least recently seen is
     forgotten first), each usable for `window` seconds of both the camera's and the bridge's clock."""
 

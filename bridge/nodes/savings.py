@@ -1,9 +1,7 @@
 """The reader calls the bridge's nodes saved, summed over routes, for `bridge/health`.
 
-The recognize, dedupe and consensus nodes each count what they did in `stats()`; the bridge adds them
-up with one line in its health document:
-
-    "credits": credit_stats(node for route in self._routes for node in route.flow.nodes),
+The recognize, dedupe and consensus nodes each count what they did in `stats()`; the router adds them
+up for the health document (`Router.credits`).
 """
 
 from __future__ import annotations

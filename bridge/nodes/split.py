@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bridge.messages import Message
+from bridge.core.messages import Message, SplitPart
 from bridge.nodes.base import Node
 
 
@@ -19,5 +19,5 @@ class SplitNode(Node):
         for index, result in enumerate(results):
             yield msg.replace(
                 result={**response, "results": [result]},
-                metadata={**msg.metadata, "split": True, "split_index": index, "split_count": len(results)},
+                split=SplitPart(index, len(results)),
             )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bridge import schemas
-from bridge.errors import ReaderInvalidResponse, SchemaViolation
-from bridge.messages import Message
+from bridge.core import schemas
+from bridge.core.errors import ReaderInvalidResponse, SchemaViolation
+from bridge.core.messages import Message
 from bridge.nodes.base import Node
 
 

@@ -1,9 +1,9 @@
 """Watch-list node: say which plates of a frame are on a named list (family, blocked, ...).
 
 Every result's plate and its candidates are compared with each list's plates in the normal form of
-`bridge.plates` (case, spaces and dashes ignored) within the list's tolerance, where O/0, I/1, B/8...
+`bridge.core.plates` (case, spaces and dashes ignored) within the list's tolerance, where O/0, I/1, B/8...
 count half, and fully matched against its patterns. The matches ride in `msg.metadata["watched"]`,
-best first, in the shape `bridge.events.plate_event` publishes as the event's `watched` array.
+best first, in the shape `bridge.core.events.plate_event` publishes as the event's `watched` array.
 
 A strict list (access control: `strict: true`) is matched by a result's own plate only, exactly, with
 at least the list's score, and never by a reading reused without proof that its plate is the one in
@@ -21,12 +21,11 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from bridge.config import WatchListConfig
-from bridge.errors import ConfigError
-from bridge.messages import Message
+from bridge.core.errors import ConfigError
+from bridge.core.messages import Message
+from bridge.core.plates import CONFUSABLE_PAIRS, normalize_plate, plate_distance
 from bridge.nodes.base import Node, NodeContext, NodeSettings
-from bridge.plates import CONFUSABLE_PAIRS, normalize_plate, plate_distance
 
-METADATA_KEY = "watched"
 UNPROVEN_REUSE = ("interval",)
 """Reasons a reading was reused that say nothing of the plate in view (bridge/nodes/recognize.py)."""
 
@@ -272,7 +271,7 @@ def _merge(earlier: Sequence[Mapping[str, Any]], later: list[dict[str, Any]]) ->
 
 
 class WatchlistNode(Node):
-    """Adds the frame's watch-list matches to `metadata["watched"]`: an empty tuple when none matched."""
+    """Sets the frame's watch-list matches, `msg.watched`: an empty tuple when none matched."""
 
     type = "watchlist"
     Settings = WatchlistSettings
@@ -289,11 +288,11 @@ class WatchlistNode(Node):
         results = (msg.result or {}).get("results") or ()
         # A reading reused by `interval` is the camera's last one, with nothing to say its plate is
         # the one in view now: strict lists do not act on it.
-        proven = msg.metadata.get("cached_reason") not in UNPROVEN_REUSE
+        proven = msg.reused is None or msg.reused.reason not in UNPROVEN_REUSE
         matches = match_results(self.lists, results, self.settings.max_matches, proven=proven)
-        earlier = msg.metadata.get(METADATA_KEY)
+        earlier = msg.watched
         if earlier:
             matches = _merge(earlier, matches)[: self.settings.max_matches]
         if not matches and self.settings.only_watched:
             return None
-        return msg.replace(metadata={**msg.metadata, METADATA_KEY: tuple(matches)})
+        return msg.replace(watched=tuple(matches))

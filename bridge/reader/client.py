@@ -14,8 +14,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bridge import schemas
-from bridge.errors import (
+from bridge.core import schemas
+from bridge.core.cloud import CLOUD_STATISTICS_URL, CLOUD_URL, is_cloud_url
+from bridge.core.errors import (
     ReaderError,
     ReaderForbidden,
     ReaderInvalidResponse,
@@ -26,27 +27,11 @@ from bridge.errors import (
     SchemaViolation,
     redact,
 )
-from bridge.events import decode_json
-from bridge.images import CONTENT_TYPES, sniff_format
+from bridge.core.events import decode_json
+from bridge.core.redact import redacted, shown_url
+from bridge.core.regions import normalize_regions
+from bridge.imaging.images import CONTENT_TYPES, sniff_format
 from bridge.reader.transport import Failure, HttpResponse, TransportError, TransportName, make_transport
-from bridge.redact import redacted, shown_url
-from bridge.regions import normalize_regions
-
-CLOUD_URL = "https://api.platerecognizer.com/v1/plate-reader/"
-CLOUD_STATISTICS_URL = "https://api.platerecognizer.com/v1/statistics/"
-CLOUD_HOST = "api.platerecognizer.com"
-
-
-def is_cloud_url(url: str) -> bool:
-    """Whether `url` points at the Plate Recognizer cloud: its host is api.platerecognizer.com or a
-    subdomain of it, compared as a parsed host name — not `http://elsewhere/?api.platerecognizer.com`
-    nor `https://api.platerecognizer.com.elsewhere/`."""
-    try:
-        host = (urlsplit(url).hostname or "").rstrip(".")
-    except ValueError:
-        return False
-    return host == CLOUD_HOST or host.endswith("." + CLOUD_HOST)
-
 
 USER_AGENT = "plate-bridge"
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bridge.errors import ReaderError, ReaderForbidden, ReaderRateLimited, ReaderUnavailable
+from bridge.core.errors import ReaderError, ReaderForbidden, ReaderRateLimited, ReaderUnavailable
 from bridge.reader.ratelimit import CallLimiter
 
 if TYPE_CHECKING:

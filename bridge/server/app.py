@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
-from bridge import __version__, schemas
-from bridge.errors import (
+from bridge import __version__
+from bridge.core import schemas
+from bridge.core.errors import (
     BridgeError,
     ConfigError,
     PayloadError,
@@ -39,8 +40,8 @@ from bridge.errors import (
     PayloadTooLarge,
     SchemaViolation,
 )
-from bridge.images import MAX_IMAGE_PIXELS, check_pixels, sniff_format
-from bridge.regions import normalize_region
+from bridge.core.regions import normalize_region
+from bridge.imaging.images import MAX_IMAGE_PIXELS, check_pixels, sniff_format
 
 try:
     import anyio

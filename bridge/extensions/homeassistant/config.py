@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from bridge.config import StrictModel
-from bridge.messages import check_publish_topic
+from bridge.core.messages import check_publish_topic
 
 
 class HomeAssistantConfig(StrictModel):

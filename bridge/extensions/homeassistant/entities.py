@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bridge import __version__
-from bridge.messages import topic_level
+from bridge.core.messages import topic_level
 
 # No support_url: the project has no published address yet (pyproject.toml names none).
 ORIGIN = {"name": "plate-bridge", "sw_version": __version__}

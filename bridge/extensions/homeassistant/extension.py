@@ -17,7 +17,7 @@ from bridge.extensions.homeassistant.state import camera_state, cleared_state, p
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
-    from bridge.messages import Message
+    from bridge.core.messages import Message
     from bridge.mqtt import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class HomeAssistantExtension(Extension):
         return config.homeassistant.enabled
 
     @classmethod
-    def owned_topics(cls, config: BridgeConfig) -> Sequence[str]:
+    def published_subtrees(cls, config: BridgeConfig) -> Sequence[str]:
         return [config.homeassistant.discovery_prefix] if config.homeassistant.enabled else []
 
     def subscriptions(self) -> Sequence[tuple[str, int]]:
@@ -183,7 +183,7 @@ class HomeAssistantExtension(Extension):
         2024.3); until then the record keeps the camera under `forget`, so a stop in between loses
         nothing."""
         for leaf in ("state", "snapshot", "plate_crop"):
-            self.context.publish(self.topics.camera(camera, leaf), b"", 1, True)
+            self.context.publisher.publish(self.topics.camera(camera, leaf), b"", qos=1, retain=True)
         with self._lock:
             self._forget.pop(camera, None)
         self._publish_record()
@@ -225,7 +225,7 @@ class HomeAssistantExtension(Extension):
             stale = {topic for topic in discovery if isinstance(topic, str)} - self._discovery_topics
         for topic in sorted(stale):
             if topic.startswith(f"{self.topics.prefix}/") and topic.endswith("/config"):
-                self.context.publish(topic, b"", 1, True)
+                self.context.publisher.publish(topic, b"", qos=1, retain=True)
         if gone:
             log.info("removing camera(s) %s from Home Assistant (no longer configured)", ", ".join(gone))
         with self._wake:
@@ -289,7 +289,7 @@ class HomeAssistantExtension(Extension):
             self._publish_images(camera, published.msg.image, event)
 
     def _publish_images(self, camera: str, image: bytes, event: Mapping[str, Any]) -> None:
-        from bridge.annotate import annotate, crop_best_plate
+        from bridge.imaging.annotate import annotate, crop_best_plate
 
         results = list(event.get("results") or [])
         try:
@@ -298,9 +298,9 @@ class HomeAssistantExtension(Extension):
         except Exception:
             log.exception("could not draw the plates of camera %r; publishing the frame", camera)
             snapshot, crop = image, None
-        self.context.publish(self.topics.camera(camera, "snapshot"), snapshot, 0, True)
+        self.context.publisher.publish(self.topics.camera(camera, "snapshot"), snapshot, qos=0, retain=True)
         if crop:
-            self.context.publish(self.topics.camera(camera, "plate_crop"), crop, 0, True)
+            self.context.publisher.publish(self.topics.camera(camera, "plate_crop"), crop, qos=0, retain=True)
 
     # -- the timer thread: autoclear, counters, usage ---------------------------------------------
 
@@ -378,7 +378,7 @@ class HomeAssistantExtension(Extension):
         self._publish_json(topic, document)
 
     def _publish_json(self, topic: str, document: Mapping[str, Any], *, retain: bool = True) -> None:
-        self.context.publish(topic, json.dumps(document).encode(), 1, retain)
+        self.context.publisher.publish(topic, json.dumps(document).encode(), qos=1, retain=retain)
 
 
 def _node(config: BridgeConfig) -> str:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from bridge.config import StrictModel
+from bridge.core.messages import check_publish_topic
 from bridge.extensions import Extension, ExtensionContext, PublishedEvent
-from bridge.messages import check_publish_topic
 
 if TYPE_CHECKING:
     # Only for type hints: BridgeConfig is composed from the extensions' sections, this one's included.
@@ -97,7 +97,7 @@ class LastPlateExtension(Extension):
         with self._lock:
             answer = dict(self._plates)
             self.answered += 1
-        self.context.publish(self.topic, json.dumps(answer).encode(), 1, False)
+        self.context.publisher.publish(self.topic, json.dumps(answer).encode(), qos=1, retain=False)
 
     def stats(self) -> dict[str, int]:
         return {"answered": self.answered}

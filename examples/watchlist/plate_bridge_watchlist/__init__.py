@@ -10,9 +10,9 @@ import json
 
 from pydantic import Field
 
-from bridge.messages import Message, route_topic
+from bridge.core.messages import Message, route_topic
+from bridge.core.plates import normalize_plate
 from bridge.nodes import Node, NodeSettings
-from bridge.plates import normalize_plate
 
 __all__ = ["WatchlistAlertNode", "WatchlistAlertSettings"]
 

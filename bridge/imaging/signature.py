@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageChops, ImageStat, UnidentifiedImageError
 
-from bridge.images import MAX_DOWNSCALE_PIXELS
+from bridge.imaging.images import MAX_DOWNSCALE_PIXELS
 
 __all__ = ["BLOCK", "LONG_SIDE", "Mask", "Signature", "difference", "signature"]
 

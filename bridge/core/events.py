@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 
-from bridge.errors import BridgeError
-from bridge.messages import Message, iso_utc
+from bridge.core.errors import BridgeError
+from bridge.core.messages import Message, iso_utc
+
+EventKind = Literal["plate", "vehicle", "error"]
+"""`plate`: a frame's plate event (its result topic); `vehicle`: a consensus node's event for a vehicle
+that has left (its vehicle topic; a plate event by its schema); `error`: an error event."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """An event a flow has just published: its kind, topic, the document and the message it came from.
+
+    A vehicle counts once. On a route with a consensus node, each of its frames still gets its `plate`
+    event (`superseded`, when the node's `per_frame` is on) and the vehicle one `vehicle` event when it
+    leaves: extensions that notify or count per vehicle (Home Assistant, webhooks, metrics' events)
+    act on the events that are `per_vehicle` and skip the superseded ones; per-frame answers (MQTT 5
+    request/response, Frigate's sub label) keep using the frames' plate events.
+    """
+
+    kind: EventKind
+    topic: str
+    event: Mapping[str, Any]
+    msg: Message
+    superseded: bool = False
+    """A frame's plate event on a route whose vehicles are reported by vehicle events (consensus)."""
+
+    @property
+    def per_vehicle(self) -> bool:
+        """The one event of a vehicle: a vehicle event, or a plate event of a route without consensus."""
+        return self.kind == "vehicle" or (self.kind == "plate" and not self.superseded)
 
 
 def plate_event(msg: Message) -> dict[str, Any]:
@@ -23,22 +51,20 @@ def plate_event(msg: Message) -> dict[str, Any]:
     event["route"] = msg.route
     if msg.scale is not None:
         event["scale"] = msg.scale
-    if msg.metadata.get("cached"):
+    if msg.reused is not None:
         event["cached"] = True
-        event["cached_reason"] = msg.metadata.get("cached_reason", "identical")
-        if isinstance(cached_from := msg.metadata.get("cached_from"), datetime):
-            event["cached_from"] = iso_utc(cached_from)
-    frigate = msg.metadata.get("frigate")
-    if frigate:
-        event["frigate"] = dict(frigate)
+        event["cached_reason"] = msg.reused.reason
+        if msg.reused.read_at is not None:
+            event["cached_from"] = iso_utc(msg.reused.read_at)
+    if msg.origin is not None and msg.origin.details:
+        event[msg.origin.name] = dict(msg.origin.details)
     results = event.get("results")
-    if isinstance(results, list) and len(results) == 1 and msg.metadata.get("split"):
+    if isinstance(results, list) and len(results) == 1 and msg.split is not None:
         # The bridge's own field, as written on the plate; `results` stay as the reader answered.
         plate = results[0].get("plate")
         event["plate"] = plate.upper() if isinstance(plate, str) else plate
-    watched = msg.metadata.get("watched")
-    if watched is not None:
-        event["watched"] = _watched(watched, results if isinstance(results, list) else [])
+    if msg.watched is not None:
+        event["watched"] = _watched(msg.watched, results if isinstance(results, list) else [])
     return event
 
 

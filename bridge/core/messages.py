@@ -102,9 +102,9 @@ def filters_overlap(first: str, second: str) -> bool:
 class OwnTopics:
     """The topics the bridge publishes on, to recognise its own messages when they come back.
 
-    `subtrees` are whole prefixes (`{base_topic}`, Home Assistant's discovery prefix); `templates` are
-    event topic templates (`alpr/{camera_id}/plate`), where `{camera_id}` and `{route}` stand for the
-    text of one level, as `route_topic` fills them.
+    `subtrees` are whole prefixes (`{base_topic}`, what extensions declare they publish under);
+    `templates` are event topic templates (`alpr/{camera_id}/plate`), where `{camera_id}` and
+    `{route}` stand for the text of one level, as `route_topic` fills them.
     """
 
     def __init__(self, subtrees: Iterable[str], templates: Iterable[str], base_topic: str) -> None:
@@ -194,6 +194,33 @@ def topic_level(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Reuse:
+    """Why a frame carries an earlier reading instead of its own (the recognize node's repeat cache)."""
+
+    reason: str
+    """`identical`, `similar`, `interval`, ... (see `reuse` in the configuration)."""
+    read_at: datetime | None = None
+    """When the frame whose reading it is was taken."""
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPart:
+    """Which of the frame's results a message carries, after a split node."""
+
+    index: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a source (an extension that fetched the frame itself) got it: its events carry `details`
+    under `name` (a Frigate snapshot: `frigate: {event_id, camera, label}`)."""
+
+    name: str
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One frame on its way through a route: each node returns a new one (`replace`), never mutates.
 
@@ -217,7 +244,23 @@ class Message:
     engine_config: Mapping[str, Any] | None = None
     result: Mapping[str, Any] | None = None
     scale: float | None = None
+    # What steers the flow and the events, typed (set by the edge, a source or a node):
+    reading: Mapping[str, Any] | None = None
+    """A reading made elsewhere (a Plate Recognizer webhook): the flow starts at validate with it."""
+    response_topic: str | None = None
+    """MQTT 5: where the frame's publisher wants its answer (the frame's Response Topic property)."""
+    correlation_data: bytes | None = None
+    """MQTT 5: the frame's Correlation Data, returned with the answer."""
+    origin: Origin | None = None
+    reused: Reuse | None = None
+    """Set when the result is an earlier frame's reading, not a reader call for this frame."""
+    split: SplitPart | None = None
+    watched: tuple[Mapping[str, Any], ...] | None = None
+    """The watch-list matches of the frame's plates (None: no watchlist node; empty: no match)."""
+    payload_digest: bytes | None = None
+    """`bridge.imaging.digest.frame_digest` of the payload, taken once where the frame arrives."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Free for third-party nodes and sources; nothing of the bridge reads it."""
 
     def replace(self, **changes: Any) -> Message:
         return dataclasses.replace(self, **changes)

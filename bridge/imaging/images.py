@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import struct
 
-from bridge.errors import PayloadNotImage, PayloadTooLarge
+from bridge.core.errors import PayloadNotImage, PayloadTooLarge
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

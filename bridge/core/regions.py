@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import cache
 
-from bridge import schemas
+from bridge.core import schemas
 
 
 @cache

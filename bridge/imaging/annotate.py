@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from bridge.images import MAX_DOWNSCALE_PIXELS
+from bridge.imaging.images import MAX_DOWNSCALE_PIXELS
 
 __all__ = ["MAX_PIXELS", "MAX_SIDE", "PLATE_COLOUR", "WATCHED_COLOUR", "annotate", "crop_best_plate"]
 

@@ -1,6 +1,6 @@
 """Plate crops: what a reading remembers of its plates, to prove a later frame shows the same plates.
 
-The frame signature (bridge/signature.py) sees a scene 64 pixels wide: two cars of one make and colour
+The frame signature (bridge/imaging/signature.py) sees a scene 64 pixels wide: two cars of one make and colour
 at the same line look the same there, whatever their plates say. A reading that found plates may
 therefore be reused for a similar frame only when each of its plate boxes, looked at closely, is still
 the same: a grey crop of each box (with a margin), decoded from the frame at full scale (libjpeg's work
@@ -35,7 +35,7 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageStat, UnidentifiedImageError
 
-from bridge.images import MAX_DOWNSCALE_PIXELS
+from bridge.imaging.images import MAX_DOWNSCALE_PIXELS
 
 __all__ = ["CROP_HEIGHT", "PlateCrops", "decode_grey", "plate_boxes", "plate_crops", "plates_difference"]
 

@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import SchemaViolation
+from bridge.core.errors import SchemaViolation
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -33,8 +33,8 @@ MAX_PROBLEMS = 10
 MAX_VALUE_CHARS = 60
 
 # Inside a built wheel (pyproject force-includes `schemas` as `bridge/_schemas`), else the source tree.
-_PACKAGED = Path(__file__).parent / "_schemas"
-_SOURCE = Path(__file__).resolve().parent.parent / "schemas"
+_PACKAGED = Path(__file__).parent.parent / "_schemas"
+_SOURCE = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @cache

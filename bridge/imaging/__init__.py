@@ -1,0 +1,1 @@
+"""Image handling below the nodes: formats and limits, digests, look signatures, plate crops, annotation."""
