@@ -576,8 +576,16 @@ class HistoryStore:
             ).scalar()
         return None if found is None else bytes(found)
 
-    def visits(self, plate: str | None = None, *, open_only: bool = False, limit: int = 50) -> list[Visit]:
-        """Visits, newest first; `open_only`: those still open in the store (see `present()`)."""
+    def visits(
+        self,
+        plate: str | None = None,
+        *,
+        open_only: bool = False,
+        limit: int = 50,
+        now: datetime | None = None,
+    ) -> list[Visit]:
+        """Visits, newest first; `open_only`: those still open in the store (see `present()`). A visit
+        whose gap has passed at `now` (default: now) is not `open`, even before the sweep closes it."""
         if not 1 <= limit <= MAX_LIMIT:
             raise HistoryError(f"limit must be 1-{MAX_LIMIT}, not {limit}")
         query = select(t.visits)
@@ -587,7 +595,7 @@ class HistoryStore:
             query = query.where(t.visits.c.open.is_(True))
         with self.engine.connect() as connection:
             rows = connection.execute(query.order_by(t.visits.c.id.desc()).limit(limit)).mappings().all()
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         return [_visit(row, self.rules, now) for row in rows]
 
     def present(self, now: datetime | None = None) -> list[Visit]:
