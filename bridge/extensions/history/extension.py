@@ -225,7 +225,7 @@ class HistoryExtension(Extension):
     def _write(self, batch: list[Pending]) -> None:
         if not batch or self.store is None:
             return
-        started = time.process_time()
+        started = time.thread_time()
         records = []
         for pending in batch:
             try:
@@ -241,7 +241,7 @@ class HistoryExtension(Extension):
             return
         with self._lock:
             self._counts["stored"] += len(stored)
-            self._counts["writer_cpu_us"] += int((time.process_time() - started) * 1e6)
+            self._counts["writer_cpu_us"] += int((time.thread_time() - started) * 1e6)
             listeners = list(self._listeners)
         for sighting in stored:
             for listener in listeners:
