@@ -267,3 +267,49 @@ def latest(collector: Collector, topic: str, state: str, timeout: float = 15.0) 
 
     with collector._changed:
         return collector._changed.wait_for(lambda: last_state() == state, timeout)
+
+
+def test_history_is_off_by_default_and_its_url_is_checked(tmp_path: Path) -> None:
+    from bridge.errors import ConfigError
+    from bridge.extensions import enabled_extensions
+
+    assert HistoryExtension not in enabled_extensions(load_config())
+    assert HistoryExtension in enabled_extensions(load_config(history={"enabled": True}))
+    with pytest.raises(ConfigError) as info:
+        load_config(history={"url": "mysql://user:secret@db:3306/x"})
+    [problem] = info.value.problems
+    assert "history.url" in problem and "'mysql://db:3306' is not a postgresql" in problem
+    assert "secret" not in problem
+    assert load_config(history={"url": ""}).history.url is None
+
+
+def test_run_time_lists_join_the_nodes_that_match_every_global_list() -> None:
+    from bridge.config import RouteConfig
+    from bridge.nodes import NodeContext, WatchlistNode
+    from bridge.nodes.watchlist import LiveWatchlists
+    from tests.canned import RecordingPublisher
+
+    live = LiveWatchlists()
+
+    def node(settings: dict[str, Any]) -> WatchlistNode:
+        context = NodeContext(
+            route=RouteConfig(topic="cameras/+/image"),
+            base_topic=BASE,
+            publisher=RecordingPublisher(),
+            live_watchlists=live,
+        )
+        return WatchlistNode.from_settings(settings, context)  # type: ignore[return-value]
+
+    every, own = node({}), node({"use": [], "lists": {"gate": {"plates": ["ZZ11ZZZ"]}}})
+    msg = Message(
+        topic="cameras/gate/image",
+        payload=b"",
+        received_at=time_now(),
+        camera_id="gate",
+        result={"results": [result("ab12cdf")]},
+    )
+    assert every.process(msg).metadata["watched"] == ()  # type: ignore[union-attr]
+    live.replace({"visitors": [("AB12CDE", "Plumber")]})
+    [match] = every.process(msg).metadata["watched"]  # type: ignore[union-attr]
+    assert (match["list"], match["label"], match["distance"]) == ("visitors", "Plumber", 1.0)
+    assert own.process(msg).metadata["watched"] == ()  # type: ignore[union-attr]
