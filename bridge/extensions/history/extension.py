@@ -85,6 +85,7 @@ class HistoryExtension(Extension):
         self._watch_version = -1
         self._presence: dict[str, bytes] = {}  # plate -> last document published
         self._queued_bytes = 0
+        self._presence_lock = threading.Lock()
         # Presence follows the gap closely: a short gap is swept more often (at least every second).
         self._sweep_every = max(1.0, min(VISIT_SWEEP, self.settings.visit_gap / 4))
 
@@ -363,7 +364,13 @@ class HistoryExtension(Extension):
 
     def _publish_presence(self, stale: str | None = None) -> None:
         """Publish the presence of each watched plate that changed; empty the topics of plates no
-        longer on any list (`stale`: one seen retained on the broker, perhaps from an earlier run)."""
+        longer on any list (`stale`: one seen retained on the broker, perhaps from an earlier run).
+        One thread at a time (the writer and the requests thread both call it): a plate's documents
+        go out in the order they were read."""
+        with self._presence_lock:
+            self._publish_presence_locked(stale)
+
+    def _publish_presence_locked(self, stale: str | None) -> None:
         store = self.store
         if store is None:
             return
