@@ -281,6 +281,8 @@ def test_history_is_off_by_default_and_its_url_is_checked(tmp_path: Path) -> Non
     assert "history.url" in problem and "'mysql://db:3306' is not a postgresql" in problem
     assert "secret" not in problem
     assert load_config(history={"url": ""}).history.url is None
+    shown = json.dumps(load_config(history={"url": "postgresql://plates:secret@db:5432/x"}).masked())
+    assert "postgresql://db:5432" in shown and "secret" not in shown  # what bridge/info publishes
 
 
 def test_run_time_lists_join_the_nodes_that_match_every_global_list() -> None:
