@@ -81,9 +81,19 @@ def frame(emulator: ReaderEmulator, plate: str, seed: str) -> bytes:
 
 
 def test_a_frame_read_is_stored_with_its_pictures_and_usage(
-    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path
+    broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    collector_factory: Any,
+    tmp_path: Path,
+    history_url: str | None,
 ) -> None:
-    bridge = history_bridge(broker, emulator, tmp_path, watchlists={"family": {"plates": ["AB12CDE"]}})
+    bridge = history_bridge(
+        broker,
+        emulator,
+        tmp_path,
+        watchlists={"family": {"plates": ["AB12CDE"]}},
+        history={"url": history_url},
+    )
     try:
         extension = history_of(bridge)
         feed = Feed(extension)
@@ -115,13 +125,13 @@ def test_a_frame_read_is_stored_with_its_pictures_and_usage(
     # Usage is written by the writer; the store outlives the bridge: open it again.
     from bridge.extensions.history.store import HistoryStore
 
-    reopened = HistoryStore.open(None, tmp_path)
+    reopened = HistoryStore.open(history_url, tmp_path)
     try:
         assert reopened.usage().calls == 1
         assert [s.plate for s in reopened.search()] == ["AB12CDE"]
     finally:
         reopened.close()
-    assert (tmp_path / "history.sqlite3").exists()
+    assert (tmp_path / "history.sqlite3").exists() == (history_url is None)
 
 
 def request(collector: Collector, action: str, document: dict[str, Any], count: int) -> dict[str, Any]:
