@@ -23,6 +23,7 @@ from bridge.mqtt import MqttClient
 from bridge.mqtt.broker import EmbeddedBroker, start_embedded
 from bridge.mqtt.client import PUBLISH_OVERHEAD_BYTES
 from bridge.nodes import NodeContext
+from bridge.nodes.watchlist import LiveWatchlists
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
 
@@ -116,6 +117,9 @@ class Bridge:
             CallLimiter(self.config.reader.max_calls_per_second),
             on_state=self._reader_state_changed,
         )
+        # Watch lists edited at run time (an extension's store: history), one set for every route.
+        edits = any(kind.edits_watchlists for kind in self._extension_types)
+        self._live_watchlists = LiveWatchlists() if edits else None
         context = ExtensionContext(
             config=self.config,
             publisher=self,
@@ -124,6 +128,7 @@ class Bridge:
             submit=self.submit,
             reads=self.router.reads,
             frame_stats=self.stats,
+            watchlists=self._live_watchlists,
         )
         self.extensions.extend(kind(context) for kind in self._extension_types)
         self.router.warn_overlaps()
@@ -162,6 +167,7 @@ class Bridge:
             max_payload_bytes=self.config.max_payload_bytes,
             on_event=self.extensions.on_event,
             watchlists=self.config.watchlists,
+            live_watchlists=self._live_watchlists,
         )
 
     def health(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bridge.core.messages import Message, Origin
     from bridge.flows.stats import FrameStats
     from bridge.mqtt import InboundMessage
+    from bridge.nodes.watchlist import LiveWatchlists
 
 
 class Submit(Protocol):
@@ -65,6 +66,9 @@ class ExtensionContext:
     extension's subscription matches it)."""
     frame_stats: FrameStats | None = None
     """The bridge's frame counters (the one registry `health` also reads)."""
+    watchlists: LiveWatchlists | None = None
+    """The run-time watch lists every route's watchlist node matches (set when `history` is on; the
+    history extension fills it from its store)."""
 
     @property
     def base_topic(self) -> str:
@@ -90,6 +94,9 @@ class Extension:
     """
 
     name: ClassVar[str] = ""
+    edits_watchlists: ClassVar[bool] = False
+    """Whether it changes watch lists at run time (`ExtensionContext.watchlists`): the bridge then
+    gives every route a watchlist node and the extension a `LiveWatchlists` to fill."""
     config_key: ClassVar[str | None] = None
     """The top-level key of the extension's section (`homeassistant:`); None: it has none."""
     config_model: ClassVar[type[BaseModel] | None] = None

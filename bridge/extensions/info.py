@@ -17,12 +17,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def reader_kind(config: BridgeConfig) -> str:
-    if config.reader.is_local:
-        return "local"
-    return "cloud" if config.reader.is_cloud else "sdk"
-
-
 class BridgeInfoExtension(Extension):
     """Publishes the bridge's version, its reader (and the SDK's version from `/info/`), its routes
     and its configuration with secrets masked, on every connection (Zigbee2MQTT's `bridge/info`).
@@ -53,7 +47,7 @@ class BridgeInfoExtension(Extension):
         config = self.context.config
         if (
             config.homeassistant.enabled
-            and reader_kind(config) == "sdk"
+            and config.reader.kind == "sdk"
             and hasattr(self.context.reader, "info")
         ):
             self._thread = threading.Thread(target=self._ask_sdk, name="bridge-info", daemon=True)
@@ -87,7 +81,7 @@ class BridgeInfoExtension(Extension):
         return {
             "version": __version__,
             "reader": {
-                "kind": reader_kind(config),
+                "kind": config.reader.kind,
                 "url": config.reader.url if config.reader.is_local else shown_url(config.reader.url),
                 "sdk_version": sdk["version"] if sdk else None,
             },

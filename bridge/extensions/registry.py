@@ -36,6 +36,7 @@ BUILTIN_EXTENSIONS: dict[str, str] = {
     "frigate": "bridge.extensions.frigate:FrigateExtension",
     "webhook-receiver": "bridge.extensions.webhooks:WebhookReceiver",
     "webhook-sender": "bridge.extensions.webhooks:WebhookSender",
+    "history": "bridge.extensions.history:HistoryExtension",
 }
 OWN_DISTRIBUTION = "plate-bridge"
 

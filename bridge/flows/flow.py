@@ -97,7 +97,8 @@ class Flow:
     @staticmethod
     def chain(route: RouteConfig, *, watchlists: bool) -> list[NodeSpec]:
         """The nodes a route runs, in order: decode, recognize, validate; then a watchlist node when
-        global watch lists are configured (`watchlists:`) and the route places none of its own (so
+        global watch lists are configured (`watchlists:`, or lists edited at run time in the history
+        store) and the route places none of its own (so
         every route's events say which listed plates they carry); then the route's `nodes:`; then
         publish (docs/development/architecture.md)."""
         specs = [NodeSpec(type=name) for name in HEAD_NODES]
@@ -107,7 +108,7 @@ class Flow:
 
     @classmethod
     def build(cls, route: RouteConfig, context: NodeContext) -> Flow:
-        specs = cls.chain(route, watchlists=bool(context.watchlists))
+        specs = cls.chain(route, watchlists=bool(context.watchlists) or context.live_watchlists is not None)
         nodes = [resolve_node_type(spec.type).from_settings(spec.settings, context) for spec in specs]
         return cls(route, nodes, context)
 

@@ -2,7 +2,7 @@
 
 Every result's plate and its candidates are compared with each list's plates in the normal form of
 `bridge.core.plates` (case, spaces and dashes ignored) within the list's tolerance, where O/0, I/1, B/8...
-count half, and fully matched against its patterns. The matches ride in `msg.metadata["watched"]`,
+count half, and fully matched against its patterns. The matches ride in `msg.watched`,
 best first, in the shape `bridge.core.events.plate_event` publishes as the event's `watched` array.
 
 A strict list (access control: `strict: true`) is matched by a result's own plate only, exactly, with
@@ -14,12 +14,14 @@ reader itself ranked lower.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from bridge.config import WatchedPlate as WatchedPlateConfig
 from bridge.config import WatchListConfig
 from bridge.core.errors import ConfigError
 from bridge.core.messages import Message
@@ -234,8 +236,39 @@ def match_results(
     return [item for _, item in ranked[:limit]]
 
 
+class LiveWatchlists:
+    """Watch lists that change while the bridge runs (the history store's), shared by every route's
+    watchlist node: `replace()` swaps them whole, and the next frame of any route is matched against
+    the new lists; no restart, no lock on the frame path (reading one attribute is atomic)."""
+
+    def __init__(self, tolerance: float = 1.0) -> None:
+        self.tolerance = tolerance
+        self.lists: tuple[WatchList, ...] = ()
+        self._lock = threading.Lock()
+
+    def replace(self, lists: Mapping[str, Sequence[tuple[str, str | None]]]) -> None:
+        """The lists from now on: name -> [(plate, label)]."""
+        compiled = tuple(
+            WatchList.compile(
+                name,
+                WatchListConfig(
+                    plates=[WatchedPlateConfig(plate=plate, label=label) for plate, label in entries],
+                    tolerance=self.tolerance,
+                ),
+            )
+            for name, entries in lists.items()
+            if entries
+        )
+        with self._lock:
+            self.lists = compiled
+
+
 def resolve_lists(
-    settings: WatchlistSettings, global_lists: Mapping[str, WatchListConfig], where: str = "watchlist"
+    settings: WatchlistSettings,
+    global_lists: Mapping[str, WatchListConfig],
+    where: str = "watchlist",
+    *,
+    allow_empty: bool = False,
 ) -> tuple[WatchList, ...]:
     """The lists a node matches: the global ones it uses (all by default), then its own.
 
@@ -251,7 +284,7 @@ def resolve_lists(
     if clashes:
         raise ConfigError(f"{where}.lists: {clashes} have the names of global watch lists it uses")
     chosen = [(name, global_lists[name]) for name in names] + list(settings.lists.items())
-    if not chosen:
+    if not chosen and not allow_empty:
         raise ConfigError(f"{where}: no lists to match (give it `lists:` or define `watchlists:`)")
     return tuple(WatchList.compile(name, config) for name, config in chosen)
 
@@ -279,9 +312,14 @@ class WatchlistNode(Node):
 
     def __init__(self, settings: NodeSettings, context: NodeContext) -> None:
         super().__init__(settings, context)
+        # The run-time lists (the history store's) join a node that matches every global list.
+        self.live = context.live_watchlists if self.settings.use is None else None
         # Resolved here, not on the first frame: a wrong list name is a configuration error at start.
         self.lists = resolve_lists(
-            self.settings, context.watchlists, f"routes[{context.route.label}].nodes.{self.type}"
+            self.settings,
+            context.watchlists,
+            f"routes[{context.route.label}].nodes.{self.type}",
+            allow_empty=self.live is not None,
         )
 
     def process(self, msg: Message) -> Message | None:
@@ -289,7 +327,8 @@ class WatchlistNode(Node):
         # A reading reused by `interval` is the camera's last one, with nothing to say its plate is
         # the one in view now: strict lists do not act on it.
         proven = msg.reused is None or msg.reused.reason not in UNPROVEN_REUSE
-        matches = match_results(self.lists, results, self.settings.max_matches, proven=proven)
+        lists = self.lists if self.live is None else self.lists + self.live.lists
+        matches = match_results(lists, results, self.settings.max_matches, proven=proven)
         earlier = msg.watched
         if earlier:
             matches = _merge(earlier, matches)[: self.settings.max_matches]
