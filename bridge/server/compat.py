@@ -114,7 +114,7 @@ def check_token(request: Request, token: str | None, *, open_sdk_paths: bool, sd
         raise Rejected(403, INVALID_TOKEN)
 
 
-async def _read_fields(request: Request, body_limit: int) -> tuple[dict[str, list[Any]], UploadFile | None]:
+async def _read_fields(request: Request, part_limit: int) -> tuple[dict[str, list[Any]], UploadFile | None]:
     """The text fields (name -> values, in order) and the uploaded file of a request, by content type."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -127,7 +127,7 @@ async def _read_fields(request: Request, body_limit: int) -> tuple[dict[str, lis
         raise Rejected(415, error(415, f'Unsupported media type "{content_type}" in request.'))
     # A base64 `upload` is a text field as large as the body, past Starlette's 1 MiB per-field default.
     form: FormData = await request.form(
-        max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS, max_part_size=body_limit
+        max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS, max_part_size=part_limit
     )
     fields: dict[str, list[Any]] = {}
     upload: UploadFile | None = None

@@ -79,6 +79,8 @@ class Usage:
 
 @dataclass
 class State:
+    """What the endpoints share (`app.state.serve`): the engine, the settings and the counts."""
+
     engine: Engine
     token: str | None
     max_upload_bytes: int
