@@ -207,3 +207,26 @@ def test_run_caps_malloc_arenas_only_when_the_user_did_not(
         check=True,
     )
     assert done.stdout.strip() == expected
+
+
+def test_every_command_module_is_in_the_table_and_the_help() -> None:
+    """A command is a module of bridge/cli/ with NAME, HELP, add_arguments and handle, and one line in
+    COMMANDS: a module left out of the table (or a table line without a module) fails here."""
+    import importlib
+    import pkgutil
+
+    import bridge.cli
+
+    helpers = {"common", "__main__"}
+    modules = {info.name for info in pkgutil.iter_modules(bridge.cli.__path__)} - helpers
+    assert set(bridge.cli.COMMANDS) == modules
+    names = []
+    for module_name in bridge.cli.COMMANDS:
+        command = importlib.import_module(f"bridge.cli.{module_name}")
+        assert command.NAME and command.HELP
+        assert callable(command.add_arguments) and callable(command.handle)
+        names.append(command.NAME)
+    usage = plate_bridge("--help")
+    assert usage.returncode == 0
+    for name in names:
+        assert name in usage.stdout

@@ -14,28 +14,29 @@ import cv2
 import numpy as np
 
 from bridge.engines import local, plate_patterns
+from bridge.engines.local import cues, detection, models, ranking, recognition
 
 BLUE = (153, 51, 0)  # BGR of the EU band's blue
 RED = (45, 16, 200)  # BGR of Austria's red stripes
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
 
-def _character(best: str, runner_up: str | None = None) -> local._Character:
+def _character(best: str, runner_up: str | None = None) -> recognition.Character:
     """A character the recognizer read as `best` (0.6), with `runner_up` (0.35) as the alternative."""
-    probabilities = np.zeros(len(local.ALPHANUMERICS), np.float32)
-    probabilities[local.ALPHANUMERICS.index(best)] = 0.6 if runner_up else 0.95
+    probabilities = np.zeros(len(recognition.ALPHANUMERICS), np.float32)
+    probabilities[recognition.ALPHANUMERICS.index(best)] = 0.6 if runner_up else 0.95
     if runner_up:
-        probabilities[local.ALPHANUMERICS.index(runner_up)] = 0.35
-    return local._Character(probabilities)
+        probabilities[recognition.ALPHANUMERICS.index(runner_up)] = 0.35
+    return recognition.Character(probabilities)
 
 
-def _line(read: str, alternatives: str | None = None) -> list[local._Character]:
+def _line(read: str, alternatives: str | None = None) -> list[recognition.Character]:
     alternatives = alternatives or read
     return [_character(a, b if b != a else None) for a, b in zip(read, alternatives, strict=True)]
 
 
-def _box(x0: float, y0: float, x1: float, y1: float) -> local._TextBox:
-    return local._TextBox(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32), 0.9)
+def _box(x0: float, y0: float, x1: float, y1: float) -> detection.TextBox:
+    return detection.TextBox(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32), 0.9)
 
 
 BOX = _box(0, 0, 100, 20)
@@ -55,26 +56,26 @@ BOX = _box(0, 0, 100, 20)
 )
 def test_a_layout_several_countries_issue_names_no_country(plate: str) -> None:
     assert plate_patterns.infer_country(plate, None) is None
-    assert local._region_of(plate, ()) == ("unknown", 0.0)
+    assert ranking.region_of(plate, ()) == ("unknown", 0.0)
 
 
 def test_a_layout_only_one_country_issues_names_it() -> None:
     assert plate_patterns.infer_country("ABC1D23", None) == "br"  # Mercosul
     assert plate_patterns.infer_country("4B39376", None) == "cz"
-    assert local._region_of("ABC1D23", ())[0] == "br"
+    assert ranking.region_of("ABC1D23", ())[0] == "br"
 
 
 def test_the_eu_band_narrows_the_countries() -> None:
     # A Belgian serial fits a Californian one; with the EU band only Belgium is left.
     assert plate_patterns.infer_country("1ABC234", None) is None
     assert plate_patterns.infer_country("1ABC234", plate_patterns.EU_BAND) == "be"
-    assert local._region_of("1ABC234", (), plate_patterns.EU_BAND) == ("be", 0.8)
+    assert ranking.region_of("1ABC234", (), plate_patterns.EU_BAND) == ("be", 0.8)
     # Still ambiguous inside the EU: no country.
     assert plate_patterns.infer_country("RK026AJ", plate_patterns.EU_BAND) is None
 
 
 def test_a_state_name_reads_as_a_us_hint() -> None:
-    reading = local._rank_candidates(BOX, _line("7ABC123"), (), plate_patterns.US_STATE)
+    reading = ranking.rank_candidates(BOX, _line("7ABC123"), (), plate_patterns.US_STATE)
 
     assert reading is not None
     assert reading.candidates[0][0] == "7abc123"
@@ -82,10 +83,10 @@ def test_a_state_name_reads_as_a_us_hint() -> None:
 
 
 def test_hints_report_a_matching_hinted_region_or_the_one_country_hinted() -> None:
-    assert local._region_of("ABC1D23", ("us", "br")) == ("br", 1.0)
-    assert local._region_of("VANITY1", ("us",)) == ("us", 0.1)  # vanity plate: the camera is in the US
+    assert ranking.region_of("ABC1D23", ("us", "br")) == ("br", 1.0)
+    assert ranking.region_of("VANITY1", ("us",)) == ("us", 0.1)  # vanity plate: the camera is in the US
     # Several countries hinted and none fits: no guess among them.
-    assert local._region_of("VANITY1", ("us", "br")) == ("unknown", 0.0)
+    assert ranking.region_of("VANITY1", ("us", "br")) == ("unknown", 0.0)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,7 @@ def test_position_fixes_follow_the_layout() -> None:
     # third place is a toss-up): with the hint, each position takes the likeliest character of its class.
     line = _line("N2O627S", "NZ06275")
 
-    reading = local._rank_candidates(BOX, line, ("br",))
+    reading = ranking.rank_candidates(BOX, line, ("br",))
 
     assert reading is not None
     assert reading.candidates[0][0] == "nzo6275"
@@ -124,11 +125,11 @@ def test_a_look_alike_counts_for_the_class_the_position_wants() -> None:
     # An old Brazilian plate whose fourth character the recognizer is sure is a B (0.9, an 8 at 0.05):
     # the layout wants a digit there, and part of the B's probability counts for the 8.
     line = [_character(symbol) for symbol in "ABCB234"]
-    line[3] = local._Character(np.zeros(len(local.ALPHANUMERICS), np.float32))
-    line[3].probabilities[local.ALPHANUMERICS.index("B")] = 0.9
-    line[3].probabilities[local.ALPHANUMERICS.index("8")] = 0.05
+    line[3] = recognition.Character(np.zeros(len(recognition.ALPHANUMERICS), np.float32))
+    line[3].probabilities[recognition.ALPHANUMERICS.index("B")] = 0.9
+    line[3].probabilities[recognition.ALPHANUMERICS.index("8")] = 0.05
 
-    reading = local._rank_candidates(BOX, line, ("br",))
+    reading = ranking.rank_candidates(BOX, line, ("br",))
 
     assert reading is not None
     assert reading.candidates[0][0] == "abc8234"
@@ -141,8 +142,8 @@ def test_the_eu_band_lets_only_eu_layouts_correct() -> None:
     # Polish or Greek LLLDDDD serial.
     line = _line("ABC123D", "ABC1230")
 
-    without_band = local._rank_candidates(BOX, line, ())
-    with_band = local._rank_candidates(BOX, line, (), plate_patterns.EU_BAND)
+    without_band = ranking.rank_candidates(BOX, line, ())
+    with_band = ranking.rank_candidates(BOX, line, (), plate_patterns.EU_BAND)
 
     assert without_band is not None and without_band.candidates[0][0] == "abc123d"
     assert with_band is not None and with_band.candidates[0][0] == "abc1230"
@@ -153,8 +154,8 @@ def test_a_band_without_red_stripes_is_not_austrian() -> None:
     # Austria's plates carry red stripes, so without them the letter the Slovak layout wants wins.
     line = _line("BA3020Z", "BA302OZ")
 
-    plain = local._rank_candidates(BOX, line, (), plate_patterns.EU_BAND)
-    striped = local._rank_candidates(BOX, line, (), plate_patterns.EU_BAND_STRIPED)
+    plain = ranking.rank_candidates(BOX, line, (), plate_patterns.EU_BAND)
+    striped = ranking.rank_candidates(BOX, line, (), plate_patterns.EU_BAND_STRIPED)
 
     assert plain is not None and plain.candidates[0][0] == "ba302oz"
     assert striped is not None and striped.candidates[0][0] == "ba3020z"
@@ -168,8 +169,8 @@ def test_narrow_characters_read_a_round_glyph_as_zero() -> None:
     # (Both readings fit some country's layout, so only the glyph decides.)
     line = _line("CLTO108", "CLT0108")
 
-    narrow = local._rank_candidates(_box(0, 0, 50, 20), line, ())
-    wide = local._rank_candidates(_box(0, 0, 84, 20), line, ())
+    narrow = ranking.rank_candidates(_box(0, 0, 50, 20), line, ())
+    wide = ranking.rank_candidates(_box(0, 0, 84, 20), line, ())
 
     assert narrow is not None and narrow.candidates[0][0] == "clt0108"
     assert wide is not None and wide.candidates[0][0] == "clto108"
@@ -177,9 +178,9 @@ def test_narrow_characters_read_a_round_glyph_as_zero() -> None:
 
 def test_a_word_is_not_made_a_plate_by_layouts() -> None:
     # ARIZONA with the look-alikes a layout could want (AR120NA fits LLDDDLL): no digit read, no plate.
-    reading = local._rank_candidates(BOX, _line("ARIZONA", "AR120NA"), ())
+    reading = ranking.rank_candidates(BOX, _line("ARIZONA", "AR120NA"), ())
 
-    assert reading is None or reading.score < local.MIN_RESULT_SCORE
+    assert reading is None or reading.score < ranking.MIN_RESULT_SCORE
 
 
 def test_without_a_country_look_alikes_do_not_rewrite_a_confident_reading() -> None:
@@ -187,8 +188,8 @@ def test_without_a_country_look_alikes_do_not_rewrite_a_confident_reading() -> N
     # a hint whose layouts want a letter there, half its probability counts for the I.
     line = [_character(symbol) for symbol in "K179658"]
 
-    reading = local._rank_candidates(BOX, line, ())
-    hinted = local._rank_candidates(BOX, line, ("pl",))
+    reading = ranking.rank_candidates(BOX, line, ())
+    hinted = ranking.rank_candidates(BOX, line, ("pl",))
 
     assert reading is not None and reading.candidates[0][0] == "k179658"
     assert hinted is not None and hinted.candidates[0][0] == "ki79658"
@@ -200,7 +201,7 @@ def test_a_leading_zero_fits_no_czech_serial() -> None:
 
 
 def test_a_dealer_name_is_no_plate() -> None:
-    assert local._rank_candidates(BOX, _line("SUNTRUP"), ()) is None
+    assert ranking.rank_candidates(BOX, _line("SUNTRUP"), ()) is None
 
 
 # -- cues seen in pictures ----------------------------------------------------------------------------
@@ -226,21 +227,21 @@ LINE = _box(114, 88, 296, 116)  # the detector's box takes in a margin, and here
 
 
 def test_the_eu_band_is_seen_left_of_the_characters() -> None:
-    edge = local._band_edge(_plate_picture(band=True), LINE)
+    edge = cues.band_edge(_plate_picture(band=True), LINE)
 
     assert edge == pytest.approx(118, abs=2)  # where the band ends, inside the line's box
 
 
 def test_a_line_is_read_from_the_band_edge() -> None:
-    trimmed = local._trimmed(LINE, 118)
+    trimmed = cues.trimmed(LINE, 118)
 
     assert trimmed.bounds() == (118, 88, 296, 116)
     # A band edge past most of the line leaves the line as it was.
-    assert local._trimmed(LINE, 280) is LINE
+    assert cues.trimmed(LINE, 280) is LINE
 
 
 def test_no_band_no_cue() -> None:
-    assert local._band_edge(_plate_picture(band=False), LINE) is None
+    assert cues.band_edge(_plate_picture(band=False), LINE) is None
 
 
 def test_blue_characters_are_not_a_band() -> None:
@@ -249,19 +250,19 @@ def test_blue_characters_are_not_a_band() -> None:
     picture = _plate_picture(band=False)
     cv2.putText(picture, "8MZR417", (122, 116), cv2.FONT_HERSHEY_SIMPLEX, 1.1, BLUE, 5)
 
-    assert local._band_edge(picture, LINE) is None
+    assert cues.band_edge(picture, LINE) is None
 
 
 def test_red_stripes_along_the_plate_are_austrias() -> None:
-    assert local._red_stripes(_plate_picture(band=True, stripes=True), LINE, 118)
-    assert not local._red_stripes(_plate_picture(band=True), LINE, 118)
+    assert cues.red_stripes(_plate_picture(band=True, stripes=True), LINE, 118)
+    assert not cues.red_stripes(_plate_picture(band=True), LINE, 118)
 
 
 def test_a_red_car_beyond_the_plates_frame_is_no_stripe() -> None:
     red_car = (30, 30, 180)
-    assert not local._red_stripes(_plate_picture(band=True, car=red_car, frame=True), LINE, 118)
+    assert not cues.red_stripes(_plate_picture(band=True, car=red_car, frame=True), LINE, 118)
     # Red where the characters are: a sign, not a plate's stripes.
-    assert not local._red_stripes(np.full((200, 400, 3), red_car, np.uint8), LINE, 118)
+    assert not cues.red_stripes(np.full((200, 400, 3), red_car, np.uint8), LINE, 118)
 
 
 def _austrian_style_plate(*, stripes: bool) -> bytes:
@@ -290,8 +291,8 @@ def test_only_a_plate_with_red_stripes_is_reported_austrian() -> None:
 
 
 def test_a_blue_car_is_not_a_band() -> None:
-    assert local._band_edge(_plate_picture(band=False, car=BLUE), LINE) is None
-    assert local._band_edge(_plate_picture(band=True, car=BLUE), LINE) is None
+    assert cues.band_edge(_plate_picture(band=False, car=BLUE), LINE) is None
+    assert cues.band_edge(_plate_picture(band=True, car=BLUE), LINE) is None
 
 
 def test_a_state_name_above_the_line_is_near_it() -> None:
@@ -299,10 +300,10 @@ def test_a_state_name_above_the_line_is_near_it() -> None:
     far = _box(130, 0, 280, 10)
     aside = _box(320, 60, 390, 80)
 
-    assert local._above_or_below(name, LINE)
-    assert not local._above_or_below(far, LINE)
-    assert not local._above_or_below(aside, LINE)
-    assert not local._above_or_below(LINE, LINE)
+    assert cues.above_or_below(name, LINE)
+    assert not cues.above_or_below(far, LINE)
+    assert not cues.above_or_below(aside, LINE)
+    assert not cues.above_or_below(LINE, LINE)
 
 
 # -- the closer look ----------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ def test_closer_look_windows_surround_a_plate_and_stay_in_the_frame() -> None:
     inside = _box(610, 402, 630, 408)  # its centre is in the first window: no second look there
     corner = _box(0, 0, 30, 10)
 
-    windows = local._windows(picture, [faint, inside, corner])
+    windows = detection.windows(picture, [faint, inside, corner])
 
     assert windows == [(580, 380, 660, 430), (0, 0, 50, 30)]
     # A window is a view of the frame, not a copy.
@@ -364,9 +365,9 @@ def test_edge_regions_find_a_plate_the_size_of_a_distant_one() -> None:
     cv2.rectangle(picture, (600, 420), (700, 470), (170, 170, 170), -1)
     cv2.putText(picture, "CJ8P4V", (606, 456), cv2.FONT_HERSHEY_SIMPLEX, 0.75, (60, 60, 60), 2)
 
-    regions = local._edge_regions(picture)
+    regions = detection.edge_regions(picture)
 
-    assert 1 <= len(regions) <= local.MAX_EDGE_REGIONS
+    assert 1 <= len(regions) <= detection.MAX_EDGE_REGIONS
     (_, text_height), _ = cv2.getTextSize("CJ8P4V", cv2.FONT_HERSHEY_SIMPLEX, 0.75, 2)
     characters = (610, 456 - text_height, 690, 456)  # most of the characters' area
     covering = [box for box in regions if _covered_share(box, characters) >= 0.8]
@@ -376,7 +377,7 @@ def test_edge_regions_find_a_plate_the_size_of_a_distant_one() -> None:
 
 
 def test_edge_regions_of_a_plain_frame_are_none() -> None:
-    assert local._edge_regions(_street()) == []
+    assert detection.edge_regions(_street()) == []
 
 
 def test_regions_the_detector_already_holds_are_not_read_again() -> None:
@@ -385,12 +386,12 @@ def test_regions_the_detector_already_holds_are_not_read_again() -> None:
     elsewhere = _box(100, 100, 200, 140)
     duplicate = _box(102, 100, 200, 141)
 
-    kept = local._not_covered([same_place, elsewhere, duplicate], [detected])
+    kept = detection.not_covered([same_place, elsewhere, duplicate], [detected])
 
     assert kept == [elsewhere]
 
 
-def _covered_share(box: local._TextBox, target: tuple[int, int, int, int]) -> float:
+def _covered_share(box: detection.TextBox, target: tuple[int, int, int, int]) -> float:
     x0, y0, x1, y1 = box.bounds()
     tx0, ty0, tx1, ty1 = target
     covered = max(0.0, min(x1, tx1) - max(x0, tx0)) * max(0.0, min(y1, ty1) - max(y0, ty0))
@@ -402,8 +403,8 @@ def _covered_share(box: local._TextBox, target: tuple[int, int, int, int]) -> fl
 
 def test_a_four_character_line_ranks_below_a_plate_read_as_well() -> None:
     # A taxi's fleet number above its plate, both read with the same confidence.
-    fleet = local._rank_candidates(BOX, _line("1056"), ())
-    plate = local._rank_candidates(BOX, _line("75061H1"), ())
+    fleet = ranking.rank_candidates(BOX, _line("1056"), ())
+    plate = ranking.rank_candidates(BOX, _line("75061H1"), ())
 
     assert fleet is not None and plate is not None
     assert plate.score > fleet.score
@@ -411,11 +412,11 @@ def test_a_four_character_line_ranks_below_a_plate_read_as_well() -> None:
 
 def test_a_line_fitting_a_published_layout_outranks_one_that_fits_none() -> None:
     # A Brazilian plate (LLLDDDD) and a sticker's text of the same length and confidence.
-    plate = local._rank_candidates(BOX, _line("OZV6697"), ())
-    sticker = local._rank_candidates(BOX, _line("T60SUV1"), ())
+    plate = ranking.rank_candidates(BOX, _line("OZV6697"), ())
+    sticker = ranking.rank_candidates(BOX, _line("T60SUV1"), ())
 
     assert plate is not None and sticker is not None
-    assert plate.score / sticker.score == pytest.approx(1 / local.NO_LAYOUT_PRIOR, rel=0.02)
+    assert plate.score / sticker.score == pytest.approx(1 / ranking.NO_LAYOUT_PRIOR, rel=0.02)
 
 
 def test_the_recognizer_cut_to_plate_characters_reads_as_the_whole_one() -> None:
@@ -430,7 +431,7 @@ def test_the_recognizer_cut_to_plate_characters_reads_as_the_whole_one() -> None
     cut.load()
     whole.load()
 
-    assert len(cut._labels) < 300 < len(whole._labels)
+    assert len(cut._recognizer.labels) < 300 < len(whole._recognizer.labels)
     for (cut_characters, cut_text), (whole_characters, whole_text) in zip(
         cut._recognize(crops), whole._recognize(crops), strict=True
     ):
@@ -457,7 +458,7 @@ def test_a_recognizer_without_the_known_classifier_runs_whole(
     path = tmp_path / "recognizer.onnx"
     onnx.save(model, str(path))
 
-    serialized, labels = local._recognition_model(path, plate_characters_only=True)
+    serialized, labels = models.recognition_model(path, plate_characters_only=True)
 
     assert labels == ["", "A", "字", " "]
     assert onnx.load_from_string(serialized).graph.output[0].type.tensor_type.shape.dim[-1].dim_value == 4

@@ -19,8 +19,8 @@ pytest.importorskip(
 )
 
 from bridge.core.errors import PayloadNotImage, PayloadTooLarge
-from bridge.engines import local, plate_patterns
-from bridge.engines.local import LocalEngine
+from bridge.engines import plate_patterns
+from bridge.engines.local import LocalEngine, cues, detection, models, ranking, recognition
 from bridge.evaluate import evaluate, normalize_plate
 from tests import images
 from tests.emulator import DEFAULT_SHARED_DIR
@@ -161,7 +161,7 @@ def test_a_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPat
 
 
 def test_missing_models_name_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local, "MODEL_PACKAGE", "no_such_model_package")
+    monkeypatch.setattr(models, "MODEL_PACKAGE", "no_such_model_package")
 
     with pytest.raises(ImportError, match=re.escape("pip install 'plate-bridge[local]'")):
         LocalEngine().load()
@@ -169,9 +169,9 @@ def test_missing_models_name_the_install_command(monkeypatch: pytest.MonkeyPatch
 
 def test_overlay_dates_and_times_are_not_plates() -> None:
     for overlay in ("2014-04-28 11:08:05", "2014-05", "28/04/2014", "07:43:50", "2014:05-12"):
-        assert local.DATE_OR_TIME.search(overlay), overlay
+        assert cues.DATE_OR_TIME.search(overlay), overlay
     for plate in ("1T4:3213", "ABC-1234", "AB-123-CD", "RK 026 AJ"):
-        assert not local.DATE_OR_TIME.search(plate), plate
+        assert not cues.DATE_OR_TIME.search(plate), plate
 
 
 def test_layouts_pick_the_region() -> None:
@@ -184,20 +184,20 @@ def test_layouts_pick_the_region() -> None:
 
 def test_layout_reads_digits_as_letters_where_the_layout_wants_letters() -> None:
     # A Mercosul line read as "A8C1D23": the second position is a B by layout, though 8 is the likelier glyph.
-    def character(best: str, runner_up: str) -> local._Character:
-        probabilities = [0.0] * len(local.ALPHANUMERICS)
-        probabilities[local.ALPHANUMERICS.index(best)] = 0.6
+    def character(best: str, runner_up: str) -> recognition.Character:
+        probabilities = [0.0] * len(recognition.ALPHANUMERICS)
+        probabilities[recognition.ALPHANUMERICS.index(best)] = 0.6
         if runner_up != best:
-            probabilities[local.ALPHANUMERICS.index(runner_up)] = 0.35
+            probabilities[recognition.ALPHANUMERICS.index(runner_up)] = 0.35
         import numpy as np
 
-        return local._Character(np.array(probabilities, np.float32))
+        return recognition.Character(np.array(probabilities, np.float32))
 
     line = [character(a, b) for a, b in zip("A8C1D23", "ABC1D23", strict=True)]
-    box = local._TextBox(__import__("numpy").zeros((4, 2), "float32"), 0.9)
+    box = detection.TextBox(__import__("numpy").zeros((4, 2), "float32"), 0.9)
 
-    with_hint = local._rank_candidates(box, line, ("br",))
-    without_hint = local._rank_candidates(box, line, ())
+    with_hint = ranking.rank_candidates(box, line, ("br",))
+    without_hint = ranking.rank_candidates(box, line, ())
 
     assert with_hint is not None and with_hint.candidates[0][0] == "abc1d23"
     assert with_hint.region[0] == "br"

@@ -64,7 +64,7 @@ def served() -> Iterator[Served]:
 
 def banner_url_for_node_red(served: Served) -> str:
     """The URL `serve`'s start-up banner tells Node-RED users to give the node."""
-    from bridge.server.app import startup_banner
+    from bridge.server.runner import startup_banner
 
     banner = startup_banner("127.0.0.1", served.port, token=TOKEN)
     [line] = [line for line in banner.splitlines() if "Node-RED" in line]

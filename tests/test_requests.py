@@ -15,7 +15,7 @@ from paho.mqtt.properties import Properties
 
 from bridge.config import load_config
 from bridge.core.errors import ConfigError
-from bridge.mqtt.client import publish_properties
+from bridge.mqtt.message import publish_properties
 from bridge.service import Bridge
 from tests.conftest import BrokerAddress, Collector
 from tests.emulator import ReaderEmulator

@@ -41,9 +41,8 @@ from bridge.core.errors import (  # noqa: E402
 from bridge.imaging.images import MAX_IMAGE_PIXELS, sniff_format  # noqa: E402
 from bridge.reader import PlateReader  # noqa: E402
 from bridge.server import create_app  # noqa: E402
-from bridge.server.app import (  # noqa: E402
-    NO_MMC,
-    NO_UPLOAD_URL,
+from bridge.server.compat import NO_MMC, NO_UPLOAD_URL  # noqa: E402
+from bridge.server.runner import (  # noqa: E402
     SERVE_HELP,
     TOKEN_HELP,
     startup_banner,
@@ -852,7 +851,7 @@ def test_engine_failures_are_500_and_not_counted() -> None:
 
 
 def test_a_taken_port_moves_to_the_next_free_one() -> None:
-    from bridge.server.app import _listen
+    from bridge.server.runner import _listen
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -56,9 +56,9 @@ PLATE_LAYOUTS: dict[str, tuple[str, ...]] = {
 # Regions whose serials (outside vanity plates) mostly avoid the letter O, so a round glyph reads as 0.
 REGIONS_WITHOUT_LETTER_O = frozenset({"us", "ca"})
 
-# What a plate shows of its country besides its serial (`local._rank_candidates`'s `cue`):
+# What a plate shows of its country besides its serial (`local.ranking.rank_candidates`'s `cue`):
 # - EU_BAND: the blue band with the country's letters left of the characters (EU Regulation 2411/98; the
-#   EEA and the UK issued it too), as `local._band_edge` finds it;
+#   EEA and the UK issued it too), as `local.cues.band_edge` finds it;
 # - EU_BAND_STRIPED: the band, and a red stripe along the plate's top and bottom edges as Austria's
 #   plates have (red-white-red, the flag's colours): no other country on the band draws them;
 # - US_STATE: a US state's name printed above or below the characters.

@@ -1,4 +1,7 @@
-"""The MQTT client: the only module that imports paho; it knows nothing of Plate Recognizer."""
+"""The bridge's MQTT client (`MqttClient`): paho behind one class; it knows nothing of Plate Recognizer.
+
+Messages at the edge are in bridge/mqtt/message.py, the demo's plain client in bridge/mqtt/simple.py.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +10,20 @@ import logging
 import socket
 import ssl
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import MQTTException, Properties
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.config import MQTTConfig, TLSConfig
 from bridge.core.errors import BrokerError, PublishError
 from bridge.core.messages import SHARE_PREFIX, check_publish_topic
+from bridge.mqtt.message import DeliveryRepeats, InboundMessage, publish_properties
 
 log = logging.getLogger(__name__)
 
@@ -34,59 +36,17 @@ MAX_PACKET_SIZE = 268_435_455
 PUBLISH_OVERHEAD_BYTES = 68 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """A message as received, built once from paho's MQTTMessage at the edge (as aiomqtt does)."""
+def tune_socket(client: paho.Client, userdata: object, sock: Any) -> None:
+    """paho's on_socket_open for every client of the bridge: TCP_NODELAY.
 
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    # MQTT 5 request/response: where the sender awaits an answer, and what ties the answer to it.
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
-
-
-def publish_properties(values: Mapping[str, Any]) -> Properties:
-    """paho's PUBLISH `Properties` from snake_case names (`correlation_data` -> CorrelationData).
-
-    Raises ValueError for a name MQTT 5 does not define for PUBLISH (paho's own check)."""
-    properties = Properties(PacketTypes.PUBLISH)
-    for name, value in values.items():
-        try:
-            setattr(properties, "".join(part.title() for part in name.split("_")), value)
-        except (AttributeError, MQTTException) as exc:
-            raise ValueError(f"{name!r} is not an MQTT 5 publish property ({exc})") from None
-    return properties
-
-
-class DeliveryRepeats:
-    """The last `size` QoS 1/2 deliveries, to recognise a broker's redelivery (DUP flag) of one of them.
-
-    A delivery is known by its packet id, topic, length and a sample of its payload: a broker reuses
-    the packet id for the redelivery, and the sample makes a different message with the same id,
-    topic and length (ids wrap at 65,535) practically impossible to mistake for it.
+    Nagle's algorithm holds an event back until the broker ACKs the bridge's previous segment (its
+    PUBACK), and the broker delays that ACK: ~20 ms added to every event on loopback, measured in
+    benchmarks/ (p50 20.8 ms -> 4.1 ms). Small MQTT packets want to go out at once.
     """
-
-    def __init__(self, size: int = 1024) -> None:
-        self._keys: OrderedDict[tuple[int, str, int, bytes], None] = OrderedDict()
-        self._size = size
-
-    @staticmethod
-    def _key(message: paho.MQTTMessage) -> tuple[int, str, int, bytes]:
-        payload = message.payload
-        middle = len(payload) // 2
-        return message.mid, message.topic, len(payload), payload[:32] + payload[middle : middle + 32]
-
-    def seen_before(self, message: paho.MQTTMessage) -> bool:
-        return self._key(message) in self._keys
-
-    def remember(self, message: paho.MQTTMessage) -> None:
-        if message.qos == 0:
-            return  # QoS 0 is never redelivered
-        self._keys[self._key(message)] = None
-        if len(self._keys) > self._size:
-            self._keys.popitem(last=False)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        log.debug("TCP_NODELAY not available on this socket")
 
 
 def tls_reason(exc: ssl.SSLError) -> str:
@@ -233,7 +193,7 @@ class MqttClient:
         # Retained "offline" as last will: subscribers (Home Assistant availability) see a crash.
         client.will_set(self.state_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_socket_open = self._tune_socket
+        client.on_socket_open = tune_socket
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
@@ -339,16 +299,6 @@ class MqttClient:
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             # NO_CONN: paho has queued the message and sends it after reconnecting.
             raise PublishError(f"cannot publish on {topic}: {paho.error_string(info.rc)}", topic=topic)
-
-    @staticmethod
-    def _tune_socket(client: paho.Client, userdata: object, sock: Any) -> None:
-        # Nagle's algorithm holds an event back until the broker ACKs the bridge's previous segment
-        # (its PUBACK), and the broker delays that ACK: ~20 ms added to every event on loopback,
-        # measured in benchmarks/ (p50 20.8 ms -> 4.1 ms). Small MQTT packets want to go out at once.
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            log.debug("TCP_NODELAY not available on this socket")
 
     def _handle_connect(
         self,
@@ -463,48 +413,3 @@ class MqttClient:
         except Exception:
             # Never let a handler bug kill paho's network thread.
             log.exception("handler failed for a message on %s", inbound.topic)
-
-
-class SimpleClient:
-    """A plain MQTT client for the camera simulator and the demo: publish and subscribe, no will,
-    no state; keeps paho inside this module."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        client_id: str,
-        on_message: Callable[[InboundMessage], None] | None = None,
-    ) -> None:
-        self.host, self.port = host, port
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        self._client.on_socket_open = MqttClient._tune_socket
-        if on_message is not None:
-            self._client.on_message = lambda _client, _userdata, message: on_message(
-                InboundMessage(message.topic, message.payload, message.qos, bool(message.retain))
-            )
-
-    def connect(self) -> None:
-        try:
-            self._client.connect(self.host, self.port)
-        except (OSError, ValueError) as exc:
-            raise BrokerError(f"cannot connect to the broker at {self.host}:{self.port}: {exc}") from None
-        self._client.loop_start()
-
-    def subscribe(self, topics: Sequence[tuple[str, int]]) -> None:
-        self._client.subscribe(list(topics))
-
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, timeout: float = 10.0) -> None:
-        """Publish and wait until the broker has it (QoS 1/2) or it is sent (QoS 0)."""
-        info = self._client.publish(check_publish_topic(topic), payload, qos=qos)
-        try:
-            info.wait_for_publish(timeout)
-        except (RuntimeError, ValueError) as exc:
-            raise PublishError(f"cannot publish on {topic}: {exc}", topic=topic) from None
-        if not info.is_published():
-            raise PublishError(f"the broker did not confirm the message on {topic} in {timeout:g} s")
-
-    def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
