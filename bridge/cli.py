@@ -599,6 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=1883, help="broker port; the next free one if taken")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the events")
     demo.set_defaults(handler=cmd_demo)
+
+    from bridge.extensions.web import command as web_command
+
+    web = command("web", "the web page alone, against the history store (history: and web: of --config)")
+    web_command.add_arguments(web)
+    web.set_defaults(handler=web_command.run)
     return parser
 
 
