@@ -16,8 +16,12 @@ RUN groupadd --system --gid 10001 plate-bridge \
 WORKDIR /app
 COPY --from=build /wheels /wheels
 # [fast]: the reader's HTTP in libcurl (pycurl has glibc wheels; this image is Debian-based).
-RUN pip install --no-cache-dir "$(echo /wheels/*.whl)[fast]" && rm -rf /wheels
+# [postgresql]: `history.url: postgresql://...` for replicas sharing one store.
+RUN pip install --no-cache-dir "$(echo /wheels/*.whl)[fast,postgresql]" && rm -rf /wheels
 COPY examples/config.yaml /app/config.yaml
+# The history store's SQLite file (history.enabled): a volume, so it outlives the container.
+RUN mkdir /data && chown 10001:10001 /data
+VOLUME ["/data"]
 USER 10001:10001
 # /metrics, /health/live and /health/ready on port 9108 (the environment wins over the YAML file). The
 # HEALTHCHECK asks liveness, which fails only when the process is wedged (its MQTT thread or reader
@@ -26,7 +30,8 @@ USER 10001:10001
 ENV PYTHONUNBUFFERED=1 \
     PLATE_BRIDGE__METRICS__ENABLED=true \
     PLATE_BRIDGE__METRICS__HOST=0.0.0.0 \
-    PLATE_BRIDGE__METRICS__PORT=9108
+    PLATE_BRIDGE__METRICS__PORT=9108 \
+    PLATE_BRIDGE__HISTORY__DATA_DIR=/data
 EXPOSE 9108
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/health/live', timeout=4)"]

@@ -700,6 +700,59 @@ class WebhooksConfig(StrictModel):
     )
 
 
+class HistoryConfig(StrictModel):
+    """The history store (bridge/extensions/history/): every vehicle, its pictures, visits, watch lists."""
+
+    enabled: bool = Field(
+        False, description="Keep every vehicle read (plate, pictures, camera, time) in the history store."
+    )
+    url: str | None = Field(
+        None,
+        description="null: a SQLite file in data_dir; postgresql://user:password@host/db: a PostgreSQL "
+        "server (several replicas may share it).",
+    )
+    data_dir: Path = Field(Path("data"), description="Folder of the SQLite file (made if missing).")
+    max_age_days: float | None = Field(
+        30.0, gt=0, description="Vehicles older than this are deleted with their pictures; null: no limit."
+    )
+    max_bytes: int | None = Field(
+        1024**3,
+        ge=1024**2,
+        description="The oldest vehicles are deleted while the stored pictures and rows exceed this; null: "
+        "no limit.",
+    )
+    images: bool = Field(True, description="Keep each vehicle's plate crop and annotated snapshot.")
+    visit_gap: float = Field(
+        300.0, gt=0, description="Seconds: sightings of a plate this close together are one visit."
+    )
+    max_stay: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds a visit that came in through an entry camera stays open without an exit "
+        "sighting (a parked car is out of view).",
+    )
+    cameras: dict[str, Literal["entry", "exit", "both"]] = Field(
+        default_factory=dict,
+        description="Each camera's role in visits: entry (opens a visit), exit (closes it), both (one "
+        "gate camera: a sighting after visit_gap closes it). Other cameras extend visits.",
+    )
+    queue_size: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="Vehicles waiting for the writer; beyond it they are counted, dropped.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.partition("://")[0]
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg", "sqlite"):
+            raise ValueError(f"{shown_url(value)!r} is not a postgresql://... or sqlite:///... URL")
+        return value
+
 class WebConfig(StrictModel):
     """The web page (bridge/extensions/web/): live plates, search, visits, watch lists, usage."""
 
@@ -796,6 +849,7 @@ class BridgeConfig(BaseSettings):
     metrics: MetricsConfig = Field(default={})  # type: ignore[assignment]
     frigate: FrigateConfig = Field(default={})  # type: ignore[assignment]
     webhooks: WebhooksConfig = Field(default={})  # type: ignore[assignment]
+    history: HistoryConfig = Field(default={})  # type: ignore[assignment]
     web: WebConfig = Field(default={})  # type: ignore[assignment]
     routes: list[RouteConfig] = Field(default=[{"topic": "cameras/+/image"}], min_length=1)  # type: ignore[list-item]
     watchlists: dict[str, WatchListConfig] = Field(
@@ -835,6 +889,12 @@ class BridgeConfig(BaseSettings):
     def _requests_need_mqtt5(self) -> BridgeConfig:
         if self.requests.enabled and self.mqtt.protocol != "5":
             raise ValueError("requests.enabled needs mqtt.protocol '5' (response topics are MQTT 5)")
+        return self
+
+    @model_validator(mode="after")
+    def _web_needs_history(self) -> BridgeConfig:
+        if self.web.enabled and not self.history.enabled:
+            raise ValueError("web.enabled needs history.enabled: the page shows the history store")
         return self
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from bridge.mqtt.client import PUBLISH_OVERHEAD_BYTES
 from bridge.nodes import NodeContext, Reader
 from bridge.nodes.savings import credit_stats
+from bridge.nodes.watchlist import LiveWatchlists
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
 from bridge.redact import shown_url
@@ -175,6 +176,8 @@ class Bridge:
             CallLimiter(reader_settings.max_calls_per_second),
             on_state=self._reader_state_changed,
         )
+        # Run-time watch lists (the history store's), one set for every route; none without a store.
+        live_watchlists = LiveWatchlists() if self.config.history.enabled else None
         extension_context = ExtensionContext(
             config=self.config,
             publish=lambda topic, payload, qos, retain, properties=None: self._publisher().publish(
@@ -184,6 +187,7 @@ class Bridge:
             reader=reader,
             submit=self.submit,
             reads=self.reads,
+            watchlists=live_watchlists,
         )
         self.extensions = [kind(extension_context) for kind in enabled_extensions(self.config)]
         for route in self.config.routes:
@@ -219,6 +223,7 @@ class Bridge:
                 max_payload_bytes=self.config.max_payload_bytes,
                 on_event=self._published,
                 watchlists=self.config.watchlists,
+                live_watchlists=live_watchlists,
             )
             flow = Flow.build(route, context)
             flow.start()

@@ -218,3 +218,38 @@ def collector_factory() -> Iterator[Any]:
     yield make
     for collector in made:
         collector.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server's URL: PLATE_BRIDGE_TEST_POSTGRES_URL, else one tests/postgres.py starts."""
+    import os
+
+    from tests.postgres import URL_ENV, PostgresServer, postgres_bin
+
+    given = os.environ.get(URL_ENV)
+    if given:
+        yield given
+        return
+    if postgres_bin() is None:
+        pytest.skip(f"PostgreSQL is not installed (scripts/ensure-postgresql.sh) and {URL_ENV} is not set")
+    server = PostgresServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def history_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A history store's URL for the same test on both databases: None (the SQLite file in the
+    test's data directory), or a fresh database on the tests' PostgreSQL server."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from tests.postgres import drop_database, fresh_database
+
+    server = request.getfixturevalue("postgres_url")
+    name = f"history_{abs(hash(request.node.nodeid)) % 10**9}"
+    yield fresh_database(server, name)
+    drop_database(server, name)

@@ -25,6 +25,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bridge.extensions.frigate:FrigateExtension",
     "bridge.extensions.webhooks:WebhookReceiver",
     "bridge.extensions.webhooks:WebhookSender",
+    "bridge.extensions.history.extension:HistoryExtension",
     "bridge.extensions.web:WebExtension",
 )
 

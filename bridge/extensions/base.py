@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bridge.messages import Message
     from bridge.mqtt import InboundMessage
     from bridge.nodes.base import Reader
+    from bridge.nodes.watchlist import LiveWatchlists
 
 EventKind = Literal["plate", "vehicle", "error"]
 """`plate`: a frame's plate event (its result topic); `vehicle`: a consensus node's event for a vehicle
@@ -91,6 +92,9 @@ class ExtensionContext:
     reads: Callable[[str], bool] | None = None
     """`reads(topic)`: whether the bridge takes messages on `topic` itself (a route's filter or an
     extension's subscription matches it)."""
+    watchlists: LiveWatchlists | None = None
+    """The run-time watch lists every route's watchlist node matches (set when `history` is on; the
+    history extension fills it from its store)."""
 
     @property
     def base_topic(self) -> str:

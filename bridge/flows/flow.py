@@ -102,7 +102,8 @@ class Flow:
     def build(cls, route: RouteConfig, context: NodeContext) -> Flow:
         specs = [NodeSpec(type=name) for name in HEAD_NODES]
         # The global watch lists apply to every route, unless the route places its own watchlist node.
-        if context.watchlists and not any(spec.type == WatchlistNode.type for spec in route.nodes):
+        live = context.live_watchlists is not None
+        if (context.watchlists or live) and not any(spec.type == WatchlistNode.type for spec in route.nodes):
             specs.append(NodeSpec(type=WatchlistNode.type))
         specs += route.nodes
         specs += [NodeSpec(type=name) for name in TAIL_NODES]

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from bridge.config import RouteConfig, WatchListConfig
     from bridge.extensions.base import PublishedEvent
     from bridge.messages import Message
+    from bridge.nodes.watchlist import LiveWatchlists
     from bridge.reader.resilience import ReaderGuard
 
 
@@ -53,6 +54,8 @@ class NodeContext:
     """Told of every plate and error event the route publishes (the bridge's extensions listen)."""
     watchlists: Mapping[str, WatchListConfig] = field(default_factory=dict)
     """The global watch lists (`watchlists:`), for the watchlist node."""
+    live_watchlists: LiveWatchlists | None = None
+    """Watch lists edited at run time (the history store's), joined to the global ones."""
 
 
 class NodeSettings(BaseModel):

@@ -14,12 +14,14 @@ reader itself ranked lower.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from bridge.config import WatchedPlate as WatchedPlateConfig
 from bridge.config import WatchListConfig
 from bridge.errors import ConfigError
 from bridge.messages import Message
@@ -235,8 +237,39 @@ def match_results(
     return [item for _, item in ranked[:limit]]
 
 
+class LiveWatchlists:
+    """Watch lists that change while the bridge runs (the history store's), shared by every route's
+    watchlist node: `replace()` swaps them whole, and the next frame of any route is matched against
+    the new lists; no restart, no lock on the frame path (reading one attribute is atomic)."""
+
+    def __init__(self, tolerance: float = 1.0) -> None:
+        self.tolerance = tolerance
+        self.lists: tuple[WatchList, ...] = ()
+        self._lock = threading.Lock()
+
+    def replace(self, lists: Mapping[str, Sequence[tuple[str, str | None]]]) -> None:
+        """The lists from now on: name -> [(plate, label)]."""
+        compiled = tuple(
+            WatchList.compile(
+                name,
+                WatchListConfig(
+                    plates=[WatchedPlateConfig(plate=plate, label=label) for plate, label in entries],
+                    tolerance=self.tolerance,
+                ),
+            )
+            for name, entries in lists.items()
+            if entries
+        )
+        with self._lock:
+            self.lists = compiled
+
+
 def resolve_lists(
-    settings: WatchlistSettings, global_lists: Mapping[str, WatchListConfig], where: str = "watchlist"
+    settings: WatchlistSettings,
+    global_lists: Mapping[str, WatchListConfig],
+    where: str = "watchlist",
+    *,
+    allow_empty: bool = False,
 ) -> tuple[WatchList, ...]:
     """The lists a node matches: the global ones it uses (all by default), then its own.
 
@@ -252,7 +285,7 @@ def resolve_lists(
     if clashes:
         raise ConfigError(f"{where}.lists: {clashes} have the names of global watch lists it uses")
     chosen = [(name, global_lists[name]) for name in names] + list(settings.lists.items())
-    if not chosen:
+    if not chosen and not allow_empty:
         raise ConfigError(f"{where}: no lists to match (give it `lists:` or define `watchlists:`)")
     return tuple(WatchList.compile(name, config) for name, config in chosen)
 
@@ -280,9 +313,14 @@ class WatchlistNode(Node):
 
     def __init__(self, settings: NodeSettings, context: NodeContext) -> None:
         super().__init__(settings, context)
+        # The run-time lists (the history store's) join a node that matches every global list.
+        self.live = context.live_watchlists if self.settings.use is None else None
         # Resolved here, not on the first frame: a wrong list name is a configuration error at start.
         self.lists = resolve_lists(
-            self.settings, context.watchlists, f"routes[{context.route.label}].nodes.{self.type}"
+            self.settings,
+            context.watchlists,
+            f"routes[{context.route.label}].nodes.{self.type}",
+            allow_empty=self.live is not None,
         )
 
     def process(self, msg: Message) -> Message | None:
@@ -290,7 +328,8 @@ class WatchlistNode(Node):
         # A reading reused by `interval` is the camera's last one, with nothing to say its plate is
         # the one in view now: strict lists do not act on it.
         proven = msg.metadata.get("cached_reason") not in UNPROVEN_REUSE
-        matches = match_results(self.lists, results, self.settings.max_matches, proven=proven)
+        lists = self.lists if self.live is None else self.lists + self.live.lists
+        matches = match_results(lists, results, self.settings.max_matches, proven=proven)
         earlier = msg.metadata.get(METADATA_KEY)
         if earlier:
             matches = _merge(earlier, matches)[: self.settings.max_matches]

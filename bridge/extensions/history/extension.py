@@ -1,0 +1,365 @@
+"""The history extension: every vehicle into the store, off the frame path, and the store's watch
+lists back into every route.
+
+On the frame path `on_event` only puts the event (a reference, nothing copied) on a bounded queue;
+a full queue drops the vehicle, counts it (`stats()["dropped"]`) and logs, and never blocks. One
+writer thread makes the pictures, writes in batches, places each vehicle in its visit, tells the
+listeners (the web page's live feed), and between batches closes overdue visits, applies retention,
+and picks up watch-list edits made by other replicas. Watch-list requests over MQTT run on a thread
+of their own, so a slow database never holds up the MQTT thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
+from bridge.extensions.history.presence import presence_documents, presence_topic, watched_plates
+from bridge.extensions.history.records import Pending, records_of
+from bridge.extensions.history.store import HistoryStore, Sighting, VisitRules
+from bridge.extensions.history.watchapi import handle
+from bridge.extensions.info import reader_kind
+
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig, HistoryConfig
+    from bridge.mqtt import InboundMessage
+
+log = logging.getLogger(__name__)
+
+BATCH = 50
+VISIT_SWEEP = 10.0  # seconds between closing overdue visits
+RETENTION_EVERY = 60.0  # seconds between retention passes
+WATCH_POLL = 5.0  # seconds between looks for another replica's watch-list edits
+REQUEST_QUEUE = 64
+DROP_LOG_EVERY = 60.0
+
+
+def visit_rules(settings: HistoryConfig) -> VisitRules:
+    """The store's visit rules from `history:` (for the extension and `plate-bridge web`)."""
+    roles = {
+        camera: frozenset({"entry", "exit"}) if role == "both" else frozenset({role})
+        for camera, role in settings.cameras.items()
+    }
+    return VisitRules(
+        gap=timedelta(seconds=settings.visit_gap), max_stay=timedelta(seconds=settings.max_stay), roles=roles
+    )
+
+
+def open_store(config: BridgeConfig) -> HistoryStore:
+    """The store `history:` names, with the configuration's watch lists and visit rules."""
+    settings = config.history
+    store = HistoryStore.open(settings.url, settings.data_dir, yaml_lists=config.watchlists)
+    store.rules = visit_rules(settings)
+    return store
+
+
+class HistoryExtension(Extension):
+    """Keeps every vehicle; see the module's docstring. `store` is open between start() and stop()."""
+
+    name = "history"
+
+    def __init__(self, context: ExtensionContext) -> None:
+        super().__init__(context)
+        self.settings = context.config.history
+        self.store: HistoryStore | None = None
+        self._queue: queue.Queue[Pending | None] = queue.Queue(self.settings.queue_size)
+        self._requests: queue.Queue[tuple[str, bytes] | None] = queue.Queue(REQUEST_QUEUE)
+        self._listeners: list[Callable[[Sighting], None]] = []
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._usage: Counter[tuple[str, str]] = Counter()  # (month, kind) -> count, not yet written
+        self._dropped_logged_at = 0.0
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._reader = reader_kind(context.config)
+        self._watch_version = -1
+        self._presence: dict[str, bytes] = {}  # plate -> last document published
+        self._connected = False
+
+    @classmethod
+    def enabled(cls, config: BridgeConfig) -> bool:
+        return config.history.enabled
+
+    @property
+    def request_prefix(self) -> str:
+        return f"{self.context.base_topic}/bridge/request/watchlist/"
+
+    def subscriptions(self) -> Sequence[tuple[str, int]]:
+        return [(f"{self.request_prefix}+", 1)]
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.store = open_store(self.context.config)
+        self._reload_watchlists()
+        for target, name in (
+            (self._write_until_stopped, "history-writer"),
+            (self._answer, "history-requests"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for q in (self._queue, self._requests):
+            with contextlib.suppress(queue.Full):
+                q.put(None, timeout=5)
+        for thread in self._threads:
+            thread.join(30)
+        if self.store is not None:
+            self._flush_usage()
+            self.store.close()
+
+    def add_listener(self, callback: Callable[[Sighting], None]) -> Callable[[], None]:
+        """Call `callback` with each stored vehicle (on the writer thread: return quickly); the
+        function returned unsubscribes."""
+        with self._lock:
+            self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            counts = dict(self._counts)
+        counts["queued"] = self._queue.qsize()
+        return counts
+
+    # -- the frame path ------------------------------------------------------------------------
+
+    def on_event(self, published: PublishedEvent) -> None:
+        if published.kind == "error":
+            return
+        event = published.event
+        msg = published.msg
+        # Every frame's plate event counts for usage, whether or not it stands for a vehicle.
+        kind = ("saved_by_reuse" if event.get("cached") else "calls") if published.kind == "plate" else ""
+        month = (msg.timestamp or msg.received_at).astimezone(UTC).strftime("%Y-%m")
+        with self._lock:
+            if kind:
+                self._usage[(month, kind)] += 1
+            if published.kind == "vehicle":
+                self._usage[(month, "saved_by_consensus")] += max(0, int(event.get("frames") or 1) - 1)
+        if not published.per_vehicle or not event.get("results"):
+            return
+        pending = Pending(
+            kind=published.kind,
+            event=event,
+            image=msg.image,
+            scale=msg.scale,
+            camera=msg.camera_id or "unknown",
+            seen_at=msg.timestamp or msg.received_at,
+        )
+        try:
+            self._queue.put_nowait(pending)
+        except queue.Full:
+            now = time.monotonic()
+            with self._lock:
+                self._counts["dropped"] += 1
+                dropped = self._counts["dropped"]
+                due = now - self._dropped_logged_at >= DROP_LOG_EVERY
+                if due:
+                    self._dropped_logged_at = now
+            if due:
+                log.warning(
+                    "history: the writer is behind (history.queue_size %d full): vehicles are not being "
+                    "stored (%d dropped so far)",
+                    self.settings.queue_size,
+                    dropped,
+                )
+
+    # -- the writer ----------------------------------------------------------------------------
+
+    def _write_until_stopped(self) -> None:
+        due = {"visits": time.monotonic() + VISIT_SWEEP, "retention": time.monotonic(), "watch": 0.0}
+        while True:
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                first = ...
+            if first is None:
+                self._drain()
+                return
+            batch = [] if first is ... else [first]
+            while len(batch) < BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._write(batch)
+                    self._drain()
+                    return
+                batch.append(item)
+            if batch:
+                self._write(batch)
+            self._housekeeping(due)
+
+    def _drain(self) -> None:
+        rest = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                rest.append(item)
+        self._write(rest)
+
+    def _write(self, batch: list[Pending]) -> None:
+        if not batch or self.store is None:
+            return
+        started = time.process_time()
+        records = []
+        for pending in batch:
+            try:
+                records += records_of(pending, reader=self._reader, images=self.settings.images)
+            except Exception:
+                log.exception("history: cannot make the record of an event of %s", pending.camera)
+        try:
+            stored = self.store.record(records) if records else []
+        except Exception as exc:
+            with self._lock:
+                self._counts["write_errors"] += 1
+            log.error("history: cannot store %d vehicle(s): %s", len(records), exc)
+            return
+        with self._lock:
+            self._counts["stored"] += len(stored)
+            self._counts["writer_cpu_us"] += int((time.process_time() - started) * 1e6)
+            listeners = list(self._listeners)
+        for sighting in stored:
+            for listener in listeners:
+                try:
+                    listener(sighting)
+                except Exception:
+                    log.exception("history: a listener failed")
+        if any(sighting.watchlists for sighting in stored) or self._presence:
+            self._publish_presence()
+
+    def _housekeeping(self, due: dict[str, float]) -> None:
+        now = time.monotonic()
+        store = self.store
+        if store is None:
+            return
+        try:
+            self._flush_usage()
+            if now >= due["watch"]:
+                due["watch"] = now + WATCH_POLL
+                if store.watch_version() != self._watch_version:
+                    self._reload_watchlists()
+            if now >= due["visits"]:
+                due["visits"] = now + VISIT_SWEEP
+                if store.close_overdue_visits():
+                    self._publish_presence()
+            if now >= due["retention"]:
+                due["retention"] = now + RETENTION_EVERY
+                settings = self.settings
+                max_age = timedelta(days=settings.max_age_days) if settings.max_age_days else None
+                deleted = store.apply_retention(max_age=max_age, max_bytes=settings.max_bytes)
+                if deleted:
+                    with self._lock:
+                        self._counts["expired"] += deleted
+        except Exception as exc:
+            log.error("history: housekeeping failed: %s", exc)
+
+    def _flush_usage(self) -> None:
+        with self._lock:
+            usage, self._usage = self._usage, Counter()
+        if usage and self.store is not None:
+            months: dict[str, dict[str, int]] = {}
+            for (month, kind), count in usage.items():
+                months.setdefault(month, {})[kind] = count
+            for month, counts in months.items():
+                self.store.add_usage(month, **counts)
+
+    # -- watch lists ---------------------------------------------------------------------------
+
+    def _reload_watchlists(self) -> None:
+        """The store's lists into every route's watchlist node, and presence for their plates."""
+        store = self.store
+        if store is None:
+            return
+        version = store.watch_version()
+        live = self.context.watchlists
+        if live is not None:
+            live.replace(store.store_lists())
+        self._watch_version = version
+        self._publish_presence()
+
+    def on_connected(self) -> None:
+        self._connected = True
+        with self._lock:
+            self._presence.clear()  # a broker that restarted may have lost them: publish all again
+        with contextlib.suppress(queue.Full):
+            self._requests.put_nowait(("", b""))  # presence, published from the requests thread
+
+    def on_message(self, inbound: InboundMessage) -> None:
+        action = inbound.topic.removeprefix(self.request_prefix)
+        if "/" in action or not action:
+            return
+        try:
+            self._requests.put_nowait((action, inbound.payload))
+        except queue.Full:
+            response = {"data": {}, "status": "error", "error": "too many watch-list requests at once; retry"}
+            self._respond(action, response)
+
+    def _answer(self) -> None:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            action, payload = item
+            if not action:
+                self._publish_presence()
+                continue
+            if self.store is None:
+                continue
+            response = handle(self.store, action, payload, self._reload_watchlists)
+            self._respond(action, response)
+
+    def _respond(self, action: str, response: dict[str, Any]) -> None:
+        topic = f"{self.context.base_topic}/bridge/response/watchlist/{action[:40]}"
+        self.context.publish(topic, orjson.dumps(response), 1, False)
+
+    def _publish_presence(self) -> None:
+        """Publish the presence of each watched plate that changed; empty the topics of plates no
+        longer on any list."""
+        store = self.store
+        if store is None:
+            return
+        try:
+            watched = watched_plates(store.watch_entries())
+            documents = presence_documents(watched, store.present(datetime.now(UTC)))
+        except Exception as exc:
+            log.error("history: cannot read the watched plates' presence: %s", exc)
+            return
+        base = self.context.base_topic
+        with self._lock:
+            gone = [plate for plate in self._presence if plate not in documents]
+            changed = {}
+            for plate, document in documents.items():
+                payload = orjson.dumps(document)
+                if self._presence.get(plate) != payload:
+                    changed[plate] = payload
+                    self._presence[plate] = payload
+            for plate in gone:
+                del self._presence[plate]
+        for plate, payload in changed.items():
+            self.context.publish(presence_topic(base, plate), payload, 1, True)
+        for plate in gone:
+            self.context.publish(presence_topic(base, plate), b"", 1, True)

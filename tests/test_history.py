@@ -1,0 +1,222 @@
+"""The history extension in a running bridge: frames over a real broker, the reader emulator, the
+store on disk; the watch-list API over MQTT; presence documents; a full queue that never blocks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.config import load_config
+from bridge.extensions.base import ExtensionContext, PublishedEvent
+from bridge.extensions.history.extension import HistoryExtension
+from bridge.extensions.history.store import Sighting
+from bridge.messages import Message
+from bridge.service import Bridge
+from tests.conftest import BrokerAddress, Collector
+from tests.emulator import ReaderEmulator
+from tests.images import jpeg
+
+BASE = "plate-bridge"
+
+
+def result(plate: str, score: float = 0.9) -> dict[str, Any]:
+    return {
+        "box": {"xmin": 100, "ymin": 120, "xmax": 260, "ymax": 160},
+        "plate": plate,
+        "score": score,
+        "region": {"code": "gb", "score": 0.8},
+        "candidates": [{"plate": plate, "score": score}],
+    }
+
+
+def history_bridge(
+    broker: BrokerAddress, emulator: ReaderEmulator, data_dir: Path, **sections: Any
+) -> Bridge:
+    config = load_config(
+        mqtt={"host": broker.host, "port": broker.port, "health_interval": 0, "client_id": "history-test"},
+        reader={"url": emulator.url, "max_calls_per_second": None},
+        routes=[{"topic": "cameras/+/image", "repeat_window": 0}],
+        history={"enabled": True, "data_dir": str(data_dir), **sections.pop("history", {})},
+        **sections,
+    )
+    bridge = Bridge(config)
+    bridge.start()
+    assert bridge.mqtt is not None and bridge.mqtt.wait_connected(10)
+    return bridge
+
+
+def history_of(bridge: Bridge) -> HistoryExtension:
+    return next(ext for ext in bridge.extensions if isinstance(ext, HistoryExtension))
+
+
+class Feed:
+    """The extension's live feed, waited on with a deadline."""
+
+    def __init__(self, extension: HistoryExtension) -> None:
+        self.sightings: list[Sighting] = []
+        self._changed = threading.Condition()
+        self.unsubscribe = extension.add_listener(self._add)
+
+    def _add(self, sighting: Sighting) -> None:
+        with self._changed:
+            self.sightings.append(sighting)
+            self._changed.notify_all()
+
+    def wait(self, count: int, timeout: float = 15.0) -> list[Sighting]:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.sightings) >= count, timeout)
+            assert len(self.sightings) >= count, f"{len(self.sightings)} sighting(s), wanted {count}"
+            return list(self.sightings)
+
+
+def frame(emulator: ReaderEmulator, plate: str, seed: str) -> bytes:
+    image = jpeg(640, 480, text=seed)
+    emulator.set_response(image, {"processing_time": 5.0, "results": [result(plate)]})
+    return image
+
+
+def test_a_frame_read_is_stored_with_its_pictures_and_usage(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path
+) -> None:
+    bridge = history_bridge(broker, emulator, tmp_path, watchlists={"family": {"plates": ["AB12CDE"]}})
+    try:
+        extension = history_of(bridge)
+        feed = Feed(extension)
+        collector: Collector = collector_factory(broker.host, broker.port, [f"{BASE}/#"])
+        collector.publish("cameras/drive/image", frame(emulator, "ab12cde", "one"))
+        [sighting] = feed.wait(1)
+        store = extension.store
+        assert store is not None
+        assert (sighting.plate, sighting.camera, sighting.region, sighting.calls) == (
+            "AB12CDE",
+            "drive",
+            "gb",
+            1,
+        )
+        assert (
+            sighting.watchlists == ("family",) and sighting.reader == "sdk"
+        )  # the emulator is not the cloud URL
+        assert store.search("AB12CDF", tolerance=1) == [sighting]
+        crop, snapshot = store.image(sighting.id, "crop"), store.image(sighting.id, "snapshot")
+        assert crop is not None and crop.startswith(b"\xff\xd8") and snapshot is not None
+        assert snapshot.startswith(b"\xff\xd8")
+        [visit] = store.present()
+        assert visit.plate == "AB12CDE" and visit.cameras == ("drive",)
+        # Presence of the watched plate, for Home Assistant's device_tracker.
+        [presence] = collector.wait_for(f"{BASE}/history/presence/AB12CDE")[-1:]
+        assert presence["state"] == "home" and presence["lists"] == ["family"]
+    finally:
+        bridge.stop(deadline=5)
+    # Usage is written by the writer; the store outlives the bridge: open it again.
+    from bridge.extensions.history.store import HistoryStore
+
+    reopened = HistoryStore.open(None, tmp_path)
+    try:
+        assert reopened.usage().calls == 1
+        assert [s.plate for s in reopened.search()] == ["AB12CDE"]
+    finally:
+        reopened.close()
+    assert (tmp_path / "history.sqlite3").exists()
+
+
+def request(collector: Collector, action: str, document: dict[str, Any], count: int) -> dict[str, Any]:
+    collector.publish(f"{BASE}/bridge/request/watchlist/{action}", json.dumps(document).encode())
+    return collector.wait_for(f"{BASE}/bridge/response/watchlist/{action}", count)[-1]
+
+
+def test_the_watch_list_api_edits_lists_that_the_next_frame_matches(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path
+) -> None:
+    bridge = history_bridge(broker, emulator, tmp_path, watchlists={"family": {"plates": ["AB12CDE"]}})
+    try:
+        collector: Collector = collector_factory(broker.host, broker.port, [f"{BASE}/#"])
+        collector.publish("cameras/gate/image", frame(emulator, "cd34efg", "before"))
+        [before] = collector.wait_for(f"{BASE}/gate/result")
+        assert before.get("watched") == []
+
+        added = request(
+            collector,
+            "add",
+            {"list": "visitors", "plate": "CD34 EFG", "label": "Plumber", "transaction": "t-1"},
+            1,
+        )
+        assert added == {
+            "data": {"list": "visitors", "plate": "CD34EFG", "label": "Plumber", "source": "store"},
+            "status": "ok",
+            "transaction": "t-1",
+        }
+        # No restart: the very next frame of that plate is flagged.
+        collector.publish("cameras/gate/image", frame(emulator, "cd34efg", "after"))
+        after = collector.wait_for(f"{BASE}/gate/result", 2)[-1]
+        assert [(m["list"], m["label"]) for m in after["watched"]] == [("visitors", "Plumber")]
+
+        refused = request(collector, "add", {"list": "family", "plate": "ZZ99ZZZ", "transaction": 7}, 2)
+        assert (
+            refused["status"] == "error" and "read-only" in refused["error"] and refused["transaction"] == 7
+        )
+        listed = request(collector, "list", {}, 1)
+        assert {(e["list"], e["plate"], e["source"]) for e in listed["data"]["entries"]} == {
+            ("family", "AB12CDE", "yaml"),
+            ("visitors", "CD34EFG", "store"),
+        }
+        imported = request(
+            collector, "import", {"list": "stolen", "csv": "plate,label\nEF56GHI,red van\n"}, 1
+        )
+        assert imported["data"] == {"list": "stolen", "count": 1}
+        exported = request(collector, "export", {"list": "stolen"}, 1)
+        assert exported["data"]["csv"] == "plate,label\nEF56GHI,red van\n"
+        removed = request(collector, "remove", {"list": "visitors", "plate": "cd34efg"}, 1)
+        assert removed["data"]["removed"] is True
+        collector.publish("cameras/gate/image", frame(emulator, "cd34efg", "removed"))
+        assert collector.wait_for(f"{BASE}/gate/result", 3)[-1]["watched"] == []
+
+        bad = request(collector, "add", {"list": "visitors"}, 3)
+        assert bad["status"] == "error" and "'plate'" in bad["error"]
+        collector.publish(f"{BASE}/bridge/request/watchlist/add", b"{not json")
+        assert (
+            collector.wait_for(f"{BASE}/bridge/response/watchlist/add", 4)[-1]["error"]
+            == "the request is not JSON"
+        )
+        unknown = request(collector, "rename", {}, 1)
+        assert unknown["status"] == "error" and "unknown watch-list request" in unknown["error"]
+    finally:
+        bridge.stop(deadline=5)
+
+
+def test_a_full_queue_drops_counts_and_never_blocks(tmp_path: Path) -> None:
+    config = load_config(history={"enabled": True, "data_dir": str(tmp_path), "queue_size": 2})
+    context = ExtensionContext(config=config, publish=lambda *args, **kwargs: None, health=dict)
+    extension = HistoryExtension(context)  # not started: nothing takes from the queue
+    msg = Message(
+        topic="cameras/gate/image",
+        payload=b"",
+        received_at=time_now(),
+        camera_id="gate",
+        result={"results": [result("ab12cde")]},
+    )
+    event = {"results": [result("ab12cde")], "camera_id": "gate"}
+    started = time.perf_counter()
+    for _ in range(5):
+        extension.on_event(PublishedEvent("plate", "plate-bridge/gate/result", event, msg))
+    assert time.perf_counter() - started < 1.0  # a put that blocked would wait forever
+    assert extension.stats() == {"dropped": 3, "queued": 2}
+
+
+def time_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@pytest.mark.parametrize("kind", ["error"])
+def test_errors_are_not_vehicles(kind: str, tmp_path: Path) -> None:
+    config = load_config(history={"enabled": True, "data_dir": str(tmp_path)})
+    extension = HistoryExtension(ExtensionContext(config=config, publish=lambda *a, **k: None, health=dict))
+    msg = Message(topic="cameras/gate/image", payload=b"", received_at=time_now(), camera_id="gate")
+    extension.on_event(PublishedEvent(kind, "plate-bridge/gate/error", {"code": "x"}, msg))  # type: ignore[arg-type]
+    assert extension.stats() == {"queued": 0}
