@@ -50,6 +50,9 @@ REQUEST_DEADLINE = 15.0
 KEEPALIVE = 15.0
 """Seconds between a live-feed stream's comments when nothing arrives (proxies close idle streams)."""
 MAX_JSON_BODY = 16 * 1024
+EXPORT_PAGE = 1000
+DRAIN_BYTES = 16 * 1024 * 1024
+"""Rows read from the store at a time for a CSV export (its own limit per search)."""
 HTML = "text/html; charset=utf-8"
 NO_STORE = {"Cache-Control": "no-store"}
 STATIC_TYPES = {
@@ -402,6 +405,11 @@ class Request:
             raise BadRequest("Content-Length is negative")
         if length > limit:
             self.raw.close_connection = True
+            # Read (and drop) a body of a few times the limit, so that the client hears the 413 rather
+            # than a reset; a larger one is cut off unread.
+            if length <= DRAIN_BYTES:
+                while length > 0:
+                    length -= len(self.raw.rfile.read(min(length, 64 * 1024)) or b"\0" * length)
             raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is larger than {limit:,} bytes")
         return self.raw.rfile.read(length)
 
@@ -426,9 +434,16 @@ class Request:
 
     def api_export(self) -> None:
         search = params.search(self.query, max_limit=params.MAX_EXPORT)
-        if "limit" not in self.query:
-            search = dataclasses.replace(search, limit=params.MAX_EXPORT)
-        found = self.server.store.search(search.plate, **search.arguments())
+        wanted = search.limit if "limit=" in self.query else params.MAX_EXPORT
+        found: list[Any] = []
+        while len(found) < wanted:  # in pages the store's limit allows, newest first
+            page = dataclasses.replace(search, limit=min(EXPORT_PAGE, wanted - len(found)))
+            if found:
+                page = dataclasses.replace(page, before_id=found[-1].id)
+            batch = self.server.store.search(page.plate, **page.arguments())
+            found.extend(batch)
+            if len(batch) < page.limit:
+                break
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(params.CSV_COLUMNS)
