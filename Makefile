@@ -22,6 +22,7 @@ lint: venv
 test: venv
 	$(BIN)/ruff check bridge tests examples benchmarks
 	sh scripts/ensure-mosquitto.sh
+	sh scripts/ensure-chromium.sh
 	sh scripts/ensure-postgresql.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

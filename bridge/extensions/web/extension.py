@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.extensions.base import Extension, ExtensionContext
@@ -14,13 +15,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def open_web(config: BridgeConfig) -> tuple[WebServer, Any]:
-    """The page's server (not started) and the store it reads, both from the configuration."""
+def open_web(
+    config: BridgeConfig, on_watch_change: Callable[[Any], None] | None = None
+) -> tuple[WebServer, Any]:
+    """The page's server (not started) and the store it reads, both from the configuration;
+    `on_watch_change(store)` after each watch-list edit."""
     from bridge.extensions.history.extension import open_store
     from bridge.extensions.web.server import WebServer
 
     store = open_store(config)
-    return WebServer(config.web, store), store
+    changed = (lambda: on_watch_change(store)) if on_watch_change else None
+    return WebServer(config.web, store, changed), store
 
 
 class WebExtension(Extension):
@@ -38,9 +43,16 @@ class WebExtension(Extension):
         return config.web.enabled
 
     def start(self) -> None:
-        self.server, self._store = open_web(self.context.config)
+        self.server, self._store = open_web(self.context.config, self._apply_lists)
         self.server.start()
         log.info("web page on %s", self.server.url)
+
+    def _apply_lists(self, store: Any) -> None:
+        # An edit made on the page flags the very next frame: the routes' lists are replaced here, as
+        # the history extension does for MQTT requests (it would find the edit at its next look).
+        live = self.context.watchlists
+        if live is not None:
+            live.replace(store.store_lists())
 
     def stop(self) -> None:
         if self.server is not None:

@@ -105,9 +105,14 @@ def _loopback_name(name: str) -> bool:
 class WebServer:
     """Serves the page for `store` (a `HistoryStore`) on `settings.host:settings.port`."""
 
-    def __init__(self, settings: WebConfig, store: Any) -> None:
+    def __init__(
+        self, settings: WebConfig, store: Any, on_watch_change: Callable[[], None] | None = None
+    ) -> None:
+        """`on_watch_change` is called after the page edits a watch list (the running bridge applies
+        it to the next frame at once; without it, the history extension finds it at its next look)."""
         self.settings = settings
         self.store = store
+        self.on_watch_change = on_watch_change or (lambda: None)
         self.gate = Gate(settings.password, settings.token, settings.session_hours * 3600)
         self.feed = LiveFeed(lambda limit: store.search(limit=limit))
         self._streams = threading.BoundedSemaphore(settings.live_clients)
@@ -521,6 +526,7 @@ class Request:
     def api_add(self, name: str) -> None:
         plate, label = params.watch_entry(self.json_body())
         entry = self.server.store.add_watch(params.list_name(name), plate, label)
+        self.server.on_watch_change()
         self.send({"list": entry.list, "plate": entry.plate, "label": entry.label, "source": entry.source})
 
     def api_remove(self, name: str, text: str) -> None:
@@ -528,6 +534,7 @@ class Request:
         removed = self.server.store.remove_watch(params.list_name(name), params.plate(text))
         if not removed:
             raise HTTPError(HTTPStatus.NOT_FOUND, f"{text} is not on {name}")
+        self.server.on_watch_change()
         self.send({"removed": True})
 
     def api_import(self, name: str) -> None:
@@ -538,6 +545,7 @@ class Request:
         except UnicodeDecodeError:
             raise BadRequest("the CSV is not UTF-8 text") from None
         count = self.server.store.import_csv(params.list_name(name), text)
+        self.server.on_watch_change()
         self.send({"imported": count})
 
     def api_list_export(self, name: str) -> None:

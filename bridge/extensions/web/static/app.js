@@ -129,7 +129,7 @@ async function showPlate(plate, visitId) {
         el("div", {}, el("strong", { text: time(s.seen_at) }), ` · ${s.camera} · ${s.score.toFixed(2)} · ${s.reader}`),
         s.visit_id ? el("a", { href: `#plate/${encodeURIComponent(s.plate)}/visit/${s.visit_id}`, text: "its visit" }) : null,
         el("div", {}, ...badges(s.watchlists)),
-        s.has_crop ? el("img", { alt: "plate crop", loading: "lazy", src: `api/sightings/${s.id}/crop.jpg` }) : null,
+        s.has_crop ? el("img", { class: "crop", alt: "plate crop", loading: "lazy", src: `api/sightings/${s.id}/crop.jpg` }) : null,
         s.has_snapshot ? el("img", { alt: "snapshot", loading: "lazy", src: `api/sightings/${s.id}/snapshot.jpg` }) : null)));
   } catch (error) { say(error.message); }
 }
