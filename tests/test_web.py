@@ -317,3 +317,83 @@ def test_the_live_feed_streams_new_vehicles(page: Any) -> None:
         assert (body["id"], body["plate"]) == (stored.id, "NEW1")
     finally:
         connection.close()
+
+
+def test_the_wheel_ships_the_pages_assets(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("plate_bridge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for asset in ("index.html", "login.html", "app.js", "style.css", "icon.svg"):
+        assert f"bridge/extensions/web/static/{asset}" in names
+
+
+def test_plate_bridge_web_serves_the_store_and_refuses_an_open_address(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"history:\n  data_dir: {tmp_path}\nweb:\n  host: 0.0.0.0\n")
+    refused = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "web", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (
+        refused.returncode == 2 and "set web.password" in refused.stderr and "Traceback" not in refused.stderr
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bridge.cli",
+            "web",
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        lines = iter(process.stderr.readline, "")
+        line = next((line for line in lines if "plate-bridge web:" in line), "")
+        assert f"http://127.0.0.1:{port}/" in line, line
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/api/usage", headers={"Host": f"127.0.0.1:{port}"})
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["calls"] == 0
+        connection.close()
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+        if process.stderr is not None:
+            process.stderr.close()
