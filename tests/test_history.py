@@ -108,8 +108,8 @@ def test_a_frame_read_is_stored_with_its_pictures_and_usage(
         [visit] = store.present()
         assert visit.plate == "AB12CDE" and visit.cameras == ("drive",)
         # Presence of the watched plate, for Home Assistant's device_tracker.
-        [presence] = collector.wait_for(f"{BASE}/history/presence/AB12CDE")[-1:]
-        assert presence["state"] == "home" and presence["lists"] == ["family"]
+        assert latest(collector, f"{BASE}/history/presence/AB12CDE", "home")
+        assert collector.on(f"{BASE}/history/presence/AB12CDE")[-1]["lists"] == ["family"]
     finally:
         bridge.stop(deadline=5)
     # Usage is written by the writer; the store outlives the bridge: open it again.
@@ -220,3 +220,96 @@ def test_errors_are_not_vehicles(kind: str, tmp_path: Path) -> None:
     msg = Message(topic="cameras/gate/image", payload=b"", received_at=time_now(), camera_id="gate")
     extension.on_event(PublishedEvent(kind, "plate-bridge/gate/error", {"code": "x"}, msg))  # type: ignore[arg-type]
     assert extension.stats() == {"queued": 0}
+
+
+def test_a_watched_plate_gets_a_home_assistant_device_tracker_driven_by_its_visits(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path
+) -> None:
+    bridge = history_bridge(
+        broker,
+        emulator,
+        tmp_path,
+        watchlists={"family": {"plates": [{"plate": "AB12CDE", "label": "Anna's car"}]}},
+        homeassistant={"enabled": True},
+        history={"visit_gap": 2},
+    )
+    presence_topic = f"{BASE}/history/presence/AB12CDE"
+    try:
+        collector: Collector = collector_factory(broker.host, broker.port, [f"{BASE}/#", "homeassistant/#"])
+        tracker = collector.wait_for("homeassistant/device_tracker/history-test/plate_ab12cde/config")[-1]
+        assert tracker["state_topic"] == presence_topic and tracker["name"] == "Anna's car"
+        assert (tracker["payload_home"], tracker["payload_not_home"]) == ("home", "not_home")
+        assert latest(collector, presence_topic, "not_home")
+        collector.publish("cameras/drive/image", frame(emulator, "ab12cde", "home"))
+        assert latest(collector, presence_topic, "home")
+        # No sighting for the visit gap (2 s): the visit closes, the car is away.
+        assert latest(collector, presence_topic, "not_home", timeout=20)
+        # A plate added over MQTT gets its tracker; removed, the tracker goes.
+        request(collector, "add", {"list": "visitors", "plate": "CD34EFG"}, 1)
+        collector.wait_for("homeassistant/device_tracker/history-test/plate_cd34efg/config")
+        request(collector, "remove", {"list": "visitors", "plate": "CD34EFG"}, 1)
+        topic = "homeassistant/device_tracker/history-test/plate_cd34efg/config"
+        with collector._changed:
+            collector._changed.wait_for(
+                lambda: any(t == topic and p == b"" for t, p, _ in collector.messages), 10
+            )
+        assert any(t == topic and p == b"" for t, p, _ in collector.messages)
+    finally:
+        bridge.stop(deadline=5)
+
+
+def latest(collector: Collector, topic: str, state: str, timeout: float = 15.0) -> bool:
+    """Whether the last presence document on `topic` says `state`, waiting for it up to `timeout`."""
+
+    def last_state() -> str | None:
+        documents = [p for t, p, _ in collector.messages if t == topic and p]
+        return json.loads(documents[-1])["state"] if documents else None
+
+    with collector._changed:
+        return collector._changed.wait_for(lambda: last_state() == state, timeout)
+
+
+def test_history_is_off_by_default_and_its_url_is_checked(tmp_path: Path) -> None:
+    from bridge.errors import ConfigError
+    from bridge.extensions import enabled_extensions
+
+    assert HistoryExtension not in enabled_extensions(load_config())
+    assert HistoryExtension in enabled_extensions(load_config(history={"enabled": True}))
+    with pytest.raises(ConfigError) as info:
+        load_config(history={"url": "mysql://user:secret@db:3306/x"})
+    [problem] = info.value.problems
+    assert "history.url" in problem and "'mysql://db:3306' is not a postgresql" in problem
+    assert "secret" not in problem
+    assert load_config(history={"url": ""}).history.url is None
+
+
+def test_run_time_lists_join_the_nodes_that_match_every_global_list() -> None:
+    from bridge.config import RouteConfig
+    from bridge.nodes import NodeContext, WatchlistNode
+    from bridge.nodes.watchlist import LiveWatchlists
+    from tests.canned import RecordingPublisher
+
+    live = LiveWatchlists()
+
+    def node(settings: dict[str, Any]) -> WatchlistNode:
+        context = NodeContext(
+            route=RouteConfig(topic="cameras/+/image"),
+            base_topic=BASE,
+            publisher=RecordingPublisher(),
+            live_watchlists=live,
+        )
+        return WatchlistNode.from_settings(settings, context)  # type: ignore[return-value]
+
+    every, own = node({}), node({"use": [], "lists": {"gate": {"plates": ["ZZ11ZZZ"]}}})
+    msg = Message(
+        topic="cameras/gate/image",
+        payload=b"",
+        received_at=time_now(),
+        camera_id="gate",
+        result={"results": [result("ab12cdf")]},
+    )
+    assert every.process(msg).metadata["watched"] == ()  # type: ignore[union-attr]
+    live.replace({"visitors": [("AB12CDE", "Plumber")]})
+    [match] = every.process(msg).metadata["watched"]  # type: ignore[union-attr]
+    assert (match["list"], match["label"], match["distance"]) == ("visitors", "Plumber", 1.0)
+    assert own.process(msg).metadata["watched"] == ()  # type: ignore[union-attr]

@@ -286,3 +286,36 @@ def test_home_assistant_builds_every_entity_and_accepts_every_payload(
 
     problems = rejected_lines(home_assistant)
     assert not problems, "Home Assistant logged:\n" + "\n".join(problems)
+
+
+def test_a_watched_car_is_a_device_tracker_home_while_its_visit_is_open(
+    setup: tuple[HomeAssistant, Mosquitto, ReaderEmulator], collector_factory: Any, tmp_path: Path
+) -> None:
+    home_assistant, mosquitto, emulator = setup
+    frame = jpeg(320, 240, text="NHK552 home")
+    emulator.set_response(frame, {"results": [{**RESULT, "box": BOX}]})
+    config = bridge_config(mosquitto, emulator, ["gate"]).model_copy(
+        update={
+            "history": load_config(
+                history={"enabled": True, "data_dir": str(tmp_path / "history"), "visit_gap": 3}
+            ).history
+        }
+    )
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        tracker = "device_tracker.plate_bridge_anna_s_car"
+        state = home_assistant.wait_state(tracker, lambda state: state["state"] == "not_home")
+        assert state["attributes"]["friendly_name"] == "Plate bridge Anna's car"
+        collector: Collector = collector_factory("127.0.0.1", mosquitto.port, ["plate-bridge/#"])
+        collector.publish("cameras/gate/image", frame)
+        state = home_assistant.wait_state(tracker, lambda state: state["state"] == "home")
+        assert state["attributes"]["plate"] == "NHK552" and state["attributes"]["cameras"] == ["gate"]
+        # No sighting for the visit gap: the visit closes and the car is away.
+        home_assistant.wait_state(tracker, lambda state: state["state"] == "not_home", 30)
+        [entities] = home_assistant.ws({"type": "config/entity_registry/list"})
+        assert by_unique_id(entities)["plate_bridge_plate-bridge_plate_nhk552"]["entity_id"] == tracker
+    finally:
+        bridge.stop(deadline=5)
+    problems = rejected_lines(home_assistant)
+    assert not problems, "Home Assistant logged:\n" + "\n".join(problems)

@@ -84,7 +84,8 @@ class HistoryExtension(Extension):
         self._reader = reader_kind(context.config)
         self._watch_version = -1
         self._presence: dict[str, bytes] = {}  # plate -> last document published
-        self._connected = False
+        # Presence follows the gap closely: a short gap is swept more often (at least every second).
+        self._sweep_every = max(1.0, min(VISIT_SWEEP, self.settings.visit_gap / 4))
 
     @classmethod
     def enabled(cls, config: BridgeConfig) -> bool:
@@ -186,7 +187,7 @@ class HistoryExtension(Extension):
     # -- the writer ----------------------------------------------------------------------------
 
     def _write_until_stopped(self) -> None:
-        due = {"visits": time.monotonic() + VISIT_SWEEP, "retention": time.monotonic(), "watch": 0.0}
+        due = {"visits": time.monotonic() + self._sweep_every, "retention": time.monotonic(), "watch": 0.0}
         while True:
             try:
                 first = self._queue.get(timeout=1.0)
@@ -224,7 +225,7 @@ class HistoryExtension(Extension):
     def _write(self, batch: list[Pending]) -> None:
         if not batch or self.store is None:
             return
-        started = time.process_time()
+        started = time.thread_time()
         records = []
         for pending in batch:
             try:
@@ -240,7 +241,7 @@ class HistoryExtension(Extension):
             return
         with self._lock:
             self._counts["stored"] += len(stored)
-            self._counts["writer_cpu_us"] += int((time.process_time() - started) * 1e6)
+            self._counts["writer_cpu_us"] += int((time.thread_time() - started) * 1e6)
             listeners = list(self._listeners)
         for sighting in stored:
             for listener in listeners:
@@ -263,7 +264,7 @@ class HistoryExtension(Extension):
                 if store.watch_version() != self._watch_version:
                     self._reload_watchlists()
             if now >= due["visits"]:
-                due["visits"] = now + VISIT_SWEEP
+                due["visits"] = now + self._sweep_every
                 if store.close_overdue_visits():
                     self._publish_presence()
             if now >= due["retention"]:
@@ -302,7 +303,6 @@ class HistoryExtension(Extension):
         self._publish_presence()
 
     def on_connected(self) -> None:
-        self._connected = True
         with self._lock:
             self._presence.clear()  # a broker that restarted may have lost them: publish all again
         with contextlib.suppress(queue.Full):

@@ -427,10 +427,28 @@ class HistoryStore:
                         .all()
                     )
                 deleted += self._delete_sightings(list(ids))
-        if deleted and self.dialect == "sqlite":
-            with self._write_lock, self.engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA incremental_vacuum")
+        if deleted:
+            self._reclaim()
         return deleted
+
+    def _reclaim(self) -> None:
+        """Give the space of deleted vehicles back: SQLite returns free pages to the file system
+        (auto_vacuum=INCREMENTAL), PostgreSQL marks the dead rows' space reusable at once rather than
+        at autovacuum's next pass (pictures are most of a store: they must not pile up meanwhile)."""
+        with self._write_lock:
+            if self.dialect == "sqlite":
+                # Outside any transaction (the driver's connection is in autocommit, see _sqlite_pragmas);
+                # incremental_vacuum frees a page per row it returns: read them all.
+                raw = self.engine.raw_connection()
+                try:
+                    raw.cursor().execute("PRAGMA incremental_vacuum").fetchall()
+                    raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                finally:
+                    raw.close()
+                return
+            with self.engine.connect() as plain:
+                connection = plain.execution_options(isolation_level="AUTOCOMMIT")
+                connection.exec_driver_sql("VACUUM images, sightings, sighting_watch, plate_keys, plates")
 
     def _delete_sightings(self, ids: list[int]) -> int:
         with self._writing() as connection:
@@ -807,6 +825,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes on a new file: set before any table
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # The WAL file is reused, not shrunk, after a checkpoint: cap what it keeps on disk.
+        cursor.execute("PRAGMA journal_size_limit=16777216")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

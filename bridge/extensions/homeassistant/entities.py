@@ -88,6 +88,10 @@ class Topics:
     def camera(self, camera: str, leaf: str) -> str:
         return f"{self.base}/{topic_level(camera)}/{leaf}"
 
+    def presence(self, plate: str) -> str:
+        """A watched plate's presence (bridge/extensions/history/presence.py publishes it)."""
+        return f"{self.base}/history/presence/{plate}"
+
     def discovery(self, component: str, object_key: str) -> str:
         return f"{self.prefix}/{component}/{self.node}/{object_key}/config"
 
@@ -326,6 +330,30 @@ class Entities:
             ]
         documents += self._triggers(camera, key, device, watchlists)
         return documents
+
+    # -- watched plates (history) ---------------------------------------------------------------
+
+    def tracker(self, plate: str, label: str | None) -> Discovery:
+        """A watched plate's `device_tracker` (home/not_home), driven by its visits in the history
+        store, on the bridge's device: "Anna's car is home" without a template."""
+        key = f"plate_{slug(plate)}"
+        name = label or plate
+        document = {
+            "name": name,
+            "unique_id": f"plate_bridge_{self.topics.node}_{key}",
+            **self._entity_id("device_tracker", f"{self.bridge_slug}_{slug(name)}"),
+            "device": self.bridge_device(),
+            "origin": ORIGIN,
+            "state_topic": self.topics.presence(plate),
+            "value_template": "{{ value_json.state }}",
+            "payload_home": "home",
+            "payload_not_home": "not_home",
+            "source_type": "router",  # seen by a fixed sensor at home, like a router sees a phone
+            "json_attributes_topic": self.topics.presence(plate),
+            "icon": "mdi:car",
+            **self._availability(),
+        }
+        return self.topics.discovery("device_tracker", key), document
 
     def _triggers(
         self, camera: str, key: str, device: dict[str, Any], watchlists: list[str]

@@ -87,6 +87,7 @@ class HomeAssistantExtension(Extension):
         self._thread: threading.Thread | None = None
         self._last_stats: dict[str, Any] | None = None
         self._usage_at = 0.0
+        self._trackers: dict[str, str] = {}  # watched plate -> the name its device_tracker was announced with
         self._answers_at = 0.0
         reader = context.reader
         self._usage_kind = _usage_kind(config, reader)
@@ -96,7 +97,13 @@ class HomeAssistantExtension(Extension):
         return config.homeassistant.enabled
 
     def subscriptions(self) -> Sequence[tuple[str, int]]:
-        return [(self.topics.ha_status, 1), (self.topics.record, 1)]
+        topics = [(self.topics.ha_status, 1), (self.topics.record, 1)]
+        if self.context.config.history.enabled:
+            # Watched plates' presence (retained, by the history extension): one device_tracker each.
+            # First, so that its retained documents arrive before the record, whose reconciling would
+            # otherwise remove the trackers of the previous run and see them come back.
+            topics.insert(0, (self.topics.presence("+"), 1))
+        return topics
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -118,6 +125,10 @@ class HomeAssistantExtension(Extension):
         self._announce_bridge()
         for camera in cameras:
             self._announce_camera(camera, fresh=camera not in self._announced)
+        with self._lock:
+            trackers = dict(self._trackers)
+        for plate, name in trackers.items():
+            self._send(*self.entities.tracker(plate, name))
         with self._wake:
             if not self._record_seen:
                 # No retained record arrives when there is none (a first run): publish after a while.
@@ -131,6 +142,37 @@ class HomeAssistantExtension(Extension):
                 self.on_connected()
         elif inbound.topic == self.topics.record:
             self._reconcile(inbound.payload)
+        elif inbound.topic.startswith(self.topics.presence("")):
+            self._track(inbound.topic.removeprefix(self.topics.presence("")), inbound.payload)
+
+    def _track(self, plate: str, payload: bytes) -> None:
+        """Announce a watched plate's device_tracker on its first presence document; remove it when
+        its presence topic is emptied (the plate left every watch list)."""
+        if not plate or "/" in plate:
+            return
+        try:
+            document = json.loads(payload) if payload else None
+        except ValueError:
+            document = None
+        topic, config = self.entities.tracker(
+            plate, document.get("label") if isinstance(document, dict) else None
+        )
+        if document is None:
+            with self._lock:
+                known = topic in self._discovery_topics
+                self._discovery_topics.discard(topic)
+                self._trackers.pop(plate, None)
+            if known:
+                self.context.publish(topic, b"", 1, True)
+                self._publish_record()
+            return
+        with self._lock:
+            if self._trackers.get(plate) == config["name"]:
+                return
+            self._trackers[plate] = config["name"]
+            self._discovery_topics.add(topic)
+        self._send(topic, config)
+        self._publish_record()
 
     # -- cameras -------------------------------------------------------------------------------
 
