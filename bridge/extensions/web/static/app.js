@@ -59,6 +59,7 @@ async function startLive() {
   try {
     const { sightings } = await api("api/search?limit=25");
     list.replaceChildren(...sightings.map(sightingRow));
+    performance.mark("plate-bridge:live-rows");  // benchmarks/web_first_paint.py reads it
   } catch (error) { say(error.message); }
   feed = new EventSource("api/feed");
   feed.onopen = () => { $("live-state").textContent = "following"; };
