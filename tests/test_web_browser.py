@@ -222,6 +222,33 @@ def test_off_loopback_the_page_asks_for_the_password_first(browser: Any, shots: 
         cookie = browser.get_cookie("plate_bridge_session")
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert browser.execute_script("return document.cookie") == ""  # HttpOnly: no script sees it
+        browser.find_element(By.XPATH, "//button[text()='Log out']").click()
+        wait(browser, seen.visibility_of_element_located((By.ID, "password")), "the login form again")
     finally:
         server.stop()
         store.close()
+
+
+@pytest.mark.slow
+def test_the_first_paint_benchmark_measures_in_smoke_mode(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "web_results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.web_first_paint", "--smoke", "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())["sqlite"]
+    assert figures["loads"] == 3 and figures["vehicles"] == 2000
+    assert 0 < figures["first_contentful_paint_ms"]["p50"] <= figures["first_contentful_paint_ms"]["max"]
+    assert figures["live_rows_ms"]["p50"] > 0 and figures["search_tolerance_1_ms"]["p50"] > 0

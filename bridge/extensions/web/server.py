@@ -315,6 +315,10 @@ class Request:
         if kind == "open":
             self._check_host()
         csrf = session.csrf if session else self.server.gate.open_csrf
+        if path == "/logout" and method == "POST":
+            # The page's plain form: its Origin is checked; a forged logout would only log out.
+            self._check_origin()
+            return self.logout()
         if method in ("POST", "DELETE"):
             self._check_origin()
             if kind != "token" and not csrf_ok(csrf, self.raw.headers.get("X-CSRF-Token")):
@@ -330,8 +334,6 @@ class Request:
                 page.encode(),
                 {"Cache-Control": "no-store"},
             )
-        if path == "/logout" and method == "POST":
-            return self.logout()
         for pattern, allowed, handler in ROUTES:
             match = pattern.fullmatch(path)
             if match:
