@@ -742,6 +742,12 @@ class HistoryConfig(StrictModel):
         le=100_000,
         description="Vehicles waiting for the writer; beyond it they are counted, dropped.",
     )
+    queue_bytes: int = Field(
+        64 * 1024**2,
+        ge=1024**2,
+        description="Bytes of frames (for the pictures) waiting for the writer; beyond it vehicles are "
+        "counted, dropped.",
+    )
 
     @field_validator("url")
     @classmethod

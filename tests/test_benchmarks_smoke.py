@@ -99,3 +99,26 @@ def test_live_benchmark_scores_vehicles_per_system(tmp_path: Path) -> None:
     report = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
     assert "## Live cameras" in report
     assert "| vehicles read correctly / came |" in report
+
+
+@pytest.mark.slow
+def test_the_history_benchmark_smoke_mode_measures_every_goal(tmp_path: Path) -> None:
+    out = tmp_path / "history.json"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.history",
+        "--smoke",
+        "--databases",
+        "sqlite",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert figures["recording"]["stored"] == figures["recording"]["events"]
+    assert figures["search_sqlite"]["found_the_car"] == figures["search_sqlite"]["queries"]
+    assert figures["retention_sqlite"]["within_bound"] is True

@@ -313,3 +313,34 @@ def test_run_time_lists_join_the_nodes_that_match_every_global_list() -> None:
     [match] = every.process(msg).metadata["watched"]  # type: ignore[union-attr]
     assert (match["list"], match["label"], match["distance"]) == ("visitors", "Plumber", 1.0)
     assert own.process(msg).metadata["watched"] == ()  # type: ignore[union-attr]
+
+
+def test_frames_waiting_for_the_writer_are_bounded_in_bytes_too(tmp_path: Path) -> None:
+    config = load_config(history={"enabled": True, "data_dir": str(tmp_path), "queue_bytes": 1024**2})
+    extension = HistoryExtension(ExtensionContext(config=config, publish=lambda *a, **k: None, health=dict))
+    image = b"\xff\xd8" + bytes(600 * 1024)
+    msg = Message(
+        topic="cameras/gate/image", payload=b"", received_at=time_now(), camera_id="gate", image=image
+    )
+    event = {"results": [result("ab12cde")], "camera_id": "gate"}
+    for _ in range(3):
+        extension.on_event(PublishedEvent("plate", "plate-bridge/gate/result", event, msg))
+    assert extension.stats() == {"dropped": 2, "queued": 1}
+
+
+def test_a_presence_left_retained_by_an_earlier_run_is_emptied(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path
+) -> None:
+    collector: Collector = collector_factory(broker.host, broker.port, [f"{BASE}/history/#"])
+    old = f"{BASE}/history/presence/OLD123"
+    collector.publish(old, json.dumps({"state": "home", "plate": "OLD123"}).encode(), retain=True)
+    bridge = history_bridge(broker, emulator, tmp_path, watchlists={"family": {"plates": ["AB12CDE"]}})
+    try:
+        with collector._changed:
+            emptied = collector._changed.wait_for(
+                lambda: any(t == old and p == b"" for t, p, _ in collector.messages), 15
+            )
+        assert emptied
+        assert latest(collector, f"{BASE}/history/presence/AB12CDE", "not_home")
+    finally:
+        bridge.stop(deadline=5)

@@ -84,6 +84,8 @@ class HistoryExtension(Extension):
         self._reader = reader_kind(context.config)
         self._watch_version = -1
         self._presence: dict[str, bytes] = {}  # plate -> last document published
+        self._queued_bytes = 0
+        self._presence_lock = threading.Lock()
         # Presence follows the gap closely: a short gap is swept more often (at least every second).
         self._sweep_every = max(1.0, min(VISIT_SWEEP, self.settings.visit_gap / 4))
 
@@ -95,8 +97,14 @@ class HistoryExtension(Extension):
     def request_prefix(self) -> str:
         return f"{self.context.base_topic}/bridge/request/watchlist/"
 
+    @property
+    def presence_prefix(self) -> str:
+        return presence_topic(self.context.base_topic, "")
+
     def subscriptions(self) -> Sequence[tuple[str, int]]:
-        return [(f"{self.request_prefix}+", 1)]
+        # Presence too: a retained document of a plate taken off its lists while the bridge was
+        # stopped is emptied, so its Home Assistant tracker goes.
+        return [(f"{self.request_prefix}+", 1), (f"{self.presence_prefix}+", 1)]
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -166,9 +174,19 @@ class HistoryExtension(Extension):
             camera=msg.camera_id or "unknown",
             seen_at=msg.timestamp or msg.received_at,
         )
+        size = len(msg.image or b"")
+        with self._lock:
+            fits = self._queued_bytes + size <= self.settings.queue_bytes
+            if fits:
+                self._queued_bytes += size
         try:
+            if not fits:
+                raise queue.Full
             self._queue.put_nowait(pending)
         except queue.Full:
+            if fits:
+                with self._lock:
+                    self._queued_bytes -= size
             now = time.monotonic()
             with self._lock:
                 self._counts["dropped"] += 1
@@ -178,9 +196,10 @@ class HistoryExtension(Extension):
                     self._dropped_logged_at = now
             if due:
                 log.warning(
-                    "history: the writer is behind (history.queue_size %d full): vehicles are not being "
-                    "stored (%d dropped so far)",
+                    "history: the writer is behind (history.queue_size %d or queue_bytes %d reached): "
+                    "vehicles are not being stored (%d dropped so far)",
                     self.settings.queue_size,
+                    self.settings.queue_bytes,
                     dropped,
                 )
 
@@ -223,6 +242,8 @@ class HistoryExtension(Extension):
         self._write(rest)
 
     def _write(self, batch: list[Pending]) -> None:
+        with self._lock:
+            self._queued_bytes -= sum(len(pending.image or b"") for pending in batch)
         if not batch or self.store is None:
             return
         started = time.thread_time()
@@ -309,6 +330,11 @@ class HistoryExtension(Extension):
             self._requests.put_nowait(("", b""))  # presence, published from the requests thread
 
     def on_message(self, inbound: InboundMessage) -> None:
+        if inbound.topic.startswith(self.presence_prefix):
+            if inbound.retain and inbound.payload:
+                with contextlib.suppress(queue.Full):
+                    self._requests.put_nowait(("", inbound.topic.removeprefix(self.presence_prefix).encode()))
+            return
         action = inbound.topic.removeprefix(self.request_prefix)
         if "/" in action or not action:
             return
@@ -325,7 +351,7 @@ class HistoryExtension(Extension):
                 return
             action, payload = item
             if not action:
-                self._publish_presence()
+                self._publish_presence(stale=payload.decode() if payload else None)
                 continue
             if self.store is None:
                 continue
@@ -336,9 +362,15 @@ class HistoryExtension(Extension):
         topic = f"{self.context.base_topic}/bridge/response/watchlist/{action[:40]}"
         self.context.publish(topic, orjson.dumps(response), 1, False)
 
-    def _publish_presence(self) -> None:
+    def _publish_presence(self, stale: str | None = None) -> None:
         """Publish the presence of each watched plate that changed; empty the topics of plates no
-        longer on any list."""
+        longer on any list (`stale`: one seen retained on the broker, perhaps from an earlier run).
+        One thread at a time (the writer and the requests thread both call it): a plate's documents
+        go out in the order they were read."""
+        with self._presence_lock:
+            self._publish_presence_locked(stale)
+
+    def _publish_presence_locked(self, stale: str | None) -> None:
         store = self.store
         if store is None:
             return
@@ -359,6 +391,8 @@ class HistoryExtension(Extension):
                     self._presence[plate] = payload
             for plate in gone:
                 del self._presence[plate]
+            if stale and stale not in documents and stale not in gone:
+                gone.append(stale)
         for plate, payload in changed.items():
             self.context.publish(presence_topic(base, plate), payload, 1, True)
         for plate in gone:
