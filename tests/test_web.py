@@ -144,6 +144,9 @@ def test_a_plate_has_its_visits_pictures_and_lists(page: Any) -> None:
     status, present = client.json("GET", "/api/present")
     assert {v["plate"] for v in present["visits"]} == {"AB12CDE", "=CMD1", "XY34ZZZ"}
     assert client.json("GET", "/api/cameras")[1] == {"cameras": ["drive", "gate"]}
+    # Written as people write it, a plate still shows the lists it is on.
+    status, plate = client.json("GET", "/api/plates/zz-99%20zzz")
+    assert plate["watchlists"] == [{"list": "family", "label": None, "source": "yaml"}]
 
 
 def test_edits_need_the_pages_csrf_token_and_its_origin(page: Any) -> None:

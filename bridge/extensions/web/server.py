@@ -37,6 +37,7 @@ from bridge.extensions.web import params
 from bridge.extensions.web.auth import SESSION_COOKIE, Gate, Session, csrf_ok
 from bridge.extensions.web.feed import LiveFeed
 from bridge.extensions.web.params import BadRequest
+from bridge.plates import normalize_plate
 
 if TYPE_CHECKING:
     from bridge.config import WebConfig
@@ -484,7 +485,8 @@ class Request:
         store = self.server.store
         sightings = store.search(plate, tolerance=tolerance, limit=100)
         visits = store.visits(plate, limit=50)
-        lists = [e for e in store.watch_entries() if e.plate == plate]
+        normal = normalize_plate(plate)
+        lists = [e for e in store.watch_entries() if e.plate == normal]
         self.send(
             {
                 "plate": plate,
