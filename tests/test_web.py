@@ -99,7 +99,13 @@ def test_a_page_off_loopback_needs_a_password_and_the_page_needs_the_store(tmp_p
     with pytest.raises(ConfigError, match="configuration problem"):
         load_config(history={"enabled": True}, web={"enabled": True, "base_path": "/a b"})
     # With a password (or only behind Home Assistant's ingress) it may listen elsewhere.
-    load_config(history={"enabled": True}, web={"enabled": True, "host": "0.0.0.0", "password": PASSWORD})
+    config = load_config(
+        history={"enabled": True},
+        web={"enabled": True, "host": "0.0.0.0", "password": PASSWORD, "token": TOKEN},
+    )
+    # What bridge/info and check-config show of it: no secret.
+    shown = json.dumps(config.masked())
+    assert PASSWORD not in shown and TOKEN not in shown and '"password": "**********"' in shown
     load_config(history={"enabled": True}, web={"host": "0.0.0.0", "trusted_proxies": ["172.30.32.2"]})
 
 
