@@ -23,7 +23,6 @@ from tests.images import jpeg
 
 PASSWORD = "correct horse battery"
 TOKEN = "t0ken-for-scripts-0123456789"
-NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def serve(tmp_path: Path, **web: Any) -> tuple[WebServer, Any]:
@@ -38,16 +37,17 @@ def serve(tmp_path: Path, **web: Any) -> tuple[WebServer, Any]:
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[tuple[WebServer, Any]]:
+def page(tmp_path: Path) -> Iterator[tuple[WebServer, Any, datetime]]:
     server, store = serve(tmp_path)
+    now = datetime.now(UTC).replace(microsecond=0)
     store.record(
         [
-            Record("AB12CDE", "drive", NOW - timedelta(minutes=3), 0.91, crop=jpeg(80, 24, text="c")),
-            Record("=CMD1", "gate", NOW - timedelta(minutes=2), 0.5),
-            Record("XY34ZZZ", "gate", NOW - timedelta(minutes=1), 0.8, watchlists=("family",)),
+            Record("AB12CDE", "drive", now - timedelta(minutes=3), 0.91, crop=jpeg(80, 24, text="c")),
+            Record("=CMD1", "gate", now - timedelta(minutes=2), 0.5),
+            Record("XY34ZZZ", "gate", now - timedelta(minutes=1), 0.8, watchlists=("family",)),
         ]
     )
-    yield server, store
+    yield server, store, now
     server.stop()
     store.close()
 
@@ -110,14 +110,14 @@ def test_a_page_off_loopback_needs_a_password_and_the_page_needs_the_store(tmp_p
 
 
 def test_search_finds_a_one_character_misread_and_refuses_bad_parameters(page: Any) -> None:
-    server, _ = page
+    server, _, now = page
     client = Client(server)
     status, found = client.json("GET", "/api/search?plate=AB12CDF&tolerance=1")
     assert status == 200 and [s["plate"] for s in found["sightings"]] == ["AB12CDE"]
     assert client.json("GET", "/api/search?plate=AB12CDF")[1]["sightings"] == []
     status, found = client.json("GET", "/api/search?camera=gate&list=family")
     assert [s["plate"] for s in found["sightings"]] == ["XY34ZZZ"]
-    since = (NOW - timedelta(minutes=2, seconds=30)).isoformat()
+    since = (now - timedelta(minutes=2, seconds=30)).isoformat()
     status, found = client.json("GET", f"/api/search?since={since.replace('+', '%2B')}")
     assert [s["plate"] for s in found["sightings"]] == ["XY34ZZZ", "=CMD1"]
     for query, says in [
@@ -139,7 +139,7 @@ def test_search_finds_a_one_character_misread_and_refuses_bad_parameters(page: A
 
 
 def test_a_plate_has_its_visits_pictures_and_lists(page: Any) -> None:
-    server, store = page
+    server, store, _ = page
     client = Client(server)
     status, plate = client.json("GET", "/api/plates/XY34ZZZ")
     assert status == 200 and plate["visits"][0]["cameras"] == ["gate"] and plate["visits"][0]["open"]
@@ -156,7 +156,7 @@ def test_a_plate_has_its_visits_pictures_and_lists(page: Any) -> None:
 
 
 def test_edits_need_the_pages_csrf_token_and_its_origin(page: Any) -> None:
-    server, store = page
+    server, store, _ = page
     client = Client(server)
     entry = {"plate": "CD34EFG", "label": "Anna"}
     status, body = client.json("POST", "/api/watchlists/visitors/entries", entry)
@@ -190,7 +190,7 @@ def test_edits_need_the_pages_csrf_token_and_its_origin(page: Any) -> None:
 
 
 def test_a_watch_list_csv_is_bounded_on_the_way_in_and_quoted_on_the_way_out(page: Any) -> None:
-    server, _ = page
+    server, _, _ = page
     client = Client(server)
     csrf = client.csrf()
     status, _, body = client.request(
@@ -220,7 +220,7 @@ def test_a_watch_list_csv_is_bounded_on_the_way_in_and_quoted_on_the_way_out(pag
 
 
 def test_without_a_login_only_loopback_names_are_served(page: Any) -> None:
-    server, _ = page
+    server, _, _ = page
     status, _, body = Client(server, host=f"rebound.example:{server.port}").request("GET", "/api/cameras")
     assert status == 403 and b"allowed_hosts" in body
     assert Client(server, host=f"localhost:{server.port}").request("GET", "/api/cameras")[0] == 200
@@ -311,7 +311,7 @@ def test_under_a_base_path_and_in_home_assistants_ingress(tmp_path: Path) -> Non
 
 
 def test_the_live_feed_streams_new_vehicles(page: Any) -> None:
-    server, store = page
+    server, store, _ = page
     connection = http.client.HTTPConnection(server.settings.host, server.port, timeout=10)
     try:
         connection.request("GET", "/api/feed", headers={"Host": f"127.0.0.1:{server.port}"})
