@@ -81,9 +81,19 @@ def frame(emulator: ReaderEmulator, plate: str, seed: str) -> bytes:
 
 
 def test_a_frame_read_is_stored_with_its_pictures_and_usage(
-    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path
+    broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    collector_factory: Any,
+    tmp_path: Path,
+    history_url: str | None,
 ) -> None:
-    bridge = history_bridge(broker, emulator, tmp_path, watchlists={"family": {"plates": ["AB12CDE"]}})
+    bridge = history_bridge(
+        broker,
+        emulator,
+        tmp_path,
+        watchlists={"family": {"plates": ["AB12CDE"]}},
+        history={"url": history_url},
+    )
     try:
         extension = history_of(bridge)
         feed = Feed(extension)
@@ -115,13 +125,13 @@ def test_a_frame_read_is_stored_with_its_pictures_and_usage(
     # Usage is written by the writer; the store outlives the bridge: open it again.
     from bridge.extensions.history.store import HistoryStore
 
-    reopened = HistoryStore.open(None, tmp_path)
+    reopened = HistoryStore.open(history_url, tmp_path)
     try:
         assert reopened.usage().calls == 1
         assert [s.plate for s in reopened.search()] == ["AB12CDE"]
     finally:
         reopened.close()
-    assert (tmp_path / "history.sqlite3").exists()
+    assert (tmp_path / "history.sqlite3").exists() == (history_url is None)
 
 
 def request(collector: Collector, action: str, document: dict[str, Any], count: int) -> dict[str, Any]:
@@ -281,6 +291,8 @@ def test_history_is_off_by_default_and_its_url_is_checked(tmp_path: Path) -> Non
     assert "history.url" in problem and "'mysql://db:3306' is not a postgresql" in problem
     assert "secret" not in problem
     assert load_config(history={"url": ""}).history.url is None
+    shown = json.dumps(load_config(history={"url": "postgresql://plates:secret@db:5432/x"}).masked())
+    assert "postgresql://db:5432" in shown and "secret" not in shown  # what bridge/info publishes
 
 
 def test_run_time_lists_join_the_nodes_that_match_every_global_list() -> None:

@@ -281,3 +281,32 @@ def _engine_url(url: str | None, data_dir: Path) -> str:
     from bridge.extensions.history.store import _database_url
 
     return _database_url(url, data_dir)
+
+
+def test_two_replicas_write_the_same_new_plates_at_once(history_url: str | None, tmp_path: Path) -> None:
+    import threading
+
+    replicas = [HistoryStore.open(history_url, tmp_path) for _ in range(2)]
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def write(store: HistoryStore, camera: str) -> None:
+        try:
+            start.wait(10)
+            for round_ in range(10):
+                store.record([seen(f"NEW{i:03d}", round_, camera=camera) for i in range(20)])
+        except BaseException as exc:  # reported below, with the others
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(store, f"cam{n}")) for n, store in enumerate(replicas)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert failures == []
+        assert len(replicas[0].search(limit=1000)) == 400
+        assert {s.camera for s in replicas[1].search("NEW007", limit=100)} == {"cam0", "cam1"}
+    finally:
+        for store in replicas:
+            store.close()

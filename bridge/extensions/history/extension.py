@@ -29,6 +29,7 @@ from bridge.extensions.history.records import Pending, records_of
 from bridge.extensions.history.store import HistoryStore, Sighting, VisitRules
 from bridge.extensions.history.watchapi import handle
 from bridge.extensions.info import reader_kind
+from bridge.redact import redacted
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig, HistoryConfig
@@ -42,6 +43,12 @@ RETENTION_EVERY = 60.0  # seconds between retention passes
 WATCH_POLL = 5.0  # seconds between looks for another replica's watch-list edits
 REQUEST_QUEUE = 64
 DROP_LOG_EVERY = 60.0
+
+
+def _said(exc: Exception) -> str:
+    """An exception as it may be logged: a driver's message with any URL cut short, and no SQL."""
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return redacted(text)[:300]
 
 
 def visit_rules(settings: HistoryConfig) -> VisitRules:
@@ -258,7 +265,7 @@ class HistoryExtension(Extension):
         except Exception as exc:
             with self._lock:
                 self._counts["write_errors"] += 1
-            log.error("history: cannot store %d vehicle(s): %s", len(records), exc)
+            log.error("history: cannot store %d vehicle(s): %s", len(records), _said(exc))
             return
         with self._lock:
             self._counts["stored"] += len(stored)
@@ -297,7 +304,7 @@ class HistoryExtension(Extension):
                     with self._lock:
                         self._counts["expired"] += deleted
         except Exception as exc:
-            log.error("history: housekeeping failed: %s", exc)
+            log.error("history: housekeeping failed: %s", _said(exc))
 
     def _flush_usage(self) -> None:
         with self._lock:
@@ -378,7 +385,7 @@ class HistoryExtension(Extension):
             watched = watched_plates(store.watch_entries())
             documents = presence_documents(watched, store.present(datetime.now(UTC)))
         except Exception as exc:
-            log.error("history: cannot read the watched plates' presence: %s", exc)
+            log.error("history: cannot read the watched plates' presence: %s", _said(exc))
             return
         base = self.context.base_topic
         with self._lock:

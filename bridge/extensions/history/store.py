@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 
 from bridge.errors import BridgeError, ConfigError
 from bridge.extensions.history import schema as t
@@ -45,6 +46,7 @@ MAX_LIST_NAME = 100
 MAX_LABEL = 200
 MAX_PLATE = 32
 MAX_LIMIT = 1000
+MAX_NEAR_PLATES = 5000
 _LIST_NAME = re.compile(r"^[\w][\w .\-]*$")
 
 
@@ -238,11 +240,16 @@ class HistoryStore:
 
     def record(self, records: Sequence[Record]) -> list[Sighting]:
         """Store vehicles (one transaction), placing each in its visit; the stored sightings."""
-        stored: list[Sighting] = []
-        with self._writing() as connection:
-            for item in records:
-                stored.append(self._record_one(connection, item))
-        return stored
+        for attempt in range(3):
+            try:
+                with self._writing() as connection:
+                    return [self._record_one(connection, item) for item in records]
+            except OperationalError:
+                # Replicas writing the same new plates in another order can deadlock on PostgreSQL;
+                # it aborts one transaction, which is safe to run again.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _record_one(self, connection: Connection, item: Record) -> Sighting:
         normal = normalize_plate(item.plate)[:MAX_PLATE] or "?"
@@ -317,8 +324,10 @@ class HistoryStore:
         plate_id = int(
             connection.execute(select(t.plates.c.id).where(t.plates.c.normal == normal)).scalar_one()
         )
+        # Another replica may have added the same new plate at the same moment: its keys are ours.
+        keys = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(t.plate_keys)
         connection.execute(
-            insert(t.plate_keys),
+            keys.on_conflict_do_nothing(index_elements=["key", "plate_id"]),
             [{"key": key, "plate_id": plate_id} for key in sorted(deletion_keys(normal))],
         )
         return plate_id
@@ -573,7 +582,14 @@ class HistoryStore:
                 fold(normal), folded, scorer=Levenshtein.distance, score_cutoff=int(tolerance), limit=None
             )
             rows = [rows[index] for _, _, index in near]
-        return [int(row.id) for row in rows if plate_distance(normal, row.normal) <= tolerance]
+        near = sorted(
+            (distance, int(row.id))
+            for row in rows
+            if (distance := plate_distance(normal, row.normal)) <= tolerance
+        )
+        # A short plate with tolerance 3 is near thousands: the nearest ones, within the database's
+        # limit on a statement's parameters.
+        return [plate_id for _, plate_id in near[:MAX_NEAR_PLATES]]
 
     def sighting(self, sighting_id: int) -> Sighting | None:
         with self.engine.connect() as connection:
