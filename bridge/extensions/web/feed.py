@@ -58,7 +58,17 @@ class LiveFeed:
         return self._stopping
 
     def follow(self) -> queue.Queue[Any]:
+        """A new follower's queue: it gets every vehicle stored from now on."""
         follower: queue.Queue[Any] = queue.Queue(FOLLOWER_QUEUE)
+        with self._lock:
+            known = self._last_id is not None
+        if not known:
+            # Where "from now on" starts, read before the follower is told it is following, so a
+            # vehicle stored right after is never taken for an old one.
+            baseline = self._newest_id()
+            with self._lock:
+                if self._last_id is None:
+                    self._last_id = baseline
         with self._lock:
             self._followers.append(follower)
             self._wake.notify_all()
@@ -68,12 +78,20 @@ class LiveFeed:
         with self._lock:
             if follower in self._followers:
                 self._followers.remove(follower)
+            if not self._followers:
+                self._last_id = None  # nobody follows: the next follower starts from what is newest then
+
+    def _newest_id(self) -> int | None:
+        try:
+            newest = self._read_newest(1)
+        except Exception:  # the first look tries again
+            return None
+        return newest[0].id if newest else 0
 
     def _run(self) -> None:
         while True:
             with self._lock:
                 while not self._followers and not self._stopping:
-                    self._last_id = None  # nobody followed meanwhile: start from what is newest then
                     self._wake.wait()
                 if self._stopping:
                     return
@@ -90,14 +108,14 @@ class LiveFeed:
             self.errors += 1
             log.warning("web: the live feed cannot read the history store: %s", type(exc).__name__)
             return
-        if self._last_id is None:
-            self._last_id = newest[0].id if newest else 0
-            return
-        fresh = [sighting for sighting in reversed(newest) if sighting.id > self._last_id]
-        if not fresh:
-            return
-        self._last_id = fresh[-1].id
         with self._lock:
+            if self._last_id is None:  # the store could not be read when the first page followed
+                self._last_id = newest[0].id if newest else 0
+                return
+            fresh = [sighting for sighting in reversed(newest) if sighting.id > self._last_id]
+            if not fresh:
+                return
+            self._last_id = fresh[-1].id
             followers = list(self._followers)
         for follower in followers:
             for sighting in fresh:
