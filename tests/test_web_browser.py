@@ -182,6 +182,24 @@ def test_live_search_visit_and_a_list_edit_flag_the_next_frame(
         assert [(m["list"], m["label"]) for m in document["watched"]] == [("visitors", "Plumber")]
         wait(browser, live_row("CD34EFG", flagged=True), "CD34EFG flagged in the live feed")
         browser.save_screenshot(str(shots / "web-flagged.png"))
+
+        # Who is here now, and this month's calls.
+        browser.find_element(By.CSS_SELECTOR, 'nav a[data-view="present"]').click()
+        wait(
+            browser,
+            lambda d: (
+                {"AB12CDE", "CD34EFG", "GH56JKL"}
+                <= {a.text for a in d.find_elements(By.CSS_SELECTOR, "#present-list a.plate")}
+            ),
+            "the three cars present",
+        )
+        browser.save_screenshot(str(shots / "web-present.png"))
+        browser.find_element(By.CSS_SELECTOR, 'nav a[data-view="usage"]').click()
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "usage-month").text.startswith("20"),
+            "this month's usage",
+        )
     finally:
         collector.close()
         bridge.stop(deadline=5)
