@@ -126,6 +126,7 @@ def test_search_finds_a_one_character_misread_and_refuses_bad_parameters(page: A
         ("limit=100000", "limit must be 1-500"),
         ("colour=red", "unknown parameter 'colour'"),
         ("since=yesterday", "since must be an ISO 8601 time"),
+        ("until=0001-01-01T00:00%2B05:00", "until must be an ISO 8601 time"),
         ("plate=" + "A" * 40, "plate must be 1-16"),
         ("plate=%3Cscript%3E", "plate must be 1-16"),
         ("plate=A&plate=B", "plate is given 2 times"),
@@ -406,3 +407,25 @@ def test_plate_bridge_web_serves_the_store_and_refuses_an_open_address(tmp_path:
         assert process.wait(10) == 0
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_no_query_string_gets_a_traceback(page: Any) -> None:
+    from urllib.parse import quote
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    server, _, _ = page
+    client = Client(server)
+    keys = st.sampled_from(["plate", "tolerance", "camera", "list", "since", "until", "limit", "before", "x"])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.tuples(keys, st.text(max_size=30)), max_size=5))
+    def search(pairs: list[tuple[str, str]]) -> None:
+        query = "&".join(f"{key}={quote(value)}" for key, value in pairs)
+        status, _, body = client.request("GET", f"/api/search?{query}")
+        assert status in (200, 400), (query, status, body)
+        assert b"Traceback" not in body
+
+    search()
+    assert server.counts["errors"] == 0

@@ -79,9 +79,9 @@ def moment(text: str, what: str) -> datetime:
     """An ISO 8601 time; one without a zone is UTC."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved across a day
         raise BadRequest(f"{what} must be an ISO 8601 time such as 2026-12-08T09:30:00Z") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 SEARCH_KEYS = {"plate", "tolerance", "camera", "list", "since", "until", "limit", "before"}
