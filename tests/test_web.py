@@ -186,6 +186,11 @@ def test_edits_need_the_pages_csrf_token_and_its_origin(page: Any) -> None:
         client.json("POST", "/api/watchlists/visitors/entries", {"plate": "x" * 30}, X_CSRF_Token=csrf)[0]
         == 400
     )
+    deep = b"[" * 8000 + b"]" * 8000
+    status, _, body = client.request(
+        "POST", "/api/watchlists/visitors/entries", deep, Content_Type="application/json", X_CSRF_Token=csrf
+    )
+    assert status == 400 and b"not JSON" in body
     status, _, _ = client.request("DELETE", "/api/watchlists/visitors/entries/CD34EFG", X_CSRF_Token=csrf)
     assert status == 200 and store.watch_entries("visitors") == []
 

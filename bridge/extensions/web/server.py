@@ -424,8 +424,8 @@ class Request:
     def json_body(self) -> Any:
         try:
             return json.loads(self.body(MAX_JSON_BODY, "application/json"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise BadRequest("the body is not JSON") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise BadRequest("the body is not JSON (or nested too deep)") from None
 
     def send(self, document: Any) -> None:
         _send_json(self.raw, HTTPStatus.OK, document)
