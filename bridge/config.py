@@ -759,6 +759,7 @@ class HistoryConfig(StrictModel):
             raise ValueError(f"{shown_url(value)!r} is not a postgresql://... or sqlite:///... URL")
         return value
 
+
 class WebConfig(StrictModel):
     """The web page (bridge/extensions/web/): live plates, search, visits, watch lists, usage."""
 
