@@ -1,5 +1,5 @@
-"""The web page's HTTP server: the page and its assets, a JSON API over the history store, the live
-feed as server-sent events, logins and CSRF checks.
+"""The web page's HTTP server: the page and its assets, logins, CSRF checks, and the way to the
+JSON API and the live feed (bridge/extensions/web/api.py).
 
 The bridge's bounded standard-library listener (bridge/extensions/httpserver.py), not Starlette and
 uvicorn: a page of a dozen small JSON endpoints needs no framework, `plate-bridge run` keeps a single
@@ -15,16 +15,11 @@ strips a prefix, and under Home Assistant's ingress (`X-Ingress-Path`, trusted f
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import ipaddress
 import json
 import logging
-import queue
 import re
 import threading
-import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
@@ -34,10 +29,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from bridge.extensions.httpserver import HTTPListener, ListenerRequestHandler
 from bridge.extensions.web import params
+from bridge.extensions.web.api import ROUTES
 from bridge.extensions.web.auth import SESSION_COOKIE, Gate, Session, csrf_ok
 from bridge.extensions.web.feed import LiveFeed
 from bridge.extensions.web.params import BadRequest
-from bridge.plates import normalize_plate
+from bridge.extensions.web.responses import (
+    HTML,
+    NO_STORE,
+    REQUEST_DEADLINE,
+    HTTPError,
+    send,
+    send_json,
+    store_refusal,
+)
 
 if TYPE_CHECKING:
     from bridge.config import WebConfig
@@ -46,40 +50,16 @@ log = logging.getLogger(__name__)
 
 CONCURRENT_REQUESTS = 32
 """Connections served at once (live-feed streams included); more are answered 503."""
-REQUEST_DEADLINE = 15.0
-"""Seconds for a whole request and its answer (a live-feed stream: for each write)."""
-KEEPALIVE = 15.0
-"""Seconds between a live-feed stream's comments when nothing arrives (proxies close idle streams)."""
 MAX_JSON_BODY = 16 * 1024
-EXPORT_PAGE = 1000
 DRAIN_BYTES = 16 * 1024 * 1024
-"""Rows read from the store at a time for a CSV export (its own limit per search)."""
-HTML = "text/html; charset=utf-8"
-NO_STORE = {"Cache-Control": "no-store"}
+"""Bytes of a too-large body read and dropped, so the client hears the 413 rather than a reset."""
 STATIC_TYPES = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
-SECURITY_HEADERS = {
-    # Scripts and styles from the page's own files only; frames only by the same origin (Home
-    # Assistant's ingress panel is served from Home Assistant's origin, which proxies this page).
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
 _INGRESS_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 _LOOPBACK_NAMES = {"localhost"}
-
-
-class HTTPError(Exception):
-    """Raised by a handler to answer `status` with `detail` (JSON) and stop."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 def _asset(name: str) -> bytes:
@@ -116,7 +96,7 @@ class WebServer:
         self.on_watch_change = on_watch_change or (lambda: None)
         self.gate = Gate(settings.password, settings.token, settings.session_hours * 3600)
         self.feed = LiveFeed(lambda limit: store.search(limit=limit))
-        self._streams = threading.BoundedSemaphore(settings.live_clients)
+        self.streams = threading.BoundedSemaphore(settings.live_clients)
         self._trusted = frozenset(settings.trusted_proxies)
         self._assets = {name: _asset(name) for name in STATIC_TYPES}
         self._index = _asset("index.html").decode()
@@ -176,53 +156,21 @@ class WebServer:
             Request(self, request, method).dispatch()
         except HTTPError as error:
             self.counts["refused"] += 1
-            _send_json(request, error.status, {"detail": error.detail})
+            send_json(request, error.status, {"detail": error.detail})
         except BadRequest as error:
             self.counts["refused"] += 1
-            _send_json(request, HTTPStatus.BAD_REQUEST, {"detail": str(error)})
+            send_json(request, HTTPStatus.BAD_REQUEST, {"detail": str(error)})
         except (TimeoutError, ConnectionError):
             raise  # the listener closes quietly
         except Exception as exc:
-            refusal = _store_refusal(exc)
+            refusal = store_refusal(exc)
             if refusal is not None:
                 self.counts["refused"] += 1
-                _send_json(request, refusal[0], {"detail": refusal[1]})
+                send_json(request, refusal[0], {"detail": refusal[1]})
                 return
             self.counts["errors"] += 1
             log.exception("web: %s %s failed", method, request.path.split("?", 1)[0][:100])
-            _send_json(request, HTTPStatus.INTERNAL_SERVER_ERROR, {"detail": "internal error (see the log)"})
-
-
-def _store_refusal(exc: Exception) -> tuple[int, str] | None:
-    """The store's own refusals (bad input, a read-only list) as an HTTP status and message."""
-    code = getattr(exc, "code", None)
-    if code == "watchlist_read_only":
-        return HTTPStatus.CONFLICT, str(exc)
-    if code == "history_error":
-        return HTTPStatus.BAD_REQUEST, str(exc)
-    return None
-
-
-def _send(
-    request: ListenerRequestHandler,
-    status: int,
-    content_type: str,
-    body: bytes,
-    headers: dict[str, str] | None = None,
-) -> None:
-    request.send_response(status)
-    request.send_header("Content-Type", content_type)
-    request.send_header("Content-Length", str(len(body)))
-    for name, value in {**SECURITY_HEADERS, **(headers or {})}.items():
-        request.send_header(name, value)
-    request.end_headers()
-    if request.command != "HEAD":
-        request.wfile.write(body)
-
-
-def _send_json(request: ListenerRequestHandler, status: int, document: Any, **headers: str) -> None:
-    body = json.dumps(document, separators=(",", ":")).encode()
-    _send(request, status, "application/json", body, {"Cache-Control": "no-store", **headers})
+            send_json(request, HTTPStatus.INTERNAL_SERVER_ERROR, {"detail": "internal error (see the log)"})
 
 
 class Request:
@@ -328,7 +276,7 @@ class Request:
             page = self.server._index.replace("__CSRF__", csrf).replace(
                 "__LOGOUT__", "" if kind == "session" else "hidden"
             )
-            return _send(
+            return send(
                 self.raw,
                 HTTPStatus.OK,
                 "text/html; charset=utf-8",
@@ -348,7 +296,7 @@ class Request:
     def static(self, name: str) -> None:
         if name not in STATIC_TYPES:
             raise HTTPError(HTTPStatus.NOT_FOUND, "no such file")
-        _send(
+        send(
             self.raw,
             HTTPStatus.OK,
             STATIC_TYPES[name],
@@ -358,7 +306,7 @@ class Request:
 
     def login_page(self, status: int, error: str) -> None:
         page = self.server._login.replace("__ERROR__", error).replace("__HIDDEN__", "" if error else "hidden")
-        _send(self.raw, status, HTML, page.encode(), NO_STORE)
+        send(self.raw, status, HTML, page.encode(), NO_STORE)
 
     def login(self) -> None:
         self._check_origin()
@@ -428,198 +376,7 @@ class Request:
             raise BadRequest("the body is not JSON (or nested too deep)") from None
 
     def send(self, document: Any) -> None:
-        _send_json(self.raw, HTTPStatus.OK, document)
+        send_json(self.raw, HTTPStatus.OK, document)
 
     def no_query(self) -> None:
         params.query(self.query, set())
-
-    # -- the API -------------------------------------------------------------------------------
-
-    def api_search(self) -> None:
-        search = params.search(self.query)
-        found = self.server.store.search(search.plate, **search.arguments())
-        self.send({"sightings": [params.sighting_json(s) for s in found]})
-
-    def api_export(self) -> None:
-        search = params.search(self.query, max_limit=params.MAX_EXPORT)
-        wanted = search.limit if "limit=" in self.query else params.MAX_EXPORT
-        found: list[Any] = []
-        while len(found) < wanted:  # in pages the store's limit allows, newest first
-            page = dataclasses.replace(search, limit=min(EXPORT_PAGE, wanted - len(found)))
-            if found:
-                page = dataclasses.replace(page, before_id=found[-1].id)
-            batch = self.server.store.search(page.plate, **page.arguments())
-            found.extend(batch)
-            if len(batch) < page.limit:
-                break
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(params.CSV_COLUMNS)
-        writer.writerows(params.csv_row(s) for s in found)
-        _send(
-            self.raw,
-            HTTPStatus.OK,
-            "text/csv; charset=utf-8",
-            out.getvalue().encode(),
-            {"Content-Disposition": 'attachment; filename="plates.csv"', "Cache-Control": "no-store"},
-        )
-
-    def api_sighting(self, number: str) -> None:
-        self.no_query()
-        sighting = self.server.store.sighting(params.integer(number, "id", 1, 2**62))
-        if sighting is None:
-            raise HTTPError(HTTPStatus.NOT_FOUND, f"no vehicle {number}")
-        self.send({"sighting": params.sighting_json(sighting)})
-
-    def api_image(self, number: str, kind: str) -> None:
-        self.no_query()
-        image = self.server.store.image(params.integer(number, "id", 1, 2**62), kind)
-        if image is None:
-            raise HTTPError(HTTPStatus.NOT_FOUND, f"no {kind} of vehicle {number}")
-        _send(self.raw, HTTPStatus.OK, "image/jpeg", image, {"Cache-Control": "private, max-age=3600"})
-
-    def api_plate(self, text: str) -> None:
-        plate = params.plate(text)
-        given = params.query(self.query, {"tolerance"})
-        tolerance = params.integer(given.get("tolerance", "0"), "tolerance", 0, 2)
-        store = self.server.store
-        sightings = store.search(plate, tolerance=tolerance, limit=100)
-        visits = store.visits(plate, limit=50)
-        normal = normalize_plate(plate)
-        lists = [e for e in store.watch_entries() if e.plate == normal]
-        self.send(
-            {
-                "plate": plate,
-                "sightings": [params.sighting_json(s) for s in sightings],
-                "visits": [params.visit_json(v) for v in visits],
-                "watchlists": [{"list": e.list, "label": e.label, "source": e.source} for e in lists],
-            }
-        )
-
-    def api_present(self) -> None:
-        self.no_query()
-        self.send({"visits": [params.visit_json(v) for v in self.server.store.present()]})
-
-    def api_cameras(self) -> None:
-        self.no_query()
-        self.send({"cameras": self.server.store.cameras()})
-
-    def api_usage(self) -> None:
-        given = params.query(self.query, {"month"})
-        month = given.get("month")
-        if month is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-            raise BadRequest("month must look like 2026-12")
-        usage = self.server.store.usage(month)
-        self.send(
-            {
-                "month": usage.month,
-                "calls": usage.calls,
-                "saved_by_reuse": usage.saved_by_reuse,
-                "saved_by_consensus": usage.saved_by_consensus,
-            }
-        )
-
-    def api_watchlists(self) -> None:
-        self.no_query()
-        lists: dict[str, dict[str, Any]] = {}
-        for entry in self.server.store.watch_entries():
-            shown = lists.setdefault(entry.list, {"name": entry.list, "source": entry.source, "entries": []})
-            shown["entries"].append({"plate": entry.plate, "label": entry.label})
-        self.send({"lists": sorted(lists.values(), key=lambda item: item["name"])})
-
-    def api_add(self, name: str) -> None:
-        plate, label = params.watch_entry(self.json_body())
-        entry = self.server.store.add_watch(params.list_name(name), plate, label)
-        self.server.on_watch_change()
-        self.send({"list": entry.list, "plate": entry.plate, "label": entry.label, "source": entry.source})
-
-    def api_remove(self, name: str, text: str) -> None:
-        self.no_query()
-        removed = self.server.store.remove_watch(params.list_name(name), params.plate(text))
-        if not removed:
-            raise HTTPError(HTTPStatus.NOT_FOUND, f"{text} is not on {name}")
-        self.server.on_watch_change()
-        self.send({"removed": True})
-
-    def api_import(self, name: str) -> None:
-        self.no_query()
-        raw = self.body(self.settings.max_upload_bytes, "text/csv")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise BadRequest("the CSV is not UTF-8 text") from None
-        count = self.server.store.import_csv(params.list_name(name), text)
-        self.server.on_watch_change()
-        self.send({"imported": count})
-
-    def api_list_export(self, name: str) -> None:
-        self.no_query()
-        text = self.server.store.export_csv(params.list_name(name))
-        _send(
-            self.raw,
-            HTTPStatus.OK,
-            "text/csv; charset=utf-8",
-            text.encode(),
-            {"Content-Disposition": f'attachment; filename="{name}.csv"', "Cache-Control": "no-store"},
-        )
-
-    def api_feed(self) -> None:
-        """Server-sent events: one `sighting` event per new vehicle, a comment every KEEPALIVE s."""
-        self.no_query()
-        server = self.server
-        if not server._streams.acquire(blocking=False):
-            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "too many pages follow the live feed")
-        follower = server.feed.follow()
-        try:
-            self._stream(follower)
-        finally:
-            server.feed.unfollow(follower)
-            server._streams.release()
-
-    def _stream(self, follower: queue.Queue[Any]) -> None:
-        raw = self.raw
-        raw.close_connection = True
-
-        def write(data: bytes) -> None:
-            raw._deadline = time.monotonic() + REQUEST_DEADLINE  # each write has the whole deadline
-            raw.wfile.write(data)
-
-        raw._deadline = time.monotonic() + REQUEST_DEADLINE
-        raw.send_response(HTTPStatus.OK)
-        raw.send_header("Content-Type", "text/event-stream")
-        raw.send_header("Cache-Control", "no-store")
-        raw.send_header("X-Accel-Buffering", "no")  # nginx: pass each event on at once
-        raw.end_headers()
-        write(b"retry: 3000\n: following\n\n")
-        while not self.server.feed.stopping:
-            try:
-                sighting = follower.get(timeout=KEEPALIVE)
-            except queue.Empty:
-                write(b": keepalive\n\n")
-                continue
-            if sighting is None:
-                return
-            data = json.dumps(params.sighting_json(sighting), separators=(",", ":"))
-            write(f"event: sighting\nid: {sighting.id}\ndata: {data}\n\n".encode())
-
-
-Handler = Callable[..., None]
-ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...], Handler], ...] = tuple(
-    (re.compile(pattern), methods, handler)
-    for pattern, methods, handler in (
-        (r"/api/feed", ("GET",), Request.api_feed),
-        (r"/api/search", ("GET", "HEAD"), Request.api_search),
-        (r"/api/search\.csv", ("GET", "HEAD"), Request.api_export),
-        (r"/api/sightings/(\d{1,19})", ("GET", "HEAD"), Request.api_sighting),
-        (r"/api/sightings/(\d{1,19})/(crop|snapshot)\.jpg", ("GET", "HEAD"), Request.api_image),
-        (r"/api/plates/([^/]{1,40})", ("GET", "HEAD"), Request.api_plate),
-        (r"/api/present", ("GET", "HEAD"), Request.api_present),
-        (r"/api/cameras", ("GET", "HEAD"), Request.api_cameras),
-        (r"/api/usage", ("GET", "HEAD"), Request.api_usage),
-        (r"/api/watchlists", ("GET", "HEAD"), Request.api_watchlists),
-        (r"/api/watchlists/([^/]{1,100})/entries", ("POST",), Request.api_add),
-        (r"/api/watchlists/([^/]{1,100})/entries/([^/]{1,40})", ("DELETE",), Request.api_remove),
-        (r"/api/watchlists/([^/]{1,100})/import", ("POST",), Request.api_import),
-        (r"/api/watchlists/([^/]{1,100})/export\.csv", ("GET", "HEAD"), Request.api_list_export),
-    )
-)
