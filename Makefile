@@ -27,6 +27,7 @@ test: venv
 	$(BIN)/lint-imports  # the import contracts in .importlinter: no cycle, no upward import
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	sh scripts/ensure-mosquitto.sh
+	sh scripts/ensure-chromium.sh
 	sh scripts/ensure-postgresql.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -84,7 +84,7 @@ def test_each_builtin_brings_its_own_section() -> None:
     found = extension_registry.build()
     assert found.problems == ()
     sections = {kind.config_key: kind.config_model for kind in found.types if kind.config_key}
-    assert set(sections) == {"homeassistant", "requests", "metrics", "frigate", "webhooks", "history"}
+    assert set(sections) == {"homeassistant", "requests", "metrics", "frigate", "webhooks", "history", "web"}
     for key, model in sections.items():
         assert BridgeConfig.model_fields[key].annotation is model, key
         assert key not in CORE_KEYS

@@ -33,6 +33,7 @@ COMMANDS = (
     "serve",
     "evaluate",
     "demo",
+    "web",
 )
 
 

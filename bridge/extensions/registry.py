@@ -37,6 +37,7 @@ BUILTIN_EXTENSIONS: dict[str, str] = {
     "webhook-receiver": "bridge.extensions.webhooks:WebhookReceiver",
     "webhook-sender": "bridge.extensions.webhooks:WebhookSender",
     "history": "bridge.extensions.history:HistoryExtension",
+    "web": "bridge.extensions.web:WebExtension",
 }
 OWN_DISTRIBUTION = "plate-bridge"
 
