@@ -379,6 +379,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     def read(image: bytes, codes: Sequence[str]) -> dict[str, Any]:
         return reader.read(image, regions=codes)
 
+    if args.calibrate:
+        from bridge import calibrate
+
+        try:
+            with logging_redirect_tqdm():
+                return calibrate.run(args, read, regions, regions_by_set)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     try:
         with logging_redirect_tqdm():
             report = evaluate(
@@ -589,7 +597,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run a naive full-frame PP-OCR reader on the same images and compare (needs [local])",
     )
+    from bridge import calibrate, compare
+
+    calibrate.add_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    compare_parser = command("compare", "replay frames through the offline and the paid reader")
+    compare.add_arguments(compare_parser)
+    compare_parser.set_defaults(handler=compare.run)
 
     demo = command("demo", "embedded broker + bridge + camera simulator, printing events")
     demo.add_argument("--images", default=str(DEMO_IMAGES), help="folder of images the camera publishes")

@@ -23,6 +23,10 @@ def plate_event(msg: Message) -> dict[str, Any]:
     event["route"] = msg.route
     if msg.scale is not None:
         event["scale"] = msg.scale
+    if reader := msg.metadata.get("reader"):
+        event["reader"] = reader
+    if local_only := msg.metadata.get("local_only"):
+        event["local_only"] = local_only
     if msg.metadata.get("cached"):
         event["cached"] = True
         event["cached_reason"] = msg.metadata.get("cached_reason", "identical")

@@ -21,6 +21,7 @@ from bridge.mqtt.broker import EmbeddedBroker, pick_port
 from bridge.mqtt.client import PUBLISH_OVERHEAD_BYTES
 from bridge.nodes import NodeContext, Reader
 from bridge.nodes.savings import credit_stats
+from bridge.reader.cascade import LocalFirst, UsagePoller, build_local_first
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
 from bridge.redact import shown_url
@@ -135,6 +136,10 @@ class Bridge:
         self.broker: EmbeddedBroker | None = None
         self.mqtt: MqttClient | None = None
         self.guard: ReaderGuard | None = None
+        self.local_first: LocalFirst | None = None
+        self._usage_poller: UsagePoller | None = None
+        # bridge/state's fields: the reader guard's and the quota guard's, each replacing its own.
+        self._state_fields: dict[str, dict[str, Any]] = {}
         self.extensions: list[Extension] = []
         # (filter, extension) for the topics extensions listen to, matched before any route.
         self._extension_topics: list[tuple[TopicFilter, Extension]] = []
@@ -175,6 +180,15 @@ class Bridge:
             CallLimiter(reader_settings.max_calls_per_second),
             on_state=self._reader_state_changed,
         )
+        try:
+            self.local_first, self._usage_poller = build_local_first(
+                reader_settings.local_first,
+                routes_enable=any(route.local_first.enabled for route in self.config.routes),
+                paid_reader=reader,
+                on_change=lambda state: self._set_state("local_first", state),
+            )
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"reader.local_first: {exc}") from None
         extension_context = ExtensionContext(
             config=self.config,
             publish=lambda topic, payload, qos, retain, properties=None: self._publisher().publish(
@@ -219,6 +233,7 @@ class Bridge:
                 max_payload_bytes=self.config.max_payload_bytes,
                 on_event=self._published,
                 watchlists=self.config.watchlists,
+                local_first=self.local_first,
             )
             flow = Flow.build(route, context)
             flow.start()
@@ -227,6 +242,8 @@ class Bridge:
             worker = threading.Thread(target=self._work, name=f"reader-worker-{index}", daemon=True)
             worker.start()
             self._workers.append(worker)
+        if self._usage_poller is not None:
+            self._usage_poller.start()
         for extension in self.extensions:
             extension.start()
         self._accepting = True
@@ -255,6 +272,7 @@ class Bridge:
             "reader_retries": guard.retries if guard else 0,
             "connected": self.mqtt.connected if self.mqtt else False,
             "credits": credit_stats(node for route in self._routes for node in route.flow.nodes),
+            "local_first": self._local_first_state(),
             "extensions": {ext.name: stats for ext in self.extensions if (stats := ext.stats())},
             "wedged": self.wedged(),
         }
@@ -303,9 +321,19 @@ class Bridge:
             except Exception:
                 log.exception("extension %s failed on an event on %s", extension.name, published.topic)
 
+    def _local_first_state(self) -> dict[str, Any] | None:
+        quota = self.local_first.quota if self.local_first is not None else None
+        return quota.state() if quota is not None else None
+
     def _reader_state_changed(self, state: dict[str, Any]) -> None:
+        if self.local_first is not None and self.local_first.quota is not None:
+            self.local_first.quota.reader_state(state.get("reader"))
+        self._set_state("reader", state)
+
+    def _set_state(self, part: str, fields: dict[str, Any]) -> None:
+        self._state_fields[part] = fields
         if self.mqtt is not None:
-            self.mqtt.set_state(**state)
+            self.mqtt.set_state(**{k: v for part in self._state_fields.values() for k, v in part.items()})
 
     def _accept(self, inbound: InboundMessage) -> None:
         """Called on paho's network thread: pass the message to an extension, or ignore it (the
@@ -456,6 +484,8 @@ class Bridge:
         # listen to their events, and the broker connection last, so nothing is published into it closed.
         for route in self._routes:
             route.flow.stop()
+        if self._usage_poller is not None:
+            self._usage_poller.stop()
         for extension in reversed(self.extensions):
             try:
                 extension.stop()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from bridge.config import RouteConfig, WatchListConfig
     from bridge.extensions.base import PublishedEvent
     from bridge.messages import Message
+    from bridge.reader.cascade import LocalFirst
     from bridge.reader.resilience import ReaderGuard
 
 
@@ -53,6 +54,8 @@ class NodeContext:
     """Told of every plate and error event the route publishes (the bridge's extensions listen)."""
     watchlists: Mapping[str, WatchListConfig] = field(default_factory=dict)
     """The global watch lists (`watchlists:`), for the watchlist node."""
+    local_first: LocalFirst | None = None
+    """The offline reader read first when `reader.local_first` is enabled (the recognize node)."""
 
 
 class NodeSettings(BaseModel):
