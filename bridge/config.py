@@ -175,7 +175,7 @@ class LocalFirstConfig(StrictModel):
         "null: never for the quota (an open circuit still switches).",
     )
     usage_interval: float = Field(
-        900.0, ge=10, description="Seconds between two looks at the cloud's /v1/statistics/."
+        900.0, ge=1, description="Seconds between two looks at the cloud's /v1/statistics/."
     )
 
 

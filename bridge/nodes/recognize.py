@@ -261,7 +261,16 @@ class RecognizeNode(Node):
             self._count("frames", "saved_local")
             return msg.replace(result=outcome.answer, metadata={**msg.metadata, "reader": "local"})
         self._count(f"declined_{outcome.reason}")
-        return self._paid(msg)
+        try:
+            return self._paid(msg)
+        except ReaderUnavailable:
+            if outcome.answer is None or guard is None or guard.state != "unavailable":
+                raise
+            # The call that opened the circuit: the offline reading already made answers.
+            self._count("local_only")
+            return msg.replace(
+                result=outcome.answer, metadata={**msg.metadata, "reader": "local", "local_only": "circuit_open"}
+            )
 
     def _offline_only(self, msg: Message, reason: str) -> Message:
         local_first = self.context.local_first

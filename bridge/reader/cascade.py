@@ -227,14 +227,20 @@ class UsagePoller:
         self._quota = quota
         self._interval = interval
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="local-first-usage", daemon=True)
         self._thread.start()
 
+    def poll(self) -> None:
+        """Look now (and at each interval after)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -244,7 +250,8 @@ class UsagePoller:
                 self._quota.usage(self._fetch())
             except Exception as exc:  # costs nothing: tried again next interval
                 log.warning("local first: could not read the reader's usage: %s", exc)
-            self._stop.wait(self._interval)
+            self._wake.wait(self._interval)
+            self._wake.clear()
 
 
 def build_local_first(
@@ -278,7 +285,8 @@ def build_local_first(
         precision=settings.precision,
     )
     poller = None
-    if reader_kind(paid_reader) == "cloud" and settings.calls_left_below is not None:
+    if settings.calls_left_below is not None and reader_kind(paid_reader) == "cloud":
+        # The cloud's month, from /v1/statistics/; an SDK's answers carry its usage (`usage.max_calls`).
         fetch = getattr(paid_reader, "statistics", None)
         if callable(fetch):
             poller = UsagePoller(fetch, quota, settings.usage_interval)
