@@ -268,9 +268,8 @@ class RecognizeNode(Node):
                 raise
             # The call that opened the circuit: the offline reading already made answers.
             self._count("local_only")
-            return msg.replace(
-                result=outcome.answer, metadata={**msg.metadata, "reader": "local", "local_only": "circuit_open"}
-            )
+            metadata = {**msg.metadata, "reader": "local", "local_only": "circuit_open"}
+            return msg.replace(result=outcome.answer, metadata=metadata)
 
     def _offline_only(self, msg: Message, reason: str) -> Message:
         local_first = self.context.local_first

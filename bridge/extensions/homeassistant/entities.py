@@ -213,6 +213,40 @@ class Entities:
                 **self._availability(),
             ),
         ]
+        documents += [
+            entity(
+                "sensor",
+                f"calls_saved_{how}",
+                name,
+                state_topic=self.topics.stats,
+                value_template=f"{{{{ value_json.calls_saved_{how} | default(0) }}}}",
+                icon="mdi:piggy-bank",
+                **counters,
+                **self._availability(),
+            )
+            for how, name in (
+                ("reuse", "Reader calls saved by reuse"),
+                ("local", "Reader calls saved offline"),
+            )
+        ]
+        # The quota guard (reader.local_first): on while the offline reader answers alone.
+        documents.append(
+            entity(
+                "binary_sensor",
+                "local_only",
+                "Offline only",
+                state_topic=state,
+                value_template="{{ 'ON' if value_json.get('local_only') else 'OFF' }}",
+                json_attributes_topic=state,
+                json_attributes_template=(
+                    "{{ {'reason': value_json.get('local_only_reason'), "
+                    "'calls_left': value_json.get('calls_left')} | tojson }}"
+                ),
+                icon="mdi:cloud-off-outline",
+                entity_category="diagnostic",
+                **self._availability(),
+            )
+        )
         if usage:
             documents += [
                 entity(

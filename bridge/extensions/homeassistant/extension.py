@@ -337,6 +337,10 @@ class HomeAssistantExtension(Extension):
     def _publish_stats(self) -> None:
         health = self.context.health()
         stats = {key: health.get(key, 0) for key in ("received", "processed", "dropped", "unrouted")}
+        # Calls saved: by reuse (the repeat cache) and by local first (the offline reader trusted).
+        credits = health.get("credits") or {}
+        stats["calls_saved_local"] = credits.get("saved_local", 0)
+        stats["calls_saved_reuse"] = credits.get("calls_saved", 0) - stats["calls_saved_local"]
         with self._lock:
             if stats == self._last_stats:
                 return
