@@ -42,6 +42,8 @@ class Sample:
     score: float | None
     fits: bool
     held_apart: bool
+    others: tuple[tuple[str, float], ...] = ()
+    """The frame's other results (plate, score): local first answers offline only when all pass."""
 
     @property
     def right(self) -> bool:
@@ -88,6 +90,10 @@ def read_samples(
                 score=score,
                 fits=bool(plate) and fits_layout(plate or "", codes or DEFAULT_REGION_ORDER),
                 held_apart=held_apart(row["image"], holdout),
+                others=tuple(
+                    (normalize_plate(str(other.get("plate") or "")), float(other.get("score") or 0.0))
+                    for other in results[1:]
+                ),
             )
         )
     return samples
@@ -115,11 +121,7 @@ def half_report(
         "at": {},
     }
     for precision in precisions:
-        accepted = [
-            s
-            for s in samples
-            if s.fits and s.score is not None and calibration.lower_precision(s.regions, s.score) >= precision
-        ]
+        accepted = [s for s in samples if _accepted(s, calibration, precision)]
         right = sum(s.right for s in accepted)
         report["at"][f"{precision:g}"] = {
             "offline": len(accepted),
@@ -133,6 +135,19 @@ def half_report(
             ],
         }
     return report
+
+
+def _accepted(sample: Sample, calibration: Calibration, precision: float) -> bool:
+    """What local first decides (bridge/reader/cascade.py, watch lists aside): every result credited
+    at least `precision` and on a layout of the sample's regions."""
+    if not sample.fits or sample.score is None:
+        return False
+    layouts = sample.regions or DEFAULT_REGION_ORDER
+    results = [(sample.plate or "", sample.score), *sample.others]
+    return all(
+        calibration.lower_precision(sample.regions, score) >= precision and fits_layout(plate, layouts)
+        for plate, score in results
+    )
 
 
 def report(
