@@ -273,3 +273,22 @@ def test_the_shipped_calibration_loads_and_says_how_it_was_made() -> None:
     shipped = load_calibration()
     assert shipped.made["holdout"] == 0.5 and shipped.made["photos"] > 100
     assert set(shipped.families) >= {"any", "us", "eu", "br"}
+
+
+def test_evaluate_calibrate_fits_on_one_half_and_reports_both(tmp_path: Path, capsys: Any) -> None:
+    from bridge.cli import main
+
+    out = tmp_path / "mine.json"
+    labels = EXAMPLES / "images" / "labels.tsv"
+    assert main(["evaluate", str(labels), "--calibrate", str(out), "--holdout", "0.5", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    halves = printed["report"]
+    photos = halves["calibration_half"]["images"] + halves["held_apart_half"]["images"]
+    assert photos == 7 and halves["held_apart_half"]["images"] > 0
+    mine = load_calibration(out)
+    assert mine.made["fitted_on"] == halves["calibration_half"]["images"]
+    assert mine.made["holdout"] == 0.5
+    # The same split every time: a photo's half is a hash of its path.
+    assert main(["evaluate", str(labels), "--calibrate", str(tmp_path / "again.json"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["report"] == halves
+    assert main(["evaluate", str(labels), "--calibrate", str(out), "--holdout", "1"]) == 2
