@@ -292,3 +292,12 @@ def test_evaluate_calibrate_fits_on_one_half_and_reports_both(tmp_path: Path, ca
     assert main(["evaluate", str(labels), "--calibrate", str(tmp_path / "again.json"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["report"] == halves
     assert main(["evaluate", str(labels), "--calibrate", str(out), "--holdout", "1"]) == 2
+
+
+def test_benchmarks_md_shows_the_committed_local_first_results() -> None:
+    from benchmarks import localfirst
+
+    results = json.loads(localfirst.RESULTS.read_text(encoding="utf-8"))
+    assert localfirst.table(results) in (localfirst.ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    default = results["at"][f"{results['default_precision']:g}"]
+    assert default["offline"] + default["paid_calls"] == default["frames"]
