@@ -191,10 +191,15 @@ def test_an_open_circuit_switches_to_the_offline_reader_and_back(
             "concurrency": 1,
         },
         routes=[_route(["gb"])],
+        homeassistant={"enabled": True},
     )
+    offline_only = "homeassistant/binary_sensor/plate-bridge/local_only/config"
     collector = collector_factory(
-        broker.host, broker.port, ["plate-bridge/+/result", "plate-bridge/bridge/state"]
+        broker.host, broker.port, ["plate-bridge/+/result", "plate-bridge/bridge/state", offline_only]
     )
+    # Home Assistant's "Offline only" sensor reads the state document's local_only.
+    (sensor,) = collector.wait_for(offline_only)
+    assert sensor["state_topic"] == "plate-bridge/bridge/state" and "local_only" in sensor["value_template"]
     emulator.fail_next(503)
     collector.publish("cameras/gate/image", UNSURE)
     (event,) = collector.wait_for("plate-bridge/gate/result")

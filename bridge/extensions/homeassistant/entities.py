@@ -140,9 +140,10 @@ class Entities:
 
     # -- the bridge ----------------------------------------------------------------------------
 
-    def bridge(self, *, usage: bool) -> list[Discovery]:
+    def bridge(self, *, usage: bool, local_first: bool = False) -> list[Discovery]:
         """The bridge device: connectivity, reader state, frame counters, and usage when the reader
-        reports one (cloud or SDK; the offline reader has none)."""
+        reports one (cloud or SDK; the offline reader has none); with `local_first`, the calls it
+        saved and the quota guard's state."""
         device = self.bridge_device()
         state = self.topics.bridge_state
 
@@ -213,6 +214,9 @@ class Entities:
                 **self._availability(),
             ),
         ]
+        saved = [("reuse", "Reader calls saved by reuse")]
+        if local_first:
+            saved.append(("local", "Reader calls saved offline"))
         documents += [
             entity(
                 "sensor",
@@ -224,29 +228,27 @@ class Entities:
                 **counters,
                 **self._availability(),
             )
-            for how, name in (
-                ("reuse", "Reader calls saved by reuse"),
-                ("local", "Reader calls saved offline"),
-            )
+            for how, name in saved
         ]
-        # The quota guard (reader.local_first): on while the offline reader answers alone.
-        documents.append(
-            entity(
-                "binary_sensor",
-                "local_only",
-                "Offline only",
-                state_topic=state,
-                value_template="{{ 'ON' if value_json.get('local_only') else 'OFF' }}",
-                json_attributes_topic=state,
-                json_attributes_template=(
-                    "{{ {'reason': value_json.get('local_only_reason'), "
-                    "'calls_left': value_json.get('calls_left')} | tojson }}"
-                ),
-                icon="mdi:cloud-off-outline",
-                entity_category="diagnostic",
-                **self._availability(),
+        if local_first:
+            # The quota guard (reader.local_first): on while the offline reader answers alone.
+            documents.append(
+                entity(
+                    "binary_sensor",
+                    "local_only",
+                    "Offline only",
+                    state_topic=state,
+                    value_template="{{ 'ON' if value_json.get('local_only') else 'OFF' }}",
+                    json_attributes_topic=state,
+                    json_attributes_template=(
+                        "{{ {'reason': value_json.get('local_only_reason'), "
+                        "'calls_left': value_json.get('calls_left')} | tojson }}"
+                    ),
+                    icon="mdi:cloud-off-outline",
+                    entity_category="diagnostic",
+                    **self._availability(),
+                )
             )
-        )
         if usage:
             documents += [
                 entity(

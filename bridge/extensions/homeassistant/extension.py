@@ -246,7 +246,11 @@ class HomeAssistantExtension(Extension):
     # -- the bridge ----------------------------------------------------------------------------
 
     def _announce_bridge(self) -> None:
-        documents = self.entities.bridge(usage=self._usage_kind is not None)
+        config = self.context.config
+        local_first = not config.reader.is_local and (
+            config.reader.local_first.enabled or any(route.local_first.enabled for route in config.routes)
+        )
+        documents = self.entities.bridge(usage=self._usage_kind is not None, local_first=local_first)
         for topic, document in documents:
             self._send(topic, document)
         with self._lock:
