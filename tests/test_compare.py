@@ -61,3 +61,14 @@ def test_compare_reports_agreement_savings_and_disagreements_and_resumes(tmp_pat
         cache.write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:20], encoding="utf-8")
         _compare(emulator, out)
         assert frames < emulator.calls <= frames + 2
+
+
+def test_compare_names_what_is_wrong_with_its_input(tmp_path: Path, capsys: object) -> None:
+    from bridge.cli import main
+
+    assert main(["compare", str(tmp_path / "missing"), "--url", "http://127.0.0.1:9/"]) == 2
+    bad = tmp_path / "calibration.json"
+    bad.write_text("not json", encoding="utf-8")
+    assert main(["compare", str(IMAGES), "--url", "http://127.0.0.1:9/", "--calibration", str(bad)]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert "missing: not a folder of frames" in err and "calibration.json: not JSON" in err
