@@ -63,12 +63,16 @@ def test_compare_reports_agreement_savings_and_disagreements_and_resumes(tmp_pat
         assert frames < emulator.calls <= frames + 2
 
 
-def test_compare_names_what_is_wrong_with_its_input(tmp_path: Path, capsys: object) -> None:
-    from bridge.cli import main
+def test_compare_names_what_is_wrong_with_its_input(tmp_path: Path) -> None:
+    def compare(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bridge.cli", "compare", *arguments, "--url", "http://127.0.0.1:9/"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
 
-    assert main(["compare", str(tmp_path / "missing"), "--url", "http://127.0.0.1:9/"]) == 2
+    missing = compare(str(tmp_path / "missing"))
+    assert missing.returncode == 2 and "missing: not a folder of frames" in missing.stderr
     bad = tmp_path / "calibration.json"
     bad.write_text("not json", encoding="utf-8")
-    assert main(["compare", str(IMAGES), "--url", "http://127.0.0.1:9/", "--calibration", str(bad)]) == 2
-    err = capsys.readouterr().err  # type: ignore[attr-defined]
-    assert "missing: not a folder of frames" in err and "calibration.json: not JSON" in err
+    broken = compare(str(IMAGES), "--calibration", str(bad))
+    assert broken.returncode == 2 and "calibration.json: not JSON" in broken.stderr

@@ -4,6 +4,8 @@ reader on the shipped example images and the reader emulator over HTTP as the pa
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from tests.emulator import ReaderEmulator
 
 # The offline reader reads `8mzr417` on this photo with a score of 1.0: credited 0.93 by the shipped
 # calibration for US routes, above the default precision of 0.9.
+ROOT = Path(__file__).resolve().parents[1]
 CONFIDENT = (EXAMPLES / "images" / "us_ca_rear.jpg").read_bytes()
 # `bd51smr` at 0.997 for a GB route: the EU family's calibration credits it 0.66.
 UNSURE = (EXAMPLES / "images" / "gb_rear_yellow.jpg").read_bytes()
@@ -280,23 +283,30 @@ def test_the_shipped_calibration_loads_and_says_how_it_was_made() -> None:
     assert set(shipped.families) >= {"any", "us", "eu", "br"}
 
 
-def test_evaluate_calibrate_fits_on_one_half_and_reports_both(tmp_path: Path, capsys: Any) -> None:
-    from bridge.cli import main
+def _plate_bridge(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """The real program (in-process, `main` would leave the bridge's loggers quieted for later tests)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *arguments],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
 
+
+def test_evaluate_calibrate_fits_on_one_half_and_reports_both(tmp_path: Path) -> None:
     out = tmp_path / "mine.json"
-    labels = EXAMPLES / "images" / "labels.tsv"
-    assert main(["evaluate", str(labels), "--calibrate", str(out), "--holdout", "0.5", "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    halves = printed["report"]
+    labels = str(EXAMPLES / "images" / "labels.tsv")
+    done = _plate_bridge("evaluate", labels, "--calibrate", str(out), "--holdout", "0.5", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    halves = json.loads(done.stdout)["report"]
     photos = halves["calibration_half"]["images"] + halves["held_apart_half"]["images"]
     assert photos == 7 and halves["held_apart_half"]["images"] > 0
     mine = load_calibration(out)
     assert mine.made["fitted_on"] == halves["calibration_half"]["images"]
     assert mine.made["holdout"] == 0.5
     # The same split every time: a photo's half is a hash of its path.
-    assert main(["evaluate", str(labels), "--calibrate", str(tmp_path / "again.json"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["report"] == halves
-    assert main(["evaluate", str(labels), "--calibrate", str(out), "--holdout", "1"]) == 2
+    again = _plate_bridge("evaluate", labels, "--calibrate", str(tmp_path / "again.json"), "--json")
+    assert json.loads(again.stdout)["report"] == halves
+    refused = _plate_bridge("evaluate", labels, "--calibrate", str(out), "--holdout", "1")
+    assert refused.returncode == 2 and "--holdout 1.0: a share from 0 up to" in refused.stderr
 
 
 def test_benchmarks_md_shows_the_committed_local_first_results() -> None:
