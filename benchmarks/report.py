@@ -219,7 +219,14 @@ def _relative(path: Path, root: Path) -> str:
 
 REUSE_OFF_SECTION = "## Reuse off: like for like"
 """The section `python -m benchmarks.run --no-reuse` writes (its figures: results-reuse-off.json)."""
-KEPT_SECTIONS = (REUSE_OFF_SECTION, "## Credits: reader calls per scenario", "## Live cameras")
+KEPT_SECTIONS = (
+    REUSE_OFF_SECTION,
+    "## Credits: reader calls per scenario",
+    "## Live cameras",
+    "## History store (issue 22)",
+    "## Web page (issue 22)",
+    "## Local first: offline answers on held-apart photos",
+)
 """Sections of BENCHMARKS.md written by other commands: a run of the whole report keeps them."""
 
 

@@ -12,10 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.config import BridgeConfig, ReaderConfig, RouteConfig
-from bridge.core.errors import ConfigError
+from bridge.config import BridgeConfig, RouteConfig
 from bridge.core.protocols import Reader
-from bridge.core.redact import shown_url
 from bridge.extensions import ExtensionContext, Extensions, enabled_extensions
 from bridge.flows.router import Router
 from bridge.flows.stats import FrameStats
@@ -24,42 +22,12 @@ from bridge.mqtt.broker import EmbeddedBroker, start_embedded
 from bridge.mqtt.client import PUBLISH_OVERHEAD_BYTES
 from bridge.nodes import NodeContext
 from bridge.nodes.watchlist import LiveWatchlists
+from bridge.reader.cascade import LocalFirstRun
 from bridge.reader.ratelimit import CallLimiter
 from bridge.reader.resilience import ReaderGuard, ResiliencePolicy
+from bridge.readers import build_reader, load_local_reader
 
 log = logging.getLogger(__name__)
-
-
-def build_reader(settings: ReaderConfig, *, validate: bool = False) -> Reader:
-    """The reader a configuration asks for: the offline engine, or the cloud or an SDK over HTTP.
-
-    `validate=False` for the bridge: its flow's validate node checks every response, and checking
-    twice would only cost time.
-    """
-    if settings.is_local:
-        from bridge.engines.adapter import LocalReader
-
-        reader = LocalReader()
-        try:
-            reader.load()
-        except ImportError as exc:
-            raise ConfigError(f"reader.url 'local': {exc}") from None
-        return reader
-    from bridge.reader import PlateReader
-
-    try:
-        reader = PlateReader(
-            settings.url,
-            token=settings.token.get_secret_value() if settings.token else None,
-            timeout=settings.timeout,
-            upload_base64=settings.upload == "base64",
-            validate=validate,
-            transport=settings.transport,
-        )
-    except ImportError as exc:
-        raise ConfigError(str(exc)) from None
-    log.info("reader: %s over %s", shown_url(reader.url), reader.transport)
-    return reader
 
 
 class Bridge:
@@ -85,6 +53,7 @@ class Bridge:
         self.broker: EmbeddedBroker | None = None
         self.mqtt: MqttClient | None = None
         self.guard: ReaderGuard | None = None
+        self.local_first = LocalFirstRun(self._set_state)
 
     @property
     def broker_address(self) -> tuple[str, int]:
@@ -115,7 +84,13 @@ class Bridge:
         self.guard = ReaderGuard(
             ResiliencePolicy.from_config(self.config.reader),
             CallLimiter(self.config.reader.max_calls_per_second),
-            on_state=self._reader_state_changed,
+            on_state=self.local_first.reader_state_changed,
+        )
+        self.local_first.build(
+            self.config.reader.local_first,
+            routes_enable=any(route.local_first.enabled for route in self.config.routes),
+            paid_reader=reader,
+            load_offline=load_local_reader,
         )
         # Watch lists edited at run time (an extension's store: history), one set for every route.
         edits = any(kind.edits_watchlists for kind in self._extension_types)
@@ -149,6 +124,7 @@ class Bridge:
         )
         self.router.build(lambda route: self._node_context(route, reader))
         self.router.start_workers(self.config.reader.concurrency)
+        self.local_first.start()
         self.extensions.start()
         self.router.accepting = True
         self.mqtt.start(wait=connect_wait)
@@ -168,6 +144,7 @@ class Bridge:
             on_event=self.extensions.on_event,
             watchlists=self.config.watchlists,
             live_watchlists=self._live_watchlists,
+            local_first=self.local_first.cascade,
         )
 
     def health(self) -> dict[str, Any]:
@@ -180,6 +157,7 @@ class Bridge:
             "reader_retries": guard.retries if guard else 0,
             "connected": self.mqtt.connected if self.mqtt else False,
             "credits": self.router.credits(),
+            "local_first": self.local_first.state(),
             "extensions": self.extensions.stats(),
             "wedged": self.wedged(),
         }
@@ -216,9 +194,9 @@ class Bridge:
             raise RuntimeError("the bridge is not started")
         self.mqtt.publish(topic, payload, qos=qos, retain=retain, properties=properties)
 
-    def _reader_state_changed(self, state: dict[str, Any]) -> None:
+    def _set_state(self, **fields: Any) -> None:
         if self.mqtt is not None:
-            self.mqtt.set_state(**state)
+            self.mqtt.set_state(**fields)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every frame taken so far has been handled; False on timeout."""
@@ -232,6 +210,7 @@ class Bridge:
         # Flows first (a consensus node publishes the vehicles still open), then the extensions that
         # listen to their events, and the broker connection last, so nothing is published into it closed.
         self.router.stop(deadline, give_up=time.monotonic() + deadline)
+        self.local_first.stop()
         self.extensions.stop()
         close = getattr(self._built_reader, "close", None)
         if close is not None:

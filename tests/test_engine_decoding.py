@@ -13,7 +13,8 @@ pytest.importorskip(
 import cv2
 import numpy as np
 
-from bridge.engines import local, plate_patterns
+from bridge.core import plate_patterns
+from bridge.engines import local
 from bridge.engines.local import cues, detection, models, ranking, recognition
 
 BLUE = (153, 51, 0)  # BGR of the EU band's blue

@@ -18,8 +18,8 @@ pytest.importorskip(
     "rapidocr", reason="the local engine's models are not installed: pip install 'plate-bridge[local]'"
 )
 
+from bridge.core import plate_patterns
 from bridge.core.errors import PayloadNotImage, PayloadTooLarge
-from bridge.engines import plate_patterns
 from bridge.engines.local import LocalEngine, cues, detection, models, ranking, recognition
 from bridge.evaluate import evaluate, normalize_plate
 from tests import images

@@ -19,7 +19,7 @@ from bridge.config import load_config
 from bridge.core.errors import ConfigError, ReaderUnavailable
 from bridge.reader import PlateReader
 from bridge.reader.transport import Failure, TransportError, make_transport
-from bridge.service import build_reader
+from bridge.readers import build_reader
 from tests.emulator import ReaderEmulator
 from tests.images import jpeg
 

@@ -32,6 +32,7 @@ COMMANDS = (
     "publish",
     "serve",
     "evaluate",
+    "compare",
     "demo",
     "web",
 )

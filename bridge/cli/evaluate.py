@@ -44,11 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run a naive full-frame PP-OCR reader on the same images and compare (needs [local])",
     )
+    from bridge import calibrate
+
+    calibrate.add_arguments(parser)
 
 
 def handle(args: argparse.Namespace) -> int:
     from bridge.evaluate import evaluate, naive_baseline
-    from bridge.service import build_reader
+    from bridge.readers import build_reader
 
     try:
         regions = normalize_regions(args.regions)
@@ -73,6 +76,14 @@ def handle(args: argparse.Namespace) -> int:
     def read(image: bytes, codes: Sequence[str]) -> dict[str, Any]:
         return reader.read(image, regions=codes)
 
+    if args.calibrate:
+        from bridge import calibrate
+
+        try:
+            with logging_redirect_tqdm():
+                return calibrate.run(args, read, regions, regions_by_set)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     try:
         with logging_redirect_tqdm():
             report = evaluate(

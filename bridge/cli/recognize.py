@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from bridge.service import build_reader
+    from bridge.readers import build_reader
 
     try:
         config = json.loads(args.config) if args.config else None

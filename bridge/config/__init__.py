@@ -24,7 +24,14 @@ from bridge.config.core import (
 )
 from bridge.config.loading import bridge_config, format_problems, load_config
 from bridge.config.mqtt import MQTTConfig, TLSConfig
-from bridge.config.reader import CLOUD_URL, LOCAL_READER, TOKEN_ENV, ReaderConfig
+from bridge.config.reader import (
+    CLOUD_URL,
+    LOCAL_READER,
+    TOKEN_ENV,
+    LocalFirstConfig,
+    ReaderConfig,
+    RouteLocalFirstConfig,
+)
 from bridge.config.routes import NodeSpec, Region, ReuseConfig, RouteConfig
 from bridge.config.watchlists import STRICT_MIN_SCORE, WatchedPlate, WatchListConfig
 
@@ -68,6 +75,7 @@ __all__ = [
     "CoreConfig",
     "FrigateConfig",
     "HomeAssistantConfig",
+    "LocalFirstConfig",
     "MQTTConfig",
     "MetricsConfig",
     "NodeSpec",
@@ -76,6 +84,7 @@ __all__ = [
     "RequestsConfig",
     "ReuseConfig",
     "RouteConfig",
+    "RouteLocalFirstConfig",
     "StrictModel",
     "TLSConfig",
     "WatchListConfig",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -19,6 +20,44 @@ from bridge.core.redact import shown_url
 
 LOCAL_READER = "local"
 TOKEN_ENV = "PLATE_RECOGNIZER_TOKEN"
+
+
+class LocalFirstConfig(StrictModel):
+    """Read a frame offline first and pay for a call only when unsure (bridge/reader/cascade.py)."""
+
+    enabled: bool = Field(False, description="Read frames offline first (needs the [local] extra).")
+    precision: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Accept an offline reading whose calibrated precision (the lower end of a 90 % "
+        "confidence interval of the precision measured on labelled photos at its score) is at least "
+        "this; below, the paid reader answers. At 0.9, 54.5 % of the photos the shipped calibration held "
+        "apart were answered offline, all of them exactly right; no reading is credited 0.95 by it "
+        "(BENCHMARKS.md, docs/guides/local-first.md).",
+    )
+    calibration: Path | None = Field(
+        None,
+        description="A calibration made by `plate-bridge evaluate --calibrate` on your own labelled "
+        "frames; null: the one shipped with the package.",
+    )
+    workers: int = Field(1, ge=1, le=16, description="Offline reads at the same time; busy: the paid reader.")
+    calls_left_below: int | None = Field(
+        100,
+        ge=0,
+        description="Below this many calls left this month (the reader's usage), read offline only; "
+        "null: never for the quota (an open circuit still switches).",
+    )
+    usage_interval: float = Field(
+        900.0, ge=1, description="Seconds between two looks at the cloud's /v1/statistics/."
+    )
+
+
+class RouteLocalFirstConfig(StrictModel):
+    """A route's own `local_first` settings; null keeps the reader's."""
+
+    enabled: bool | None = Field(None, description="null: reader.local_first.enabled.")
+    precision: float | None = Field(None, gt=0, le=1, description="null: reader.local_first.precision.")
 
 
 class ReaderConfig(StrictModel):
@@ -50,6 +89,10 @@ class ReaderConfig(StrictModel):
         None,
         description="Re-send a call that went out whole and got no answer (timeout, dropped connection),"
         " which the service may have billed. null: off for the cloud, on for an SDK.",
+    )
+
+    local_first: LocalFirstConfig = Field(
+        default_factory=LocalFirstConfig, description="Offline reading first; paid calls only when unsure."
     )
 
     _url_by_default: bool = PrivateAttr(False)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.config.base import StrictModel
+from bridge.config.reader import RouteLocalFirstConfig
 from bridge.core.messages import TopicFilter, check_publish_topic
 from bridge.core.regions import normalize_regions
 
@@ -113,6 +114,9 @@ class RouteConfig(StrictModel):
     )
     nodes: list[Annotated[NodeSpec, Field()]] = Field(
         default_factory=list, description="Extra nodes between validate and publish."
+    )
+    local_first: RouteLocalFirstConfig = Field(
+        default_factory=RouteLocalFirstConfig, description="Overrides of reader.local_first for this route."
     )
 
     @field_validator("regions", mode="before")

@@ -51,6 +51,10 @@ def plate_event(msg: Message) -> dict[str, Any]:
     event["route"] = msg.route
     if msg.scale is not None:
         event["scale"] = msg.scale
+    if msg.reader is not None:
+        event["reader"] = msg.reader
+    if msg.local_only is not None:
+        event["local_only"] = msg.local_only
     if msg.reused is not None:
         event["cached"] = True
         event["cached_reason"] = msg.reused.reason

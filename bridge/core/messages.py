@@ -257,6 +257,11 @@ class Message:
     split: SplitPart | None = None
     watched: tuple[Mapping[str, Any], ...] | None = None
     """The watch-list matches of the frame's plates (None: no watchlist node; empty: no match)."""
+    reader: str | None = None
+    """Which reader answered: `local` (the offline reader, local first) or the paid one's kind
+    (`cloud`, `sdk`); a reused reading keeps the reader that made it."""
+    local_only: str | None = None
+    """Why the offline reader answered alone (`calls_left`, `circuit_open`): the quota guard's word."""
     payload_digest: bytes | None = None
     """`bridge.imaging.digest.frame_digest` of the payload, taken once where the frame arrives."""
     metadata: Mapping[str, Any] = field(default_factory=dict)

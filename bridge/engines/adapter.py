@@ -21,6 +21,7 @@ class LocalReader:
     """
 
     upload_base64 = False
+    kind = "local"  # what events say answered (`reader`)
 
     def __init__(self) -> None:
         self._engine: Any = None

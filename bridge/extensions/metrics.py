@@ -123,6 +123,24 @@ class _HealthCollector:
         yield CounterMetricFamily(
             "plate_bridge_reader_retries", "Reader calls that were retries.", health.get("reader_retries", 0)
         )
+        credits = health.get("credits") or {}
+        yield CounterMetricFamily(
+            "plate_bridge_reader_calls_saved_local",
+            "Frames local first answered from the offline reader instead of a paid call "
+            "(reader.local_first); the repeat cache's savings are plate_bridge_reader_calls_saved.",
+            credits.get("saved_local", 0),
+        )
+        yield CounterMetricFamily(
+            "plate_bridge_local_first_busy",
+            "Frames local first sent to the paid reader because every offline worker was busy.",
+            credits.get("local_declined_busy", 0),
+        )
+        local_first = health.get("local_first") or {}
+        yield GaugeMetricFamily(
+            "plate_bridge_local_only",
+            "1 while the quota guard has the offline reader answer alone (calls left low, circuit open).",
+            value=1 if local_first.get("local_only") else 0,
+        )
         yield CounterMetricFamily(
             "plate_bridge_frames_dropped",
             "Frames dropped unread (pushed out or at shutdown).",

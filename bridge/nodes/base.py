@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from bridge.core.events import PublishedEvent
     from bridge.core.messages import Message
     from bridge.nodes.watchlist import LiveWatchlists
+    from bridge.reader.cascade import LocalFirst
     from bridge.reader.resilience import ReaderGuard
 
 
@@ -35,6 +36,8 @@ class NodeContext:
     """The global watch lists (`watchlists:`), for the watchlist node."""
     live_watchlists: LiveWatchlists | None = None
     """Watch lists edited at run time (the history store's), joined to the global ones."""
+    local_first: LocalFirst | None = None
+    """The offline reader read first when `reader.local_first` is enabled (the recognize node)."""
 
 
 class NodeSettings(BaseModel):

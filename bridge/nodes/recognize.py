@@ -13,18 +13,21 @@ from typing import Any
 import orjson
 from PIL import Image
 
-from bridge.core.errors import ReaderPayloadTooLarge
+from bridge.core.errors import ReaderPayloadTooLarge, ReaderUnavailable
 from bridge.core.messages import Message, Reuse
 from bridge.imaging.digest import frame_digest
 from bridge.imaging.images import downscale_to_fit
 from bridge.imaging.platecrops import decode_grey, plate_boxes, plate_crops, plates_difference
 from bridge.imaging.signature import Mask, Signature, difference, signature
 from bridge.nodes.base import Node, NodeContext, NodeSettings
+from bridge.nodes.localfirst import NearMiss, route_lists, route_settings
 from bridge.nodes.repeats import CameraLocks, Evidence, FrameRepeats, Reading
 
 # The cloud refuses uploads above about 3 MB; a 413 retry aims below that, or at half the refused size.
 DOWNSCALE_TARGET_BYTES = 2_500_000
 REUSE_REASONS = ("identical", "similar", "interval")
+# Why a frame local first read offline went to the paid reader after all (bridge/reader/cascade.py).
+LOCAL_DECLINES = ("busy", "no_plate", "unconfident", "off_layout", "near_miss", "failed")
 
 
 class RecognizeNode(Node):
@@ -62,17 +65,32 @@ class RecognizeNode(Node):
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.clock: Callable[[], float] = time.monotonic
+        local_first = context.local_first
+        self._local_first, self._precision = (
+            route_settings(context.route, local_first.enabled, local_first.precision)
+            if local_first is not None
+            else (False, 1.0)
+        )
+        self._near_miss = (
+            NearMiss(route_lists(context.route, context.watchlists)) if self._local_first else None
+        )
+        self._paid_kind = getattr(context.reader, "kind", None) or "sdk"
 
     def stats(self) -> dict[str, int]:
         """Frames seen, reader calls made, and calls saved by each reason (see the class docstring)."""
         with self._counts_lock:
             counts = dict(self._counts)
         saved = {reason: counts.get(f"reused_{reason}", 0) for reason in REUSE_REASONS}
+        saved["local"] = counts.get("saved_local", 0)
         return {
             "frames": counts.get("frames", 0),
             "calls": counts.get("calls", 0),
             "calls_saved": sum(saved.values()),
             **{f"saved_{reason}": count for reason, count in saved.items()},
+            # Local first: frames read offline and sent to the paid reader after all, by reason, and
+            # frames the quota guard had read offline alone (bridge/reader/cascade.py).
+            **{f"local_declined_{reason}": counts.get(f"declined_{reason}", 0) for reason in LOCAL_DECLINES},
+            "local_only": counts.get("local_only", 0),
             # Similar scenes read again because a plate box changed (or could not be compared).
             "similar_plates_changed": counts.get("plates_changed", 0),
             # Frames of a busy camera read without a look (repeats.Pace).
@@ -89,8 +107,7 @@ class RecognizeNode(Node):
         if msg.image is None:
             raise RuntimeError("the recognize node needs a decoded image: put decode before it")
         if not self.context.route.repeat_window:
-            self._count("frames", "calls")
-            return self._recognize(msg)
+            return self._answer(msg)
         # A camera's frames are decided one at a time: the second of two frames read at once would
         # otherwise pay for what the first is about to answer.
         with self._locks.hold(msg.camera_id):
@@ -136,8 +153,7 @@ class RecognizeNode(Node):
             # Either side: two workers may take a camera's frames a moment out of order.
             if last.has_plate and abs(frame_time - last.frame_time) < reuse.vehicle_interval:
                 return self._reuse(msg, last, "interval")
-        self._count("frames", "calls")
-        read = self._recognize(msg)
+        read = self._answer(msg)
         assert read.result is not None
         results = read.result.get("results")
         keep = reuse.similar and pace.keeps_frame
@@ -160,6 +176,7 @@ class RecognizeNode(Node):
                 has_plate=bool(results),
                 evidence=evidence,
                 nbytes=len(digest) + len(orjson.dumps(read.result)),
+                reader=read.reader,
             ),
         )
         return read
@@ -210,7 +227,70 @@ class RecognizeNode(Node):
             result=reading.result,
             scale=reading.scale,
             reused=Reuse(reason, datetime.fromtimestamp(reading.frame_time, UTC)),
+            reader=reading.reader or msg.reader,
         )
+
+    def _answer(self, msg: Message) -> Message:
+        """The frame's reading: the paid reader's, or the offline one's when local first trusts it
+        (or the quota guard has the offline reader answer alone)."""
+        local_first = self.context.local_first
+        if local_first is None or not self._local_first:
+            return self._paid(msg)
+        assert msg.image is not None
+        quota = local_first.quota
+        if quota is not None and quota.reason == "calls_left":
+            return self._offline_only(msg, "calls_left")
+        guard = self.context.guard
+        if guard is not None and guard.state == "unavailable":
+            # The circuit is open: the guard fails the call at once, or lets it through as its probe,
+            # which closes the circuit again when it is answered.
+            try:
+                return self._paid(msg, count=False)
+            except ReaderUnavailable:
+                return self._offline_only(msg, "circuit_open")
+        outcome = local_first.consider(
+            msg.image,
+            regions=msg.regions,
+            precision=self._precision,
+            near_miss=self._near_miss,
+            camera_id=msg.camera_id,
+            timestamp=msg.timestamp or msg.received_at,
+        )
+        if outcome.accepted and outcome.answer is not None:
+            self._count("frames", "saved_local")
+            return msg.replace(result=outcome.answer, reader="local")
+        self._count(f"declined_{outcome.reason}")
+        try:
+            return self._paid(msg)
+        except ReaderUnavailable:
+            if outcome.answer is None or guard is None or guard.state != "unavailable":
+                raise
+            # The call that opened the circuit: the offline reading already made answers.
+            self._count("local_only")
+            return msg.replace(result=outcome.answer, reader="local", local_only="circuit_open")
+
+    def _offline_only(self, msg: Message, reason: str) -> Message:
+        local_first = self.context.local_first
+        assert local_first is not None and msg.image is not None
+        self._count("frames", "local_only")
+        answer = local_first.read(
+            msg.image,
+            regions=msg.regions,
+            camera_id=msg.camera_id,
+            timestamp=msg.timestamp or msg.received_at,
+        )
+        return msg.replace(result=answer, reader="local", local_only=reason)
+
+    def _paid(self, msg: Message, *, count: bool = True) -> Message:
+        if count:
+            self._count("frames", "calls")
+        read = self._recognize(msg)
+        if not count:
+            self._count("frames", "calls")
+        local_first = self.context.local_first
+        if local_first is not None and local_first.quota is not None and read.result is not None:
+            local_first.quota.usage(read.result)  # an SDK's answers carry its usage
+        return read.replace(reader=self._paid_kind)
 
     def _recognize(self, msg: Message) -> Message:
         assert msg.image is not None

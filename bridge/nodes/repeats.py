@@ -153,6 +153,8 @@ class Reading:
     nbytes: int
     """What the cache counts for it besides its evidence: digest and the answer as JSON."""
     evidence: Evidence = field(default_factory=lambda: Evidence(frame=None))
+    reader: str | None = None
+    """Which reader answered (`local`, `cloud`, `sdk`): a reused reading's event says the same."""
 
 
 class FrameRepeats:

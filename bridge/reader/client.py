@@ -181,6 +181,11 @@ class PlateReader:
     def is_cloud(self) -> bool:
         return is_cloud_url(self.url)
 
+    @property
+    def kind(self) -> str:
+        """`cloud` or `sdk`: what events say answered (`reader`)."""
+        return "cloud" if self.is_cloud else "sdk"
+
     def close(self) -> None:
         self._transport.close()
 

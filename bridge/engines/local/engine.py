@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import onnxruntime
 
+from bridge.core import plate_patterns
 from bridge.core.errors import PayloadNotImage
 from bridge.core.plates import NEAR_MISS_COST, plate_distance
-from bridge.engines import plate_patterns
 from bridge.engines.local.cues import above_or_below, band_edge, looks_like_date_or_time, red_stripes, trimmed
 from bridge.engines.local.detection import (
     DETECTION_SCALE,

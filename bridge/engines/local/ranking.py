@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.engines import plate_patterns
+from bridge.core import plate_patterns
 from bridge.engines.local.detection import TextBox, box_area, intersection, not_covered
 from bridge.engines.local.recognition import ALPHANUMERICS, LOOK_ALIKE_SHARE, Character
 

@@ -144,9 +144,10 @@ class Entities:
 
     # -- the bridge ----------------------------------------------------------------------------
 
-    def bridge(self, *, usage: bool) -> list[Discovery]:
+    def bridge(self, *, usage: bool, local_first: bool = False) -> list[Discovery]:
         """The bridge device: connectivity, reader state, frame counters, and usage when the reader
-        reports one (cloud or SDK; the offline reader has none)."""
+        reports one (cloud or SDK; the offline reader has none); with `local_first`, the calls it
+        saved and the quota guard's state."""
         device = self.bridge_device()
         state = self.topics.bridge_state
 
@@ -217,6 +218,41 @@ class Entities:
                 **self._availability(),
             ),
         ]
+        saved = [("reuse", "Reader calls saved by reuse")]
+        if local_first:
+            saved.append(("local", "Reader calls saved offline"))
+        documents += [
+            entity(
+                "sensor",
+                f"calls_saved_{how}",
+                name,
+                state_topic=self.topics.stats,
+                value_template=f"{{{{ value_json.calls_saved_{how} | default(0) }}}}",
+                icon="mdi:piggy-bank",
+                **counters,
+                **self._availability(),
+            )
+            for how, name in saved
+        ]
+        if local_first:
+            # The quota guard (reader.local_first): on while the offline reader answers alone.
+            documents.append(
+                entity(
+                    "binary_sensor",
+                    "local_only",
+                    "Offline only",
+                    state_topic=state,
+                    value_template="{{ 'ON' if value_json.get('local_only') else 'OFF' }}",
+                    json_attributes_topic=state,
+                    json_attributes_template=(
+                        "{{ {'reason': value_json.get('local_only_reason'), "
+                        "'calls_left': value_json.get('calls_left')} | tojson }}"
+                    ),
+                    icon="mdi:cloud-off-outline",
+                    entity_category="diagnostic",
+                    **self._availability(),
+                )
+            )
         if usage:
             documents += [
                 entity(

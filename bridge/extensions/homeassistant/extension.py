@@ -295,7 +295,11 @@ class HomeAssistantExtension(Extension):
     # -- the bridge ----------------------------------------------------------------------------
 
     def _announce_bridge(self) -> None:
-        documents = self.entities.bridge(usage=self._usage_kind is not None)
+        config = self.context.config
+        local_first = not config.reader.is_local and (
+            config.reader.local_first.enabled or any(route.local_first.enabled for route in config.routes)
+        )
+        documents = self.entities.bridge(usage=self._usage_kind is not None, local_first=local_first)
         for topic, document in documents:
             self._send(topic, document)
         with self._lock:
@@ -386,6 +390,10 @@ class HomeAssistantExtension(Extension):
     def _publish_stats(self) -> None:
         health = self.context.health()
         stats = {key: health.get(key, 0) for key in ("received", "processed", "dropped", "unrouted")}
+        # Calls saved: by reuse (the repeat cache) and by local first (the offline reader trusted).
+        credits = health.get("credits") or {}
+        stats["calls_saved_local"] = credits.get("saved_local", 0)
+        stats["calls_saved_reuse"] = credits.get("calls_saved", 0) - stats["calls_saved_local"]
         with self._lock:
             if stats == self._last_stats:
                 return
