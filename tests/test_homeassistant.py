@@ -423,6 +423,7 @@ def test_frames_received_counts_frames_only_not_ha_status_or_the_bridges_own_rec
         reader={"url": emulator.url, "max_calls_per_second": None},
         homeassistant={"enabled": True, "cameras": ["gate"], "stats_interval": 0.1},
         routes=[{"topic": "#", "camera_id": "gate"}],
+        queued_frames_per_camera=10,  # no frame pushed out by a newer one on a loaded machine
     )
     bridge = started(config)
     try:

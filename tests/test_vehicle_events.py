@@ -44,6 +44,8 @@ def test_one_car_over_several_frames_fires_home_assistant_webhooks_and_metrics_o
         metrics={"enabled": True, "port": free_port()},
         # A generous gap: a slow machine must not split the car in two.
         routes=[{"topic": ROUTE, "nodes": [{"type": "consensus", "gap": 2.0, "per_frame": True}]}],
+        # Every frame waits its turn: a loaded machine must not push one out (that is not tested here).
+        queued_frames_per_camera=frames,
     )
     collector: Collector = collector_factory(broker.host, broker.port, ["plate-bridge/#"])
     bridge = Bridge(config)
