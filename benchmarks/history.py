@@ -107,12 +107,19 @@ def fresh(url: str | None, name: str, folder: Path) -> tuple[str | None, Path]:
 # -- 1. the frame path -----------------------------------------------------------------------------
 
 
+class _NoPublisher:
+    """The bridge's publisher, for a store measured without a broker: what it publishes goes nowhere."""
+
+    def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool, properties: Any = None) -> None:
+        return None
+
+
 def bench_recording(events: int, folder: Path) -> dict[str, Any]:
     frame = camera_frame(1)
     config = load_config(
         history={"enabled": True, "data_dir": str(folder / "recording"), "queue_size": 100_000}
     )
-    extension = HistoryExtension(ExtensionContext(config=config, publish=lambda *a, **k: None, health=dict))
+    extension = HistoryExtension(ExtensionContext(config=config, publisher=_NoPublisher(), health=dict))
     extension.start()
     result = {
         "box": {"xmin": 500, "ymin": 400, "xmax": 780, "ymax": 460},
