@@ -184,7 +184,7 @@ def write(calibration: Calibration, path: Path) -> None:
 
 
 def add_arguments(parser: Any) -> None:
-    """`evaluate`'s calibration options (registered by bridge/cli.py)."""
+    """`evaluate`'s calibration options (registered by bridge/cli/evaluate.py)."""
     parser.add_argument(
         "--calibrate",
         metavar="OUT.json",

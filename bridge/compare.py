@@ -287,7 +287,7 @@ def _html(document: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str
 
 
 def add_arguments(parser: Any) -> None:
-    """`plate-bridge compare`'s options (registered by bridge/cli.py)."""
+    """`plate-bridge compare`'s options (registered by bridge/cli/compare.py)."""
     parser.add_argument("frames", metavar="FOLDER", help="a folder of JPEG/PNG frames (searched recursively)")
     parser.add_argument("--url", help="the paid reader: the cloud (default with a token) or an SDK URL")
     parser.add_argument("--token", help="API token (default: $PLATE_RECOGNIZER_TOKEN)")
