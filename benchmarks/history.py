@@ -43,7 +43,9 @@ from bridge.extensions.base import ExtensionContext, PublishedEvent
 from bridge.extensions.history import schema as t
 from bridge.extensions.history.extension import HistoryExtension
 from bridge.extensions.history.keys import deletion_keys
-from bridge.extensions.history.store import ROW_BYTES, HistoryStore, Record
+from bridge.extensions.history.models import Record
+from bridge.extensions.history.store import HistoryStore
+from bridge.extensions.history.writing import ROW_BYTES
 
 RESULTS = Path(__file__).with_name("history_results.json")
 ALPHABET = string.ascii_uppercase + string.digits

@@ -34,7 +34,8 @@ from typing import Any
 
 from benchmarks.history import databases, fresh, load_vehicles, misread
 from bridge.config import load_config
-from bridge.extensions.history.store import HistoryStore, Record
+from bridge.extensions.history.models import Record
+from bridge.extensions.history.store import HistoryStore
 from bridge.extensions.web.server import WebServer
 from tests.browser import chromium, why_not
 from tests.images import jpeg

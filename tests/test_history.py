@@ -15,7 +15,7 @@ from bridge.config import load_config
 from bridge.core.messages import Message
 from bridge.extensions.base import ExtensionContext, PublishedEvent
 from bridge.extensions.history.extension import HistoryExtension
-from bridge.extensions.history.store import Sighting
+from bridge.extensions.history.models import Sighting
 from bridge.service import Bridge
 from tests.canned import RecordingPublisher
 from tests.conftest import BrokerAddress, Collector

@@ -11,15 +11,9 @@ import sqlalchemy as sa
 
 from bridge.config import WatchListConfig
 from bridge.extensions.history import schema
-from bridge.extensions.history.store import (
-    HistoryError,
-    HistoryStore,
-    Record,
-    StoreTooNew,
-    VisitRules,
-    WatchlistReadOnly,
-    upgrade_to,
-)
+from bridge.extensions.history.database import upgrade_to
+from bridge.extensions.history.models import HistoryError, Record, StoreTooNew, VisitRules, WatchlistReadOnly
+from bridge.extensions.history.store import HistoryStore
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 YAML_LISTS = {"family": WatchListConfig.model_validate({"plates": [{"plate": "AB12 CDE", "label": "Anna"}]})}
@@ -278,9 +272,9 @@ def test_a_url_that_is_no_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def _engine_url(url: str | None, data_dir: Path) -> str:
-    from bridge.extensions.history.store import _database_url
+    from bridge.extensions.history.database import database_url
 
-    return _database_url(url, data_dir)
+    return database_url(url, data_dir)
 
 
 def test_two_replicas_write_the_same_new_plates_at_once(history_url: str | None, tmp_path: Path) -> None:

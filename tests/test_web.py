@@ -16,7 +16,7 @@ import pytest
 
 from bridge.config import load_config
 from bridge.core.errors import ConfigError
-from bridge.extensions.history.store import Record
+from bridge.extensions.history.models import Record
 from bridge.extensions.web.extension import open_web
 from bridge.extensions.web.server import WebServer
 from tests.images import jpeg
