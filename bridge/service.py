@@ -92,7 +92,7 @@ class Bridge:
             paid_reader=reader,
             load_offline=load_local_reader,
         )
-        # Watch lists edited at run time (an extension's store: history), one set for every route.
+        # Watch lists an extension edits at run time (from its store), one set for every route.
         edits = any(kind.edits_watchlists for kind in self._extension_types)
         self._live_watchlists = LiveWatchlists() if edits else None
         context = ExtensionContext(
