@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from bridge.core.errors import ConfigError
 from bridge.core.redact import shown_url
 from bridge.extensions.history.models import StoreTooNew
+
+log = logging.getLogger(__name__)
 
 SQLITE_FILE = "history.sqlite3"
 
@@ -54,9 +59,29 @@ def sqlite_pragmas(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Raise logger `name` to WARNING for the duration (unless it is set stricter already)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def migrate(connection: Connection, shown: str) -> None:
     """Upgrade the store to this release's head; refuse a store whose revision this release does not
-    know (made by a newer one): downgrading it would lose what the newer release keeps."""
+    know (made by a newer one): downgrading it would lose what the newer release keeps.
+
+    Alembic's own INFO lines (its plugins, its context, each step: a dozen at every start) say
+    nothing a user needs; one line of ours says when the schema changes. Its warnings still show."""
+    with _quiet("alembic"):
+        _migrate(connection, shown)
+
+
+def _migrate(connection: Connection, shown: str) -> None:
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -81,6 +106,9 @@ def migrate(connection: Connection, shown: str) -> None:
         if connection.in_transaction():
             connection.commit()
         config.attributes["connection"] = connection
+        head = script.get_current_head()
+        if tuple(current) != (head,):
+            log.info("history store at %s: schema %s -> %s", shown, ", ".join(current) or "new", head)
         command.upgrade(config, "head")
         if connection.in_transaction():
             connection.commit()
