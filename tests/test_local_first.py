@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
+from bridge.nodes.localfirst import NearMiss
+from bridge.nodes.watchlist import LiveWatchlists
 from bridge.reader import PlateReader
 from bridge.reader.calibration import fit, load_calibration, region_family, wilson_lower
 from bridge.reader.cascade import QuotaGuard, UsagePoller
@@ -154,6 +156,21 @@ class GatedReader:
         self.entered.set()
         assert self.release.wait(30), "the test never let the offline reader go"
         return self.reader.read(image, **kwargs)
+
+
+def test_a_plate_listed_at_run_time_makes_its_one_character_misread_a_near_miss() -> None:
+    """Lists edited on the web page or over MQTT are watch lists like the configured ones: an offline
+    reading one character off a plate listed a moment ago is confirmed by the paid reader."""
+    live = LiveWatchlists()
+    near_miss = NearMiss([], live)
+    misread = [{"plate": "ab12cdf", "score": 0.95, "candidates": [{"plate": "ab12cdf", "score": 0.95}]}]
+    exact = [{"plate": "ab12cde", "score": 0.95, "candidates": [{"plate": "ab12cde", "score": 0.95}]}]
+    assert not near_miss(misread)  # nothing listed yet
+    live.replace({"family": [("AB12CDE", "Anna")]})
+    assert near_miss(misread)
+    assert not near_miss(exact)
+    live.replace({})
+    assert not near_miss(misread)
 
 
 @pytest.mark.parametrize("broker", ["amqtt"], indirect=True)

@@ -13,44 +13,63 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bridge.config import RouteConfig, WatchListConfig
-from bridge.nodes.watchlist import Reading, WatchList
+from bridge.nodes.watchlist import LiveWatchlists, Reading, WatchList
 
 # The tolerance a near-miss is looked for within, at least: one character off.
 NEAR_MISS_TOLERANCE = 1.0
 
 
 class NearMiss:
-    """Tells whether results come near a watch-list entry without matching it exactly."""
+    """Tells whether results come near a watch-list entry without matching it exactly: the lists of
+    the configuration, and those edited at run time (`live`, the history store's) as they are now."""
 
-    def __init__(self, lists: Sequence[WatchList]) -> None:
-        self.lists = tuple(
-            dataclasses.replace(
-                watch_list,
-                tolerance=max(watch_list.tolerance, NEAR_MISS_TOLERANCE),
-                strict=False,
-                min_score=0.0,
-                patterns=(),
-            )
-            for watch_list in lists
-            if watch_list.plates
-        )
+    def __init__(self, lists: Sequence[WatchList], live: LiveWatchlists | None = None) -> None:
+        self.lists = _widened(lists)
+        self.live = live
+        self._live_seen: tuple[WatchList, ...] = ()
+        self._live_widened: tuple[WatchList, ...] = ()
 
     def __call__(self, results: Sequence[Mapping[str, Any]]) -> bool:
+        lists = self.lists + self._live_lists()
         for result in results:
             reading = Reading.of(result)
             if not reading.normals[0]:
                 continue
-            for watch_list in self.lists:
+            for watch_list in lists:
                 for match in watch_list.match(reading):
                     exact = match.item["matched"] == "plate" and match.item["distance"] == 0
                     if not exact:
                         return True
         return False
 
+    def _live_lists(self) -> tuple[WatchList, ...]:
+        if self.live is None:
+            return ()
+        current = self.live.lists  # swapped whole by LiveWatchlists.replace: widen each new set once
+        if current is not self._live_seen:
+            self._live_seen, self._live_widened = current, _widened(current)
+        return self._live_widened
+
+
+def _widened(lists: Sequence[WatchList]) -> tuple[WatchList, ...]:
+    """The lists as near-misses are looked for in them: within at least one character, strict ones
+    too, every score, plates only (a pattern has no exact entry to be near)."""
+    return tuple(
+        dataclasses.replace(
+            watch_list,
+            tolerance=max(watch_list.tolerance, NEAR_MISS_TOLERANCE),
+            strict=False,
+            min_score=0.0,
+            patterns=(),
+        )
+        for watch_list in lists
+        if watch_list.plates
+    )
+
 
 def route_lists(route: RouteConfig, global_lists: Mapping[str, WatchListConfig]) -> list[WatchList]:
     """Every list a frame of the route may be matched against: the global ones and those its watchlist
-    nodes define themselves. (Lists added at run time join here when the bridge has them.)"""
+    nodes define themselves (lists edited at run time are NearMiss's `live`)."""
     chosen = dict(global_lists)
     for spec in route.nodes:
         if spec.type == "watchlist":

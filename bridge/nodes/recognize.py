@@ -72,7 +72,9 @@ class RecognizeNode(Node):
             else (False, 1.0)
         )
         self._near_miss = (
-            NearMiss(route_lists(context.route, context.watchlists)) if self._local_first else None
+            NearMiss(route_lists(context.route, context.watchlists), context.live_watchlists)
+            if self._local_first
+            else None
         )
         self._paid_kind = getattr(context.reader, "kind", None) or "sdk"
 
