@@ -469,7 +469,9 @@ def test_run_pins_itself_to_one_cpu_for_a_remote_reader(
             if stream is not None:
                 stream.close()
     if setting == "auto":
-        assert masks == {frozenset({max(os.sched_getaffinity(0))})}
+        # One CPU for every thread: the least busy of those this test may use.
+        assert len(masks) == 1 and len(next(iter(masks))) == 1, masks
+        assert next(iter(masks)) <= os.sched_getaffinity(0)
     else:
         assert masks == {frozenset(os.sched_getaffinity(0))}
 
@@ -504,7 +506,8 @@ def test_cpu_affinity_choices(tmp_path: Path) -> None:
     assert pin("auto", "local") == {"cpu": None, "allowed": allowed}, "the offline engine keeps every CPU"
     assert pin(allowed[0]) == {"cpu": allowed[0], "allowed": [allowed[0]]}
     if len(allowed) > 1:
-        assert pin("auto") == {"cpu": allowed[-1], "allowed": [allowed[-1]]}
+        chosen = pin("auto")
+        assert chosen["cpu"] in allowed and chosen["allowed"] == [chosen["cpu"]], chosen
     assert "may only run on CPUs" in pin(max(allowed) + 1)["error"]
 
 

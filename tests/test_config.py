@@ -71,8 +71,14 @@ def test_an_explicit_cloud_url_without_a_token_is_still_refused(monkeypatch: pyt
     assert caught.value.problems[0].startswith("reader: the cloud URL needs a token")
 
 
-def test_cpu_affinity_leaves_the_cpus_alone_by_default() -> None:
-    assert load_config(reader={"url": SDK}).cpu_affinity == "all"
+def test_cpu_affinity_is_one_cpu_by_default_unless_the_offline_engine_may_read() -> None:
+    config = load_config(reader={"url": SDK})
+    assert config.cpu_affinity == "auto"
+    assert not config.uses_offline_engine
+    assert load_config(reader={"url": "local"}).uses_offline_engine
+    assert load_config(reader={"url": SDK, "local_first": {"enabled": True}}).uses_offline_engine
+    routes = [{"topic": "cameras/+/image", "local_first": {"enabled": True}}]
+    assert load_config(reader={"url": SDK}, routes=routes).uses_offline_engine
 
 
 def test_broker_tls_files_are_checked_by_path(tmp_path: Path) -> None:

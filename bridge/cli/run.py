@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from bridge.service import Bridge
-    from bridge.tuning import limit_malloc_arenas, pin_to_cpu
+    from bridge.tuning import CpuKeeper, allowed_cpus, limit_malloc_arenas, pin_to_cpu
 
     limit_malloc_arenas()
     config = load_config(args.config)
@@ -33,9 +33,14 @@ def handle(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(config.log_level)
     if config.reader.default_note:
         log.info("%s", config.reader.default_note)
-    cpu = pin_to_cpu(config.cpu_affinity, reader_is_local=config.reader.is_local)
+    allowed = allowed_cpus()
+    cpu = pin_to_cpu(config.cpu_affinity, reader_is_local=config.uses_offline_engine)
+    keeper = None
     if cpu is not None:
         log.info("running on CPU %s (cpu_affinity: %s)", cpu, config.cpu_affinity)
+        if config.cpu_affinity == "auto":
+            keeper = CpuKeeper(cpu, allowed)
+            keeper.start()
     stop = _stop_on_signals()
     bridge = Bridge(config)
     bridge.start()
@@ -57,6 +62,8 @@ def handle(args: argparse.Namespace) -> int:
             flush=True,
         )
         bridge.stop()
+        if keeper is not None:
+            keeper.stop()
         stats = bridge.stats
         print(
             f"plate-bridge: stopped at {time.strftime('%H:%M:%S')}: {stats.received} frame(s) received, "

@@ -68,12 +68,13 @@ class CoreConfig(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cpu_affinity: str | int = Field(
-        "all",
+        "auto",
         description=(
-            "CPUs `plate-bridge run` runs on (Linux). all: leave the CPU set alone; N: CPU number N; "
-            "auto: one CPU when the reader is remote (the bridge's threads take turns on Python's GIL, "
-            "and handing it across cores cost about a third of its CPU per frame in benchmarks/), "
-            "every CPU for the offline engine."
+            "CPUs `plate-bridge run` runs on (Linux). auto: one CPU, the least busy, re-chosen every "
+            "10 s, while only Python runs (the bridge's threads take turns on Python's GIL, and handing "
+            "it across cores cost a quarter of its CPU per frame in benchmarks/); every CPU when the "
+            "offline engine may read (local reader or local first). all: leave the CPU set alone; "
+            "N: CPU number N."
         ),
     )
 
@@ -110,6 +111,15 @@ class CoreConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML document is passed in as init arguments by load_config(), below the environment.
         return env_settings, init_settings
+
+    @property
+    def uses_offline_engine(self) -> bool:
+        """Whether the offline engine may read frames: the local reader, or local first anywhere."""
+        return (
+            self.reader.is_local
+            or self.reader.local_first.enabled
+            or any(route.local_first.enabled for route in self.routes)
+        )
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as it may be shown (bridge/info, check-config): secrets and
