@@ -10,6 +10,7 @@ the bridge uses keeps its URLs and secrets whole.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,8 +43,10 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]*")
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
+@functools.lru_cache(maxsize=64)
 def shown_url(url: str) -> str:
-    """`url` as it may be shown: `scheme://host:port`, never user info, path, query or fragment."""
+    """`url` as it may be shown: `scheme://host:port`, never user info, path, query or fragment.
+    Cached: the reader names its one URL on every call (a few URLs per process; the cache holds 64)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:  # IPv6
