@@ -65,7 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         metavar="N",
         help="run every system under test on CPU N (taskset), to compare them pinned alike; the bridge "
-        "runs on every CPU by default (cpu_affinity: all)",
+        "keeps to one CPU by itself (cpu_affinity: auto, its default)",
+    )
+    parser.add_argument(
+        "--cpu-affinity",
+        metavar="auto|all|N",
+        help="the bridge's cpu_affinity (default: its own default, auto), to measure what one CPU changes",
     )
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.rss_frames < 1:
@@ -151,6 +156,9 @@ def run(
     if args.no_reuse:
         systems.BRIDGE_ROUTE_OPTIONS["repeat_window"] = 0
         notes.append("--no-reuse: the bridge ran with repeat_window: 0 (no identical/similar-frame reuse)")
+    if args.cpu_affinity is not None:
+        systems.BRIDGE_OPTIONS["cpu_affinity"] = args.cpu_affinity
+        notes.append(f"--cpu-affinity: the bridge ran with cpu_affinity: {args.cpu_affinity}")
     frame_sets, frame_notes = load_frame_sets(args.frame_kb, FRAMES_PER_SET)
     notes += frame_notes
     node_red = find_node_red(install=not (args.smoke or args.no_install)) if "nodered" in system_names else ""

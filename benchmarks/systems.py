@@ -48,6 +48,7 @@ class Target:
 
 # Route settings every bridge run gets on top of the defaults (`benchmarks.run --no-reuse`).
 BRIDGE_ROUTE_OPTIONS: dict[str, Any] = {}
+BRIDGE_OPTIONS: dict[str, Any] = {}  # top-level settings a run asks for (--cpu-affinity)
 
 
 def bridge(target: Target, reader: ReaderSettings, run_dir: Path) -> Child:
@@ -69,6 +70,7 @@ def bridge(target: Target, reader: ReaderSettings, run_dir: Path) -> Child:
         # Closed-loop runs keep one frame per camera in flight, open-loop ones a few: none is pushed out.
         "queued_frames_per_camera": 64,
         "routes": [{"topic": FRAME_TOPICS, **BRIDGE_ROUTE_OPTIONS}],
+        **BRIDGE_OPTIONS,
     }
     return _bridge_child(config, run_dir)
 
