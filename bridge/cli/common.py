@@ -4,16 +4,20 @@ for, and the pieces of their arguments (--regions, -v)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from tqdm import tqdm
 
 from bridge.config import TOKEN_ENV, ReaderConfig, format_problems
 from bridge.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -47,8 +51,18 @@ def image_paths(paths: Sequence[str]) -> list[Path]:
 
 def progress(total: int, what: str) -> tqdm:
     """A progress bar on stderr (tqdm) when it is a terminal and there is more than one item: it counts
-    an item when it is finished, so it shows N/N when the last one ends."""
+    an item when it is finished, so it shows N/N when the last one ends. tqdm is imported here, not by
+    every command: `run` never draws one, and would carry its ~1 MB."""
+    from tqdm import tqdm
+
     return tqdm(total=total, unit=what, file=sys.stderr, disable=None if total > 1 else True, leave=True)
+
+
+def logging_redirect_tqdm() -> contextlib.AbstractContextManager[None]:
+    """Log lines through tqdm while a bar is drawn (imported on use, as in `progress`)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm as redirect
+
+    return redirect()
 
 
 def reader_settings(url: str | None, token: str | None, **settings: object) -> ReaderConfig:

@@ -9,9 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.contrib.logging import logging_redirect_tqdm
-
-from bridge.cli.common import EXIT_OK, TOKEN_HELP, quiet_one_shot, reader_settings, regions_option
+from bridge.cli.common import (
+    EXIT_OK,
+    TOKEN_HELP,
+    logging_redirect_tqdm,
+    quiet_one_shot,
+    reader_settings,
+    regions_option,
+)
 from bridge.config import LOCAL_READER, TOKEN_ENV
 from bridge.core.errors import ConfigError
 from bridge.core.regions import normalize_regions

@@ -12,14 +12,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 from bridge.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     READER_URL_HELP,
     TOKEN_HELP,
     image_paths,
+    logging_redirect_tqdm,
     progress,
     quiet_one_shot,
     reader_settings,

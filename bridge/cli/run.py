@@ -24,9 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from bridge.service import Bridge
-    from bridge.tuning import CpuKeeper, allowed_cpus, limit_malloc_arenas, pin_to_cpu
+    from bridge.tuning import DEFAULT_ARENAS, CpuKeeper, allowed_cpus, limit_malloc_arenas, pin_to_cpu
 
-    limit_malloc_arenas()
     config = load_config(args.config)
     check_buildable(config)  # before the embedded broker starts: it fails as check-config says
     if not args.verbose:  # -v wins over the configured level
@@ -35,6 +34,8 @@ def handle(args: argparse.Namespace) -> int:
         log.info("%s", config.reader.default_note)
     allowed = allowed_cpus()
     cpu = pin_to_cpu(config.cpu_affinity, reader_is_local=config.uses_offline_engine)
+    # On one CPU one thread runs at a time: a second malloc arena saves little waiting and holds memory.
+    limit_malloc_arenas(1 if cpu is not None else DEFAULT_ARENAS)
     keeper = None
     if cpu is not None:
         log.info("running on CPU %s (cpu_affinity: %s)", cpu, config.cpu_affinity)
