@@ -47,13 +47,14 @@ def pin_to_cpu(setting: str | int, *, reader_is_local: bool) -> int | None:
 
     `auto` (the default) keeps every thread on one CPU when only Python runs in them: one of the
     bridge's threads runs Python at a time (the GIL), and every frame passes it between the MQTT
-    thread and a worker several times; on different cores each hand-off is a cross-core wake-up. In
-    benchmarks/ on 2 cores, flat out, one CPU took a fifth to two fifths less CPU per frame and read
-    1.2-1.7x the frames per second (benchmarks/results-affinity-ab.json). The embedded broker (amqtt) is Python under
-    the same GIL, so it loses nothing. `auto` leaves every CPU to the offline engine (`reader_is_local`:
-    local reader or local first), whose inference runs in C on all of them. The CPU is the least busy
-    one, and `CpuKeeper` moves the bridge when another becomes clearly less busy, so a busy neighbour
-    (an NVR's detector) cannot hold it back. `all` leaves the CPU set alone; N is CPU N, fixed.
+    thread and a worker several times; on different cores each hand-off is a cross-core wake-up.
+    In benchmarks/ on 2 cores, flat out, one CPU took a fifth to two fifths less CPU per frame and
+    read 1.2-1.7x the frames per second (benchmarks/results-affinity-ab.json). The embedded broker
+    (amqtt) is Python under the same GIL, so it loses nothing. `auto` leaves every CPU to the
+    offline engine (`reader_is_local`: local reader or local first), whose inference runs in C on
+    all of them. The CPU is the least busy one, and `CpuKeeper` moves the bridge when another
+    becomes clearly less busy, so a busy neighbour (an NVR's detector) cannot hold it back.
+    `all` leaves the CPU set alone; N is CPU N, fixed.
     """
     if setting == "all" or not hasattr(os, "sched_setaffinity"):
         return None  # not Linux (macOS, Windows): the OS has no such call

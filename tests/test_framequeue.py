@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -113,6 +114,31 @@ def test_a_serial_cameras_next_frame_waits_for_the_one_at_work_while_others_go_a
     assert queue.get(timeout=0.05) is None  # gate-2 waits; nothing else to take
     queue.task_done(first)
     assert queue.get(timeout=1) == "gate-2"
+
+
+def test_a_worker_waiting_for_a_serial_cameras_frame_wakes_when_the_one_at_work_is_done() -> None:
+    """task_done wakes one waiting worker only when it frees a camera with a frame waiting (no longer
+    every worker after every frame): the worker already waiting, here, must get that frame."""
+    queue: FrameQueue[str] = FrameQueue(per_camera=2)
+    queue.put("gate", "gate-1", serial=True)
+    queue.put("gate", "gate-2", serial=True)
+    first = queue.get(timeout=1)
+    got: list[str | None] = []
+    # A get() that gives up after 60 s: woken, it returns at once; forgotten, still waits at 5 s.
+    waiting = threading.Thread(target=lambda: got.append(queue.get(timeout=60)), daemon=True)
+    waiting.start()
+    # Only gate-2 waits, and gate has a frame at work: the thread can but wait in get(). Until it is
+    # seen waiting (CPython's Condition keeps its waiters in _waiters), task_done would prove nothing.
+    deadline = time.monotonic() + 10
+    while not queue._ready._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.001)
+    assert queue._ready._waiters, "the worker never waited"  # type: ignore[attr-defined]
+    queue.task_done(first)
+    waiting.join(5)
+    assert not waiting.is_alive(), "task_done freed gate but woke no waiting worker"
+    assert got == ["gate-2"]
+    queue.task_done("gate-2")
+    assert queue.join(timeout=10), "the last task_done wakes join"
 
 
 def test_frames_that_are_not_serial_may_be_worked_on_together() -> None:

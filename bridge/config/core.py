@@ -71,10 +71,10 @@ class CoreConfig(BaseSettings):
         "auto",
         description=(
             "CPUs `plate-bridge run` runs on (Linux). auto: one CPU, the least busy, re-chosen every "
-            "10 s, while only Python runs (the bridge's threads take turns on Python's GIL, and handing "
-            "it across cores cost a fifth to two fifths of its CPU per frame in benchmarks/); every CPU when the "
-            "offline engine may read (local reader or local first). all: leave the CPU set alone; "
-            "N: CPU number N."
+            "10 s, while only Python runs (the bridge's threads take turns on Python's GIL, and "
+            "handing it across cores cost a fifth to two fifths of its CPU per frame in benchmarks/); "
+            "every CPU when the offline engine may read (local reader or local first). all: leave the "
+            "CPU set alone; N: CPU number N."
         ),
     )
 

@@ -63,7 +63,13 @@ class FrameQueue(Generic[Item]):
         # head of its camera's queue, so the global cap drops it in O(1).
         self._arrivals: OrderedDict[int, Hashable] = OrderedDict()
         self._sequence = count()
-        self._ready = threading.Condition()
+        # One lock, two conditions: workers wait for a frame they may take (`_ready`), `join` for
+        # nothing left (`_settled`). A finished frame wakes a worker only when it freed a serial
+        # camera with frames waiting, and `join` only when all is done: waking every worker after
+        # every frame (notify_all) cost each of them a wake-up and a wait again, flat out.
+        lock = threading.RLock()  # an RLock: Condition asks it whether it is held in C
+        self._ready = threading.Condition(lock)
+        self._settled = threading.Condition(lock)
         self._closed = False
         self._frames = 0
         self._bytes = 0
@@ -169,8 +175,11 @@ class FrameQueue(Generic[Item]):
                 self._busy.discard(camera)
                 if camera not in self._queues:
                     self._serial.discard(camera)  # nothing waiting: forget it (bounded by cameras seen)
+                else:
+                    self._ready.notify()  # its next frame may go now
             self._unfinished -= 1
-            self._ready.notify_all()
+            if not self._frames and not self._unfinished:
+                self._settled.notify_all()
 
     def idle(self) -> bool:
         """Nothing waiting and nothing being worked on."""
@@ -185,7 +194,7 @@ class FrameQueue(Generic[Item]):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                self._ready.wait(left)
+                self._settled.wait(left)
             return True
 
     def close(self) -> list[Item]:
@@ -199,4 +208,5 @@ class FrameQueue(Generic[Item]):
             self._frames = 0
             self._bytes = 0
             self._ready.notify_all()
+            self._settled.notify_all()
             return left
