@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from bridge.config import load_config
 from bridge.core.errors import ConfigError
 from bridge.extensions.history.models import Record
+from bridge.extensions.web.auth import Gate, client_key
 from bridge.extensions.web.extension import open_web
 from bridge.extensions.web.server import WebServer
 from tests.images import jpeg
@@ -55,15 +57,16 @@ def page(tmp_path: Path) -> Iterator[tuple[WebServer, Any, datetime]]:
 class Client:
     """One HTTP exchange at a time with the page, as a browser would send it."""
 
-    def __init__(self, server: WebServer, host: str | None = None) -> None:
+    def __init__(self, server: WebServer, host: str | None = None, source: str | None = None) -> None:
         self.address = (server.settings.host, server.port)
         self.host_header = host or f"{server.settings.host}:{server.port}"
         self.cookie: str | None = None
+        self.source = (source, 0) if source else None  # the address the requests come from
 
     def request(
         self, method: str, path: str, body: bytes | None = None, **headers: str
     ) -> tuple[int, dict[str, str], bytes]:
-        connection = http.client.HTTPConnection(*self.address, timeout=10)
+        connection = http.client.HTTPConnection(*self.address, timeout=10, source_address=self.source)
         sent = {"Host": self.host_header, **{k.replace("_", "-"): v for k, v in headers.items()}}
         if self.cookie:
             sent["Cookie"] = self.cookie
@@ -281,13 +284,21 @@ def test_a_password_gives_a_session_cookie_and_a_token_a_header(tmp_path: Path) 
         store.close()
 
 
-def test_failed_logins_are_throttled(tmp_path: Path) -> None:
+def test_failed_logins_are_throttled_per_client(tmp_path: Path) -> None:
     server, store = serve(tmp_path, password=PASSWORD)
     try:
         client = Client(server)
         form = {"Content_Type": "application/x-www-form-urlencoded"}
         statuses = [client.request("POST", "/login", b"password=guess", **form)[0] for _ in range(11)]
         assert statuses[:10] == [401] * 10 and statuses[10] == 429
+        right = b"password=" + PASSWORD.replace(" ", "+").encode()
+        assert client.request("POST", "/login", right, **form)[0] == 429, "the guesser waits, right or wrong"
+        # Someone else (another loopback address, as another machine would be) is not locked out by
+        # the guesser: their wrong password is still a 401 and the right one lets them in.
+        owner = Client(server, source="127.0.0.2")
+        assert owner.request("POST", "/login", b"password=typo", **form)[0] == 401
+        status, headers, _ = owner.request("POST", "/login", right, **form)
+        assert status == 303 and "plate_bridge_session=" in headers["set-cookie"]
     finally:
         server.stop()
         store.close()
@@ -434,3 +445,17 @@ def test_no_query_string_gets_a_traceback(page: Any) -> None:
 
     search()
     assert server.counts["errors"] == 0
+
+
+def test_failed_logins_count_against_an_address_or_its_ipv6_64() -> None:
+    assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("fe80::1%eth0") == "fe80::/64"
+    gate = Gate(SecretStr(PASSWORD), None, 60)
+    for _ in range(10):
+        assert gate.login("guess", "2001:db8:1:2::1") is None
+    assert gate.throttled("2001:db8:1:2::99"), "the same /64"
+    assert not gate.throttled("2001:db8:1:3::1") and not gate.throttled("192.0.2.7")
+    assert gate.login(PASSWORD, "192.0.2.7") is not None

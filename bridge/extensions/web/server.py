@@ -314,15 +314,15 @@ class Request:
         if not gate.needs_login:
             self.redirect_home()
             return
-        if gate.throttled():
-            self.login_page(HTTPStatus.TOO_MANY_REQUESTS, "Too many failed logins: wait a minute.")
+        if gate.throttled(self.peer):
+            self.login_page(HTTPStatus.TOO_MANY_REQUESTS, "Too many failed logins from here: wait a minute.")
             return
         body = self.body(1024, "application/x-www-form-urlencoded")
         try:
             form = parse_qs(body.decode(), max_num_fields=2)
         except (UnicodeDecodeError, ValueError):
             raise BadRequest("the login form is malformed") from None
-        session_id = gate.login((form.get("password") or [""])[0])
+        session_id = gate.login((form.get("password") or [""])[0], self.peer)
         if session_id is None:
             self.login_page(HTTPStatus.UNAUTHORIZED, "Wrong password.")
             return
