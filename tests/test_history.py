@@ -215,7 +215,7 @@ def test_a_full_queue_drops_counts_and_never_blocks(tmp_path: Path) -> None:
     for _ in range(5):
         extension.on_event(PublishedEvent("plate", "plate-bridge/gate/result", event, msg))
     assert time.perf_counter() - started < 1.0  # a put that blocked would wait forever
-    assert extension.stats() == {"dropped": 3, "queued": 2}
+    assert extension.stats() == {"dropped": 3, "queued": 2, "store_open": 0}
 
 
 def time_now() -> Any:
@@ -230,7 +230,7 @@ def test_errors_are_not_vehicles(kind: str, tmp_path: Path) -> None:
     extension = HistoryExtension(ExtensionContext(config=config, publisher=RecordingPublisher(), health=dict))
     msg = Message(topic="cameras/gate/image", payload=b"", received_at=time_now(), camera_id="gate")
     extension.on_event(PublishedEvent(kind, "plate-bridge/gate/error", {"code": "x"}, msg))  # type: ignore[arg-type]
-    assert extension.stats() == {"queued": 0}
+    assert extension.stats() == {"queued": 0, "store_open": 0}
 
 
 def test_a_watched_plate_gets_a_home_assistant_device_tracker_driven_by_its_visits(
@@ -337,7 +337,7 @@ def test_frames_waiting_for_the_writer_are_bounded_in_bytes_too(tmp_path: Path) 
     event = {"results": [result("ab12cde")], "camera_id": "gate"}
     for _ in range(3):
         extension.on_event(PublishedEvent("plate", "plate-bridge/gate/result", event, msg))
-    assert extension.stats() == {"dropped": 2, "queued": 1}
+    assert extension.stats() == {"dropped": 2, "queued": 1, "store_open": 0}
 
 
 def test_a_presence_left_retained_by_an_earlier_run_is_emptied(
@@ -356,3 +356,63 @@ def test_a_presence_left_retained_by_an_earlier_run_is_emptied(
         assert latest(collector, f"{BASE}/history/presence/AB12CDE", "not_home")
     finally:
         bridge.stop(deadline=5)
+
+
+def test_a_store_that_cannot_be_opened_yet_stops_nothing_and_is_tried_again(
+    broker: BrokerAddress,
+    emulator: ReaderEmulator,
+    collector_factory: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store's folder cannot be made at start (a file is in the way, as a share not mounted yet
+    would be): the bridge starts, plate events go on, a watch-list request is told to retry, and the
+    vehicle read meanwhile is stored once the store opens."""
+    from bridge.extensions.history import extension as history_extension
+
+    monkeypatch.setattr(history_extension, "STORE_RETRY_FIRST", 0.2)
+    monkeypatch.setattr(history_extension, "STORE_RETRY_MAX", 0.2)
+    mount = tmp_path / "mnt"
+    mount.write_text("not a folder yet")
+    bridge = history_bridge(broker, emulator, mount / "history")
+    try:
+        extension = history_of(bridge)
+        assert extension.store is None and extension.stats()["store_open"] == 0
+        feed = Feed(extension)
+        collector: Collector = collector_factory(broker.host, broker.port, [f"{BASE}/#"])
+        collector.publish("cameras/drive/image", frame(emulator, "ab12cde", "one"))
+        [event] = collector.wait_for(f"{BASE}/drive/result", 1)
+        assert event["results"][0]["plate"] == "ab12cde"
+        answer = request(collector, "list", {"transaction": "t1"}, 1)
+        assert answer["status"] == "error" and "not open yet" in answer["error"]
+        assert feed.sightings == []
+        mount.unlink()
+        mount.mkdir()
+        [sighting] = feed.wait(1)
+        assert sighting.plate == "AB12CDE" and extension.stats()["store_open"] == 1
+        assert (mount / "history" / "history.sqlite3").exists()
+    finally:
+        bridge.stop(deadline=5)
+
+
+def test_a_store_never_opened_says_what_it_did_not_store(
+    broker: BrokerAddress, emulator: ReaderEmulator, collector_factory: Any, tmp_path: Path, caplog: Any
+) -> None:
+    blocker = tmp_path / "mnt"
+    blocker.write_text("never a folder")
+    bridge = history_bridge(broker, emulator, blocker / "history")
+    try:
+        extension = history_of(bridge)
+        collector: Collector = collector_factory(broker.host, broker.port, [f"{BASE}/+/result"])
+        collector.publish("cameras/drive/image", frame(emulator, "ab12cde", "one"))
+        collector.wait_for(f"{BASE}/drive/result", 1)
+        # The event is published before the vehicle is queued for the store: wait until it is.
+        deadline = time.monotonic() + 10
+        while extension.stats()["queued"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert extension.stats()["queued"] == 1
+    finally:
+        with caplog.at_level("ERROR", logger="bridge.extensions.history.extension"):
+            bridge.stop(deadline=5)
+    assert extension.stats()["not_stored"] == 1
+    assert "1 vehicle(s) and 1 usage count(s) of this run were not stored" in caplog.text

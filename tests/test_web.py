@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -459,3 +460,33 @@ def test_failed_logins_count_against_an_address_or_its_ipv6_64() -> None:
     assert gate.throttled("2001:db8:1:2::99"), "the same /64"
     assert not gate.throttled("2001:db8:1:3::1") and not gate.throttled("192.0.2.7")
     assert gate.login(PASSWORD, "192.0.2.7") is not None
+
+
+def test_the_page_comes_when_a_store_that_could_not_be_opened_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.extensions.base import ExtensionContext
+    from bridge.extensions.history import extension as history_extension
+    from bridge.extensions.web.extension import WebExtension
+    from tests.canned import RecordingPublisher
+
+    monkeypatch.setattr(history_extension, "STORE_RETRY_FIRST", 0.2)
+    monkeypatch.setattr(history_extension, "STORE_RETRY_MAX", 0.2)
+    mount = tmp_path / "mnt"
+    mount.write_text("not a folder yet")
+    config = load_config(
+        history={"enabled": True, "data_dir": str(mount / "history")}, web={"enabled": True, "port": 0}
+    )
+    web = WebExtension(ExtensionContext(config=config, publisher=RecordingPublisher(), health=dict))
+    web.start()  # does not raise: the bridge would go on
+    try:
+        assert web.server is None
+        mount.unlink()
+        mount.mkdir()
+        deadline = time.monotonic() + 15
+        while web.server is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert web.server is not None, "the page never came"
+        assert Client(web.server).request("GET", "/")[0] == 200
+    finally:
+        web.stop()

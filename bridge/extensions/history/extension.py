@@ -7,6 +7,11 @@ writer thread makes the pictures, writes in batches, places each vehicle in its 
 listeners (the web page's live feed), and between batches closes overdue visits, applies retention,
 and picks up watch-list edits made by other replicas. Watch-list requests over MQTT run on a thread
 of their own, so a slow database never holds up the MQTT thread.
+
+A store that cannot be opened when the bridge starts (a PostgreSQL server still booting, a network
+share not mounted yet) does not stop the bridge: plate events go on, vehicles wait on the same
+bounded queue, and the writer tries the store again (5 s, then up to every minute) until it opens.
+Only a store of a newer release stops the start: that needs the user, not time.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import orjson
 from bridge.core.redact import redacted
 from bridge.extensions.base import Extension, ExtensionContext, PublishedEvent
 from bridge.extensions.history.config import HistoryConfig
-from bridge.extensions.history.models import Sighting, VisitRules
+from bridge.extensions.history.models import HistoryError, Sighting, StoreTooNew, VisitRules
 from bridge.extensions.history.presence import presence_documents, presence_topic, watched_plates
 from bridge.extensions.history.records import Pending, records_of
 from bridge.extensions.history.watchapi import handle
@@ -44,6 +49,8 @@ RETENTION_EVERY = 60.0  # seconds between retention passes
 WATCH_POLL = 5.0  # seconds between looks for another replica's watch-list edits
 REQUEST_QUEUE = 64
 DROP_LOG_EVERY = 60.0
+STORE_RETRY_FIRST = 5.0  # seconds before trying an unreachable store again, doubling ...
+STORE_RETRY_MAX = 60.0  # ... up to this
 
 
 def _said(exc: Exception) -> str:
@@ -122,8 +129,20 @@ class HistoryExtension(Extension):
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.store = open_store(self.context.config)
-        self._reload_watchlists()
+        try:
+            self.store = open_store(self.context.config)
+        except StoreTooNew:
+            raise
+        except HistoryError as exc:
+            log.error(
+                "history: %s: plate events go on; vehicles wait in memory (history.queue_size, "
+                "queue_bytes) while the store is tried again every %g-%g s",
+                _said(exc),
+                STORE_RETRY_FIRST,
+                STORE_RETRY_MAX,
+            )
+        else:
+            self._reload_watchlists()
         for target, name in (
             (self._write_until_stopped, "history-writer"),
             (self._answer, "history-requests"),
@@ -160,6 +179,7 @@ class HistoryExtension(Extension):
         with self._lock:
             counts = dict(self._counts)
         counts["queued"] = self._queue.qsize()
+        counts["store_open"] = int(self.store is not None)
         return counts
 
     # -- the frame path ------------------------------------------------------------------------
@@ -218,7 +238,49 @@ class HistoryExtension(Extension):
 
     # -- the writer ----------------------------------------------------------------------------
 
+    def _wait_for_store(self) -> bool:
+        """Try the store again, less and less often, until it opens (True) or the bridge stops."""
+        delay = STORE_RETRY_FIRST
+        while self.store is None:
+            if self._stopping.wait(delay):
+                return False
+            try:
+                store = open_store(self.context.config)
+            except HistoryError as exc:
+                delay = min(STORE_RETRY_MAX, 2 * delay)
+                log.warning("history: still cannot open the store: %s (next try in %g s)", _said(exc), delay)
+                continue
+            self.store = store
+            log.info("history: the store is open; %d vehicle(s) waited for it", self._queue.qsize())
+            self._reload_watchlists()
+        return True
+
+    def _discard_waiting(self) -> None:
+        """The bridge stops before the store ever opened: say what was not stored, rather than lose it
+        silently."""
+        lost = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            lost += item is not None
+        with self._lock:
+            self._counts["not_stored"] += lost
+            self._queued_bytes = 0
+            usage = sum(self._usage.values())
+        if lost or usage:
+            log.error(
+                "history: the store never opened: %d vehicle(s) and %d usage count(s) of this run were not "
+                "stored",
+                lost,
+                usage,
+            )
+
     def _write_until_stopped(self) -> None:
+        if self.store is None and not self._wait_for_store():
+            self._discard_waiting()
+            return
         due = {"visits": time.monotonic() + self._sweep_every, "retention": time.monotonic(), "watch": 0.0}
         while True:
             try:
@@ -367,6 +429,8 @@ class HistoryExtension(Extension):
                 self._publish_presence(stale=payload.decode() if payload else None)
                 continue
             if self.store is None:
+                error = "the history store is not open yet (it is being tried again); retry later"
+                self._respond(action, {"data": {}, "status": "error", "error": error})
                 continue
             response = handle(self.store, action, payload, self._reload_watchlists)
             self._respond(action, response)

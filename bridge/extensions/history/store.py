@@ -45,8 +45,11 @@ class HistoryStore(StoreWriting, StoreReading, StoreWatchLists):
         """The store at `url` (None: the SQLite file in `data_dir`), made or upgraded to this release's
         schema. Raises `StoreTooNew` for a store of a newer release, `HistoryError` when it cannot be
         reached."""
-        engine_url = database_url(url, Path(data_dir))
         shown = shown_url(url) if url else str(Path(data_dir) / SQLITE_FILE)
+        try:
+            engine_url = database_url(url, Path(data_dir))
+        except OSError as exc:  # the folder cannot be made (yet): a share not mounted, a file in the way
+            raise HistoryError(f"cannot open the history store at {shown}: {type(exc).__name__}") from exc
         if engine_url.startswith("sqlite"):
             engine = create_engine(engine_url, connect_args={"check_same_thread": False, "timeout": 30})
             sqlite_pragmas(engine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ class WebExtension(Extension):
         super().__init__(context)
         self.server: WebServer | None = None
         self._store: Any = None
+        self._stopping = threading.Event()
+        self._opener: threading.Thread | None = None
 
     @classmethod
     def check_config(cls, config: BridgeConfig) -> None:
@@ -48,9 +51,45 @@ class WebExtension(Extension):
             raise ValueError("web.enabled needs history.enabled: the page shows the history store")
 
     def start(self) -> None:
-        self.server, self._store = open_web(self.context.config, self._apply_lists)
-        self.server.start()
-        log.info("web page on %s", self.server.url)
+        from bridge.extensions.history.models import HistoryError, StoreTooNew
+
+        try:
+            self._serve()
+        except StoreTooNew:
+            raise
+        except HistoryError as exc:
+            # As the history extension does: the bridge goes on, the page comes when the store opens.
+            log.error("web: %s: the page is served once the store opens (tried again meanwhile)", exc.message)
+            self._opener = threading.Thread(target=self._serve_when_open, name="web-opener", daemon=True)
+            self._opener.start()
+
+    def _serve(self) -> None:
+        server, store = open_web(self.context.config, self._apply_lists)
+        if self._stopping.is_set():
+            store.close()
+            return
+        server.start()
+        # Set once serving (stop() waits for the opener thread first, so neither is left behind).
+        self.server, self._store = server, store
+        log.info("web page on %s", server.url)
+
+    def _serve_when_open(self) -> None:
+        from bridge.extensions.history.extension import STORE_RETRY_FIRST, STORE_RETRY_MAX
+        from bridge.extensions.history.models import HistoryError
+
+        delay = STORE_RETRY_FIRST
+        while not self._stopping.wait(delay):
+            try:
+                self._serve()
+            except HistoryError as exc:
+                delay = min(STORE_RETRY_MAX, 2 * delay)
+                log.warning(
+                    "web: still cannot open the history store: %s (next try in %g s)", exc.message, delay
+                )
+                continue
+            except Exception:
+                log.exception("web: the page could not be started")
+            return
 
     def _apply_lists(self, store: Any) -> None:
         # An edit made on the page flags the very next frame: the routes' lists are replaced here, as
@@ -60,6 +99,9 @@ class WebExtension(Extension):
             live.replace(store.store_lists())
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._opener is not None:
+            self._opener.join(30)
         if self.server is not None:
             self.server.stop()
         if self._store is not None:
