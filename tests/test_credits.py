@@ -493,3 +493,14 @@ def test_credit_stats_add_up_every_route_for_the_health_document() -> None:
     assert (totals["frames"], totals["calls"], totals["calls_saved"]) == (6, 2, 4)
     assert totals["saved_identical"] == 4
     assert totals["plates_suppressed"] == 0 and totals["cache_cameras"] == 2
+
+
+def test_frames_read_offline_are_not_counted_as_calls_of_a_vehicle() -> None:
+    publisher = RecordingPublisher()
+    node = consensus(publisher, gap=2.0, per_frame=False)
+    node.process(read_frame(reading("ab12cde"), at=0).replace(reader="cloud"))
+    for index in range(1, 4):  # local first: the offline reader answered these alone
+        node.process(read_frame(reading("ab12cde"), at=index / 2).replace(reader="local"))
+    node.process(read_frame(reading(), at=10))
+    [(_, event, _, _)] = publisher.sent
+    assert (event["frames"], event["calls"]) == (4, 1)

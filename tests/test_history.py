@@ -416,3 +416,22 @@ def test_a_store_never_opened_says_what_it_did_not_store(
             bridge.stop(deadline=5)
     assert extension.stats()["not_stored"] == 1
     assert "1 vehicle(s) and 1 usage count(s) of this run were not stored" in caplog.text
+
+
+def test_a_vehicle_read_offline_cost_no_call() -> None:
+    from bridge.extensions.history.records import Pending, records_of
+
+    def calls_of(**event: Any) -> list[int]:
+        pending = Pending(
+            kind="plate",
+            event={"results": [result("ab12cde")], **event},
+            image=None,
+            scale=None,
+            camera="gate",
+            seen_at=time_now(),
+        )
+        return [record.calls for record in records_of(pending, reader="cloud", images=False)]
+
+    assert calls_of() == [1]
+    assert calls_of(reader="local") == [0]
+    assert calls_of(cached=True) == [0]

@@ -151,7 +151,8 @@ class ConsensusNode(Node):
     plate event on `topic` when it leaves (no frame with it for `gap` seconds, by the camera's clock when
     its frames carry one, and by the bridge's) or after `max_wait` (then no more for that visit). The
     event carries the voted plate, the best reading's box and vehicle, and what it cost: `frames` (with
-    the vehicle in view), `calls` (of them, the ones read; the others reused a reading) and `readings`.
+    the vehicle in view), `calls` (of them, the ones a paid reader read; the others reused a reading or
+    were read offline) and `readings`.
     Frames reusing a reading (`cached`) keep a vehicle in view but do not vote twice.
 
     Extensions are told of it as a `vehicle` event, and of the route's per-frame plate events as
@@ -211,7 +212,8 @@ class ConsensusNode(Node):
                 if id(vehicle) not in counted:
                     counted.add(id(vehicle))
                     vehicle.frames += 1
-                    vehicle.calls += fresh
+                    # A paid call: read now, and not by the offline reader (local first, `local`).
+                    vehicle.calls += int(fresh and msg.reader != "local")
                 vehicle.last, vehicle.last_at, vehicle.last_clock = msg, max(vehicle.last_at, now), clock
                 if fresh:
                     candidates = _candidates(item)

@@ -190,7 +190,12 @@ class HistoryExtension(Extension):
         event = published.event
         msg = published.msg
         # Every frame's plate event counts for usage, whether or not it stands for a vehicle.
-        kind = ("saved_by_reuse" if event.get("cached") else "calls") if published.kind == "plate" else ""
+        # A frame the offline reader read is neither a call nor a reuse (its events say `reader: local`).
+        kind = ""
+        if published.kind == "plate" and event.get("cached"):
+            kind = "saved_by_reuse"
+        elif published.kind == "plate" and event.get("reader") != "local":
+            kind = "calls"
         month = (msg.timestamp or msg.received_at).astimezone(UTC).strftime("%Y-%m")
         with self._lock:
             if kind:

@@ -68,7 +68,8 @@ def records_of(pending: Pending, *, reader: str, images: bool) -> list[Record]:
         plates = [(str(event.get("plate") or results[0]["plate"]).upper(), results[0])]
     else:
         seen_at = pending.seen_at
-        calls = 0 if event.get("cached") else 1
+        # A paid call, unless the frame reused a reading or the offline reader read it.
+        calls = 0 if event.get("cached") or reader_kind == "local" else 1
         plates = [(str(result["plate"]).upper(), result) for result in results]
     snapshot = _snapshot(pending, results, watched) if images else None
     records = []
