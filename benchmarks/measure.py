@@ -96,6 +96,8 @@ def _start_system(name: str, scenario: Scenario, context: Context) -> Child:
         child = systems.bridge(target, reader, folder)
     elif name == "relay":
         child = systems.relay(target, folder)
+    elif name == "floor":
+        child = systems.floor(target, folder)
     elif isinstance(context.node_red, str):
         raise RuntimeError(context.node_red)
     else:

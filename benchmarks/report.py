@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.systems import LABELS, SYSTEMS
+from benchmarks.systems import LABELS, OPTIONAL_SYSTEMS, SYSTEMS
 
 Figures = dict[str, Any]
 
@@ -122,7 +122,11 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render(results: dict[str, Any], results_path: Path, root: Path) -> str:
     machine = results["machine"]
-    present = [name for name in SYSTEMS if any(name in e["systems"] for e in results["scenarios"].values())]
+    present = [
+        name
+        for name in (*SYSTEMS, *OPTIONAL_SYSTEMS)
+        if any(name in e["systems"] for e in results["scenarios"].values())
+    ]
     lines = [
         "# Benchmarks",
         "",

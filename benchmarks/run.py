@@ -22,7 +22,7 @@ from benchmarks.credits import write_section
 from benchmarks.frames import load_frame_sets
 from benchmarks.measure import Context, measure
 from benchmarks.procs import Broker, Emulator, cpu_model
-from benchmarks.systems import LABELS, SYSTEMS, find_node_red
+from benchmarks.systems import LABELS, OPTIONAL_SYSTEMS, SYSTEMS, find_node_red
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every duration by this")
     parser.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
     parser.add_argument(
-        "--systems", default=",".join(SYSTEMS), help="comma-separated, of: bridge,relay,nodered"
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="comma-separated, of: bridge,relay,nodered, and floor (benchmarks/floor_program.py)",
     )
     parser.add_argument("--frame-kb", type=float, default=120.0, help="size of the resized base64 frames")
     parser.add_argument(
@@ -77,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--scale and --rss-frames must be positive")
     if args.pin_cpu is not None and not shutil.which("taskset"):
         parser.error("--pin-cpu needs taskset (util-linux)")
-    unknown = set(args.systems.split(",")) - set(SYSTEMS)
+    unknown = set(args.systems.split(",")) - set(SYSTEMS) - set(OPTIONAL_SYSTEMS)
     if unknown:
         parser.error(f"unknown system(s): {', '.join(sorted(unknown))}")
     return args
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if "rss_100k" in wanted and not args.long and not args.smoke:
             chosen = scenarios.select(smoke=False, long=True, rss_frames=args.rss_frames, scale=args.scale)
         chosen = [scenario for scenario in chosen if scenario.name in wanted]
-    system_names = [name for name in SYSTEMS if name in args.systems.split(",")]
+    system_names = [name for name in (*SYSTEMS, *OPTIONAL_SYSTEMS) if name in args.systems.split(",")]
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="plate-bridge-smoke-")) if args.smoke else None)
     default_results = RESULTS_REUSE_OFF if args.no_reuse else RESULTS
     results_path = out_dir / default_results.name if out_dir else default_results

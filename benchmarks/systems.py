@@ -27,7 +27,8 @@ BASE_TOPIC = "plate-bridge"
 FRAME_TOPICS = "cameras/+/image"
 
 SYSTEMS = ("bridge", "relay", "nodered")
-LABELS = {"bridge": "bridge", "relay": "naive relay", "nodered": "Node-RED"}
+OPTIONAL_SYSTEMS = ("floor",)  # run only when named (--systems): benchmarks/floor_program.py
+LABELS = {"bridge": "bridge", "relay": "naive relay", "nodered": "Node-RED", "floor": "paho + libcurl floor"}
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,13 @@ def relay(target: Target, run_dir: Path) -> Child:
         target.reader_url,
     ]
     return Child("relay", argv, run_dir / "relay.log", cwd=ROOT)
+
+
+def floor(target: Target, run_dir: Path) -> Child:
+    """benchmarks/floor_program.py: one thread, paho and libcurl, nothing else (a frame's least cost)."""
+    argv = [sys.executable, str(BENCH_DIR / "floor_program.py"), "--port", str(target.broker_port)]
+    argv += ["--url", target.reader_url]
+    return Child("floor", argv, run_dir / "floor.log", cwd=ROOT)
 
 
 # --- Node-RED --------------------------------------------------------------------------------------
