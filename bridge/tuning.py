@@ -42,7 +42,7 @@ def limit_malloc_arenas(arenas: int = DEFAULT_ARENAS) -> int | None:
     return arenas
 
 
-def pin_to_cpu(setting: str | int, *, reader_is_local: bool) -> int | None:
+def pin_to_cpu(setting: str | int, *, offline_engine: bool) -> int | None:
     """Confine this process's threads to one CPU as `cpu_affinity` asks; return the CPU, or None.
 
     `auto` (the default) keeps every thread on one CPU when only Python runs in them: one of the
@@ -51,7 +51,7 @@ def pin_to_cpu(setting: str | int, *, reader_is_local: bool) -> int | None:
     In benchmarks/ on 2 cores, flat out, one CPU took a fifth to two fifths less CPU per frame and
     read 1.2-1.7x the frames per second (benchmarks/results-affinity-ab.json). The embedded broker
     (amqtt) is Python under the same GIL, so it loses nothing. `auto` leaves every CPU to the
-    offline engine (`reader_is_local`: local reader or local first), whose inference runs in C on
+    offline engine (`offline_engine`: local reader or local first), whose inference runs in C on
     all of them. The CPU is the least busy one, and `CpuKeeper` moves the bridge when another
     becomes clearly less busy, so a busy neighbour (an NVR's detector) cannot hold it back.
     `all` leaves the CPU set alone; N is CPU N, fixed.
@@ -60,7 +60,7 @@ def pin_to_cpu(setting: str | int, *, reader_is_local: bool) -> int | None:
         return None  # not Linux (macOS, Windows): the OS has no such call
     allowed = sorted(os.sched_getaffinity(0))
     if setting == "auto":
-        if reader_is_local or len(allowed) < 2:
+        if offline_engine or len(allowed) < 2:
             return None
         cpu = least_busy_cpu(allowed)
     elif setting in allowed:

@@ -486,7 +486,7 @@ def test_cpu_affinity_choices(tmp_path: Path) -> None:
         "from bridge.core.errors import ConfigError\n"
         "setting = json.loads(sys.argv[1]); local = sys.argv[2] == 'local'\n"
         "try:\n"
-        "    cpu = pin_to_cpu(setting, reader_is_local=local)\n"
+        "    cpu = pin_to_cpu(setting, offline_engine=local)\n"
         "except ConfigError as error:\n"
         "    print(json.dumps({'error': str(error)})); sys.exit()\n"
         "print(json.dumps({'cpu': cpu, 'allowed': sorted(os.sched_getaffinity(0))}))\n"

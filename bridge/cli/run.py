@@ -33,7 +33,7 @@ def handle(args: argparse.Namespace) -> int:
     if config.reader.default_note:
         log.info("%s", config.reader.default_note)
     allowed = allowed_cpus()
-    cpu = pin_to_cpu(config.cpu_affinity, reader_is_local=config.uses_offline_engine)
+    cpu = pin_to_cpu(config.cpu_affinity, offline_engine=config.uses_offline_engine)
     # On one CPU one thread runs at a time: a second malloc arena saves little waiting and holds memory.
     limit_malloc_arenas(1 if cpu is not None else DEFAULT_ARENAS)
     keeper = None
