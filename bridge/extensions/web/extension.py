@@ -68,7 +68,11 @@ class WebExtension(Extension):
         if self._stopping.is_set():
             store.close()
             return
-        server.start()
+        try:
+            server.start()
+        except BaseException:
+            store.close()  # the port is taken, say: the store opened for it is let go
+            raise
         # Set once serving (stop() waits for the opener thread first, so neither is left behind).
         self.server, self._store = server, store
         log.info("web page on %s", server.url)
