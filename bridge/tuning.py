@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from bridge.core.errors import ConfigError
 
@@ -161,11 +161,24 @@ class CpuKeeper:
     """Looks every `interval` seconds whether another allowed CPU has become clearly less busy than
     the bridge's, counting the bridge's own work as movable, and moves every thread there."""
 
-    def __init__(self, cpu: int, allowed: Sequence[int], interval: float = KEEPER_SECONDS) -> None:
+    def __init__(
+        self,
+        cpu: int,
+        allowed: Sequence[int],
+        interval: float = KEEPER_SECONDS,
+        *,
+        read: Callable[[str], str] | None = None,
+        confine: Callable[[int], None] | None = None,
+        ticks_per_second: int | None = None,
+    ) -> None:
         self.cpu = cpu
         self.allowed = sorted(allowed)  # the CPUs the process had before it was confined to one
         self.interval = interval
         self.moves = 0
+        # /proc, the move and the clock tick: the real ones, or a test's.
+        self._read = read or _read
+        self._confine = confine or _confine
+        self._ticks_per_second = ticks_per_second or os.sysconf("SC_CLK_TCK")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-keeper", daemon=True)
 
@@ -177,26 +190,28 @@ class CpuKeeper:
         if self._thread.is_alive():
             self._thread.join(2)
 
+    def _sample(self) -> tuple[dict[int, int], int]:
+        return cpu_busy_ticks(self._read("/proc/stat")), own_ticks(self._read("/proc/self/stat"))
+
     def _run(self) -> None:
-        ticks_per_second = os.sysconf("SC_CLK_TCK")
         try:
-            busy, own = cpu_busy_ticks(_read("/proc/stat")), own_ticks(_read("/proc/self/stat"))
+            busy, own = self._sample()
             while not self._stop.wait(self.interval):
                 allowed = [cpu for cpu in self.allowed if cpu in busy]
-                now_busy, now_own = cpu_busy_ticks(_read("/proc/stat")), own_ticks(_read("/proc/self/stat"))
+                now_busy, now_own = self._sample()
                 cpu = choose_cpu(
                     allowed,
                     busy,
                     now_busy,
                     current=self.cpu,
                     own=now_own - own,
-                    window=round(self.interval * ticks_per_second),
+                    window=round(self.interval * self._ticks_per_second),
                 )
                 busy, own = now_busy, now_own
                 if cpu != self.cpu:
                     log.info("moving to CPU %s: CPU %s has become busier", cpu, self.cpu)
-                    _confine(cpu)
+                    self._confine(cpu)
                     self.cpu = cpu
                     self.moves += 1
-        except OSError as exc:
+        except (OSError, ValueError, IndexError) as exc:  # /proc unreadable, or not as Linux writes it
             log.warning("cpu_affinity: no longer watching how busy the CPUs are (%s)", exc)

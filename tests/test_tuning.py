@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from bridge.tuning import choose_cpu, cpu_busy_ticks, own_ticks
+from bridge.tuning import CpuKeeper, choose_cpu, cpu_busy_ticks, own_ticks
 
 # /proc/stat as Linux writes it: user nice system idle iowait irq softirq steal guest guest_nice.
 STAT = """cpu  700 0 300 9000 100 0 0 0 0 0
@@ -58,3 +59,44 @@ def test_it_moves_only_to_a_cpu_clearly_less_busy() -> None:
     assert choose_cpu([0, 1], before, {0: 20, 1: 60}, current=1, window=100) == 0
     # 10 % apart: it stays, rather than flap between two CPUs alike.
     assert choose_cpu([0, 1], before, {0: 50, 1: 60}, current=1, window=100) == 1
+
+
+class FakeProc:
+    """/proc/stat and /proc/self/stat as the keeper reads them, one sample after another: each sample
+    is (busy ticks per CPU, the process's own ticks)."""
+
+    def __init__(self, samples: list[tuple[dict[int, int], int]]) -> None:
+        self.samples = samples
+        self.taken = 0
+        self.done = threading.Event()
+
+    def read(self, path: str) -> str:
+        index = min(self.taken // 2, len(self.samples) - 1)
+        self.taken += 1
+        if self.taken >= 2 * len(self.samples):
+            self.done.set()
+        busy, own = self.samples[index]
+        if path == "/proc/stat":
+            # user nice system idle: all the busy ticks as user time
+            return "".join(f"cpu{cpu} {ticks} 0 0 1000 0 0 0 0\n" for cpu, ticks in busy.items())
+        return f"42 (python) S 1 42 42 0 -1 0 0 0 0 0 {own} 0 0 0"
+
+
+def run_keeper(samples: list[tuple[dict[int, int], int]]) -> list[int]:
+    moves: list[int] = []
+    proc = FakeProc(samples)
+    # 100 ticks in each 0.01-s look: a CPU fully busy between two samples gains 100.
+    keeper = CpuKeeper(1, [0, 1], 0.01, read=proc.read, confine=moves.append, ticks_per_second=10_000)
+    keeper.start()
+    try:
+        assert proc.done.wait(10), "the keeper stopped looking"
+    finally:
+        keeper.stop()
+    return moves
+
+
+def test_the_keeper_moves_off_a_cpu_a_neighbour_takes_and_stays_otherwise() -> None:
+    # CPU 1 (the bridge's): 90 of 100 ticks busy, 10 of them the bridge's own; CPU 0: 10.
+    assert run_keeper([({0: 0, 1: 0}, 0), ({0: 10, 1: 90}, 10), ({0: 20, 1: 180}, 20)]) == [0]
+    # CPU 1 busy 90 of 100, but 80 of them the bridge's own: it stays.
+    assert run_keeper([({0: 0, 1: 0}, 0), ({0: 10, 1: 90}, 80), ({0: 20, 1: 180}, 160)]) == []
