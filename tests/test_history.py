@@ -435,3 +435,28 @@ def test_a_vehicle_read_offline_cost_no_call() -> None:
     assert calls_of() == [1]
     assert calls_of(reader="local") == [0]
     assert calls_of(cached=True) == [0]
+
+
+def test_the_months_usage_tells_frames_read_offline_from_calls_and_reuse(tmp_path: Path) -> None:
+    from bridge.extensions.history.store import HistoryStore
+
+    config = load_config(history={"enabled": True, "data_dir": str(tmp_path)})
+    extension = HistoryExtension(ExtensionContext(config=config, publisher=RecordingPublisher(), health=dict))
+    extension.start()
+    try:
+        msg = Message(topic="cameras/gate/image", payload=b"", received_at=time_now(), camera_id="gate")
+        for event in (
+            {"results": [], "reader": "cloud"},
+            {"results": [], "reader": "local"},
+            {"results": [], "reader": "local"},
+            {"results": [], "reader": "cloud", "cached": True},
+        ):
+            extension.on_event(PublishedEvent("plate", "plate-bridge/gate/result", event, msg))
+    finally:
+        extension.stop()  # writes this run's usage
+    store = HistoryStore.open(None, tmp_path)
+    try:
+        usage = store.usage(time_now().strftime("%Y-%m"))
+        assert (usage.calls, usage.read_offline, usage.saved_by_reuse) == (1, 2, 1)
+    finally:
+        store.close()

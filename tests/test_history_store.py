@@ -189,9 +189,10 @@ def test_csv_import_replaces_the_list_and_export_round_trips(store: HistoryStore
 
 def test_usage_adds_up_by_month(store: HistoryStore) -> None:
     store.add_usage("2026-12", calls=3, saved_by_reuse=2)
-    store.add_usage("2026-12", calls=1, saved_by_consensus=4)
+    store.add_usage("2026-12", calls=1, saved_by_consensus=4, read_offline=5)
+    store.add_usage("2026-12", read_offline=2)
     usage = store.usage("2026-12")
-    assert (usage.calls, usage.saved_by_reuse, usage.saved_by_consensus) == (4, 2, 4)
+    assert (usage.calls, usage.saved_by_reuse, usage.saved_by_consensus, usage.read_offline) == (4, 2, 4, 7)
     assert store.usage("2026-11").calls == 0
     with pytest.raises(HistoryError, match="YYYY-MM"):
         store.usage("December")
@@ -233,6 +234,29 @@ def test_a_store_of_the_first_release_opens_after_an_upgrade(history_url: str | 
         assert [e.plate for e in store.watch_entries()] == ["AB1"]
         store.add_watch("v", "CD2")
         assert store.watch_version() == 1
+    finally:
+        store.close()
+
+
+def test_usage_of_a_month_counted_before_frames_read_offline_were_told_apart(
+    history_url: str | None, tmp_path: Path
+) -> None:
+    upgrade_to(history_url, tmp_path, "0002")  # usage without read_offline
+    engine = sa.create_engine(_engine_url(history_url, tmp_path))
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO usage (month, calls, saved_by_reuse, saved_by_consensus) "
+                "VALUES ('2026-11', 9, 3, 1)"
+            )
+        )
+    engine.dispose()
+    store = HistoryStore.open(history_url, tmp_path)
+    try:
+        november = store.usage("2026-11")
+        assert (november.calls, november.saved_by_reuse, november.read_offline) == (9, 3, 0)
+        store.add_usage("2026-11", read_offline=4)
+        assert store.usage("2026-11").read_offline == 4
     finally:
         store.close()
 

@@ -200,6 +200,8 @@ def test_live_search_visit_and_a_list_edit_flag_the_next_frame(
             lambda d: d.find_element(By.ID, "usage-month").text.startswith("20"),
             "this month's usage",
         )
+        # The bridge here reads with its SDK emulator: no frame read offline (a dash if not shown).
+        assert browser.find_element(By.ID, "usage-offline").text == "0"
     finally:
         collector.close()
         bridge.stop(deadline=5)

@@ -194,8 +194,8 @@ class HistoryExtension(Extension):
         kind = ""
         if published.kind == "plate" and event.get("cached"):
             kind = "saved_by_reuse"
-        elif published.kind == "plate" and event.get("reader") != "local":
-            kind = "calls"
+        elif published.kind == "plate":
+            kind = "read_offline" if event.get("reader") == "local" else "calls"
         month = (msg.timestamp or msg.received_at).astimezone(UTC).strftime("%Y-%m")
         with self._lock:
             if kind:

@@ -79,6 +79,8 @@ class Usage:
     calls: int
     saved_by_reuse: int
     saved_by_consensus: int
+    read_offline: int = 0
+    """Frames the offline reader read (local first): no paid call, and no reuse either."""
 
 
 @dataclass(frozen=True, slots=True)

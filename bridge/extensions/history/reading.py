@@ -157,12 +157,19 @@ class StoreReading(StoreBase):
             return list(connection.execute(select(t.cameras.c.name).order_by(t.cameras.c.name)).scalars())
 
     def usage(self, month: str | None = None) -> Usage:
-        """Paid calls and calls saved in a month (`YYYY-MM`, this month by default); kept past retention."""
+        """Paid calls, calls saved and frames read offline in a month (`YYYY-MM`, this month by
+        default); kept past retention."""
         month = month or datetime.now(UTC).strftime("%Y-%m")
         if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
             raise HistoryError(f"a month is YYYY-MM, not {month[:20]!r}")
         with self.engine.connect() as connection:
             row = connection.execute(select(t.usage).where(t.usage.c.month == month)).mappings().first()
         if row is None:
-            return Usage(month, 0, 0, 0)
-        return Usage(month, int(row["calls"]), int(row["saved_by_reuse"]), int(row["saved_by_consensus"]))
+            return Usage(month, 0, 0, 0, 0)
+        return Usage(
+            month,
+            int(row["calls"]),
+            int(row["saved_by_reuse"]),
+            int(row["saved_by_consensus"]),
+            int(row["read_offline"]),
+        )

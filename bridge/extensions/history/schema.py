@@ -149,6 +149,7 @@ usage = Table(
     Column("calls", BigInteger, nullable=False, default=0),
     Column("saved_by_reuse", BigInteger, nullable=False, default=0),
     Column("saved_by_consensus", BigInteger, nullable=False, default=0),
+    Column("read_offline", BigInteger, nullable=False, default=0, server_default="0"),  # 0003
 )
 
 cameras = Table(

@@ -75,18 +75,30 @@ class StoreWriting(StoreBase):
         return sighting_of({**values, "id": sighting_id})
 
     def add_usage(
-        self, month: str, *, calls: int = 0, saved_by_reuse: int = 0, saved_by_consensus: int = 0
+        self,
+        month: str,
+        *,
+        calls: int = 0,
+        saved_by_reuse: int = 0,
+        saved_by_consensus: int = 0,
+        read_offline: int = 0,
     ) -> None:
-        """Add to a month's counts of reader calls and calls saved (every frame counts, vehicle or not)."""
+        """Add to a month's counts of reader calls, calls saved and frames read offline (every frame
+        counts, vehicle or not)."""
         values = {
             "month": month,
             "calls": calls,
             "saved_by_reuse": saved_by_reuse,
             "saved_by_consensus": saved_by_consensus,
+            "read_offline": read_offline,
         }
         with self._writing() as connection:
             self._upsert(
-                connection, t.usage, values, ["month"], add=("calls", "saved_by_reuse", "saved_by_consensus")
+                connection,
+                t.usage,
+                values,
+                ["month"],
+                add=("calls", "saved_by_reuse", "saved_by_consensus", "read_offline"),
             )
 
     def _plate_id(self, connection: Connection, normal: str) -> int:

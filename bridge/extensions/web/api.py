@@ -117,6 +117,7 @@ def api_usage(request: Request) -> None:
             "calls": usage.calls,
             "saved_by_reuse": usage.saved_by_reuse,
             "saved_by_consensus": usage.saved_by_consensus,
+            "read_offline": usage.read_offline,
         }
     )
 

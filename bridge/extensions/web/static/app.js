@@ -193,6 +193,7 @@ async function showUsage() {
     $("usage-calls").textContent = usage.calls.toLocaleString();
     $("usage-reuse").textContent = usage.saved_by_reuse.toLocaleString();
     $("usage-consensus").textContent = usage.saved_by_consensus.toLocaleString();
+    $("usage-offline").textContent = usage.read_offline.toLocaleString();
   } catch (error) { say(error.message); }
 }
 
