@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -52,11 +52,29 @@ DROP_LOG_EVERY = 60.0
 STORE_RETRY_FIRST = 5.0  # seconds before trying an unreachable store again, doubling ...
 STORE_RETRY_MAX = 60.0  # ... up to this
 
+T = TypeVar("T")
+
 
 def _said(exc: Exception) -> str:
     """An exception as it may be logged: a driver's message with any URL cut short, and no SQL."""
     text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
     return redacted(text)[:300]
+
+
+def keep_trying(attempt: Callable[[], T], stopping: threading.Event, who: str) -> T | None:
+    """`attempt()` after `STORE_RETRY_FIRST` seconds, then less and less often (up to
+    `STORE_RETRY_MAX`), for as long as it raises HistoryError (the store cannot be opened yet): its
+    result, or None once `stopping` is set. The history writer and the web page both wait this way."""
+    delay = STORE_RETRY_FIRST
+    while not stopping.wait(delay):
+        try:
+            return attempt()
+        except HistoryError as exc:
+            delay = min(STORE_RETRY_MAX, 2 * delay)
+            log.warning(
+                "%s: still cannot open the history store: %s (next try in %g s)", who, _said(exc), delay
+            )
+    return None
 
 
 def visit_rules(settings: HistoryConfig) -> VisitRules:
@@ -245,19 +263,12 @@ class HistoryExtension(Extension):
 
     def _wait_for_store(self) -> bool:
         """Try the store again, less and less often, until it opens (True) or the bridge stops."""
-        delay = STORE_RETRY_FIRST
-        while self.store is None:
-            if self._stopping.wait(delay):
-                return False
-            try:
-                store = open_store(self.context.config)
-            except HistoryError as exc:
-                delay = min(STORE_RETRY_MAX, 2 * delay)
-                log.warning("history: still cannot open the store: %s (next try in %g s)", _said(exc), delay)
-                continue
-            self.store = store
-            log.info("history: the store is open; %d vehicle(s) waited for it", self._queue.qsize())
-            self._reload_watchlists()
+        store = keep_trying(lambda: open_store(self.context.config), self._stopping, "history")
+        if store is None:
+            return False
+        self.store = store
+        log.info("history: the store is open; %d vehicle(s) waited for it", self._queue.qsize())
+        self._reload_watchlists()
         return True
 
     def _discard_waiting(self) -> None:

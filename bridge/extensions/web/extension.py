@@ -78,22 +78,12 @@ class WebExtension(Extension):
         log.info("web page on %s", server.url)
 
     def _serve_when_open(self) -> None:
-        from bridge.extensions.history.extension import STORE_RETRY_FIRST, STORE_RETRY_MAX
-        from bridge.extensions.history.models import HistoryError
+        from bridge.extensions.history.extension import keep_trying
 
-        delay = STORE_RETRY_FIRST
-        while not self._stopping.wait(delay):
-            try:
-                self._serve()
-            except HistoryError as exc:
-                delay = min(STORE_RETRY_MAX, 2 * delay)
-                log.warning(
-                    "web: still cannot open the history store: %s (next try in %g s)", exc.message, delay
-                )
-                continue
-            except Exception:
-                log.exception("web: the page could not be started")
-            return
+        try:
+            keep_trying(self._serve, self._stopping, "web")
+        except Exception:
+            log.exception("web: the page could not be started")
 
     def _apply_lists(self, store: Any) -> None:
         # An edit made on the page flags the very next frame: the routes' lists are replaced here, as
