@@ -58,7 +58,7 @@ def pin_to_cpu(setting: str | int, *, offline_engine: bool) -> int | None:
     """
     if setting == "all" or not hasattr(os, "sched_setaffinity"):
         return None  # not Linux (macOS, Windows): the OS has no such call
-    allowed = sorted(os.sched_getaffinity(0))
+    allowed = allowed_cpus()
     if setting == "auto":
         if offline_engine or len(allowed) < 2:
             return None
