@@ -72,7 +72,7 @@ def keep_trying(attempt: Callable[[], T], stopping: threading.Event, who: str) -
         except HistoryError as exc:
             delay = min(STORE_RETRY_MAX, 2 * delay)
             log.warning(
-                "%s: still cannot open the history store: %s (next try in %g s)", who, _said(exc), delay
+                "%s: the history store is still not open: %s (next try in %g s)", who, _said(exc), delay
             )
     return None
 
